@@ -1,0 +1,224 @@
+"""Competition-format annotation / prediction JSON <-> :mod:`spine_kp.types` (SPEC section 3).
+
+Reading validates every field and names the record, study and point that are wrong::
+
+    record 12 (study 1.2.3): data[0].annotation[0] point 4 has no 'coord'
+
+Unknown identifications (e.g. "T11-T12") and grade labels outside the schema are kept out of the result
+with a warning (logged and stored on ``StudyRecord.warnings``). Extra fields are ignored. Reading then
+writing preserves everything the format defines: UIDs, version, annotator, point order, coordinates,
+zIndex, grade order ("v5,v2"), empty grades, both tag keys, scores and ``pixelSpacing``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from spine_kp.io.atomic import atomic_write_text
+from spine_kp.schema import Schema
+from spine_kp.types import ImageAnnotation, Point, StudyRecord
+
+log = logging.getLogger(__name__)
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation / prediction file; the message names the record and field."""
+
+
+def parse_grades(text: str) -> tuple[str, ...]:
+    """Split a grade string such as ``"v5, v2"`` into labels in file order; ``""`` gives ``()``."""
+    return tuple(g.strip() for g in text.split(",") if g.strip())
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _spacing(value: Any, where: str) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) and v > 0 for v in value)):
+        raise AnnotationError(f"{where}: 'pixelSpacing' must be [row_mm, col_mm] with positive numbers, got {value!r}")
+    return (float(value[0]), float(value[1]))
+
+
+def _parse_point(raw: Any, schema: Schema, where: str, warnings: list[str]) -> Point | None:
+    if not isinstance(raw, dict):
+        raise AnnotationError(f"{where} is not an object")
+    coord = raw.get("coord")
+    if coord is None:
+        raise AnnotationError(f"{where} has no 'coord'")
+    if not (isinstance(coord, (list, tuple)) and len(coord) == 2 and all(_number(c) for c in coord)):
+        raise AnnotationError(f"{where}: 'coord' must be [x, y] numbers, got {coord!r}")
+    tag = raw.get("tag")
+    if not isinstance(tag, dict):
+        raise AnnotationError(f"{where} has no 'tag' object")
+    ident = tag.get("identification")
+    if not isinstance(ident, str) or not ident:
+        raise AnnotationError(f"{where}: tag has no 'identification'")
+    z = raw.get("zIndex")
+    if z is not None and (not isinstance(z, int) or isinstance(z, bool)):
+        raise AnnotationError(f"{where}: 'zIndex' must be an integer, got {z!r}")
+    score = raw.get("score")
+    if score is not None and not (_number(score) and 0.0 <= score <= 1.0):
+        raise AnnotationError(f"{where}: 'score' must be a number in [0, 1], got {score!r}")
+    if not schema.has(ident):
+        warnings.append(f"{where}: unknown identification {ident!r} skipped")
+        return None
+    kind = schema.kind_of(ident)
+    raw_grade = tag.get(kind, "")
+    if raw_grade is None:
+        raw_grade = ""
+    if not isinstance(raw_grade, str):
+        raise AnnotationError(f"{where}: tag '{kind}' must be a string like 'v1' or 'v2,v5', got {raw_grade!r}")
+    known = set(schema.kind(kind).grades)
+    grades = []
+    for g in parse_grades(raw_grade):
+        if g in known:
+            grades.append(g)
+        else:
+            warnings.append(f"{where}: grade {g!r} of {ident} is not in the schema ({sorted(known)}), dropped")
+    other = tuple(
+        (k.name, str(tag[k.name])) for k in schema.kinds if k.name != kind and k.name in tag and tag[k.name] is not None
+    )
+    return Point(
+        identification=ident,
+        kind=kind,
+        coord=(coord[0], coord[1]),
+        grades=tuple(grades),
+        z_index=z,
+        score=None if score is None else float(score),
+        other_tags=other,
+    )
+
+
+def _parse_record(raw: Any, i: int, schema: Schema) -> StudyRecord:
+    if not isinstance(raw, dict):
+        raise AnnotationError(f"record {i} is not an object")
+    study = raw.get("studyUid")
+    if not isinstance(study, str) or not study:
+        raise AnnotationError(f"record {i}: missing 'studyUid'")
+    head = f"record {i} (study {study})"
+    data = raw.get("data")
+    if not isinstance(data, list):
+        raise AnnotationError(f"{head}: 'data' must be a list")
+    record_spacing = _spacing(raw.get("pixelSpacing"), head)
+    warnings: list[str] = []
+    images: list[ImageAnnotation] = []
+    for j, entry in enumerate(data):
+        where = f"{head}: data[{j}]"
+        if not isinstance(entry, dict):
+            raise AnnotationError(f"{where} is not an object")
+        for key in ("seriesUid", "instanceUid"):
+            if not isinstance(entry.get(key), str) or not entry.get(key):
+                raise AnnotationError(f"{where} has no '{key}'")
+        spacing = _spacing(entry.get("pixelSpacing"), where) or record_spacing
+        blocks = entry.get("annotation")
+        if not isinstance(blocks, list):
+            raise AnnotationError(f"{where}: 'annotation' must be a list")
+        points: list[Point] = []
+        layout: list[tuple[object, int]] = []
+        for b, block in enumerate(blocks):
+            bwhere = f"{where}.annotation[{b}]"
+            if not isinstance(block, dict):
+                raise AnnotationError(f"{bwhere} is not an object")
+            payload = block.get("data")
+            if not isinstance(payload, dict) or not isinstance(payload.get("point"), list):
+                raise AnnotationError(f"{bwhere}: 'data.point' must be a list")
+            before = len(points)
+            for k, rp in enumerate(payload["point"]):
+                p = _parse_point(rp, schema, f"{bwhere} point {k}", warnings)
+                if p is not None:
+                    points.append(p)
+            layout.append((block.get("annotator"), len(points) - before))
+        images.append(
+            ImageAnnotation(
+                series_uid=entry["seriesUid"],
+                instance_uid=entry["instanceUid"],
+                points=tuple(points),
+                annotator=layout[0][0] if layout else None,
+                pixel_spacing=spacing,
+                blocks=tuple(layout),
+            )
+        )
+    for w in warnings:
+        log.warning(w)
+    return StudyRecord(study_uid=study, images=tuple(images), version=raw.get("version"), warnings=tuple(warnings))
+
+
+def parse_records(obj: Any, schema: Schema, source: str = "<json>") -> list[StudyRecord]:
+    """Validate and convert the decoded JSON (a list of study records).
+
+    Raises:
+        AnnotationError: naming ``source``, the record index, the study and the field.
+    """
+    if not isinstance(obj, list):
+        raise AnnotationError(f"{source}: top level must be a list of study records, got {type(obj).__name__}")
+    records = []
+    for i, raw in enumerate(obj):
+        try:
+            records.append(_parse_record(raw, i, schema))
+        except AnnotationError as exc:
+            raise AnnotationError(f"{source}: {exc}") from None
+    return records
+
+
+def read_annotations(path: str | Path, schema: Schema) -> list[StudyRecord]:
+    """Read an annotation or prediction file (competition format, SPEC section 3)."""
+    p = Path(path)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except FileNotFoundError:
+        raise AnnotationError(f"{p}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    return parse_records(obj, schema, source=str(p))
+
+
+def _point_to_json(p: Point) -> dict[str, Any]:
+    tag: dict[str, Any] = {"identification": p.identification, p.kind: ",".join(p.grades)}
+    tag.update(dict(p.other_tags))
+    out: dict[str, Any] = {"coord": [p.coord[0], p.coord[1]]}
+    if p.z_index is not None:
+        out["zIndex"] = p.z_index
+    out["tag"] = tag
+    if p.score is not None:
+        out["score"] = p.score
+    return out
+
+
+def records_to_json(records: Iterable[StudyRecord]) -> list[dict[str, Any]]:
+    """Convert records to the competition JSON structure (the inverse of :func:`parse_records`)."""
+    result = []
+    for rec in records:
+        data: list[dict[str, Any]] = []
+        for im in rec.images:
+            layout = im.blocks if im.blocks is not None else ((im.annotator, len(im.points)),)
+            blocks, start = [], 0
+            for annotator, n in layout:
+                pts = [_point_to_json(p) for p in im.points[start : start + n]]
+                blocks.append({"annotator": annotator, "data": {"point": pts}})
+                start += n
+            entry: dict[str, Any] = {"seriesUid": im.series_uid, "instanceUid": im.instance_uid}
+            if im.pixel_spacing is not None:
+                entry["pixelSpacing"] = [im.pixel_spacing[0], im.pixel_spacing[1]]
+            entry["annotation"] = blocks
+            data.append(entry)
+        rec_json: dict[str, Any] = {"studyUid": rec.study_uid}
+        if rec.version is not None:
+            rec_json["version"] = rec.version
+        rec_json["data"] = data
+        result.append(rec_json)
+    return result
+
+
+def write_annotations(path: str | Path, records: Iterable[StudyRecord], indent: int | None = None) -> Path:
+    """Write records as competition JSON, atomically (temporary file + rename)."""
+    text = json.dumps(records_to_json(records), indent=indent, ensure_ascii=False)
+    return atomic_write_text(path, text + "\n")
