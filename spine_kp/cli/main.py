@@ -39,11 +39,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if not args.command:
         parser.print_help()
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
+    # Commands that take config overrides (--model.backbone x) receive the unparsed rest; others reject it.
+    if getattr(module, "ACCEPTS_OVERRIDES", False):
+        args.overrides = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:

@@ -76,7 +76,7 @@ class LocalizationStats:
 
 def summarize(errors: np.ndarray, radius: float, name: str) -> LocalizationStats:
     """Summarize errors (N,) in mm (NaN = never predicted) of one group."""
-    found = errors[~np.isnan(errors)]
+    found = np.sort(errors[~np.isnan(errors)])  # sorted: the mean is then independent of the input order
     n = int(errors.size)
     has = found.size > 0
     return LocalizationStats(

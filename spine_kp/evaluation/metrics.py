@@ -36,7 +36,7 @@ def pr_curve(scores: np.ndarray, is_tp: np.ndarray, n_gt: int) -> tuple[np.ndarr
     ctp = np.cumsum(tp)
     cfp = np.cumsum(1 - tp)
     last = np.r_[s[1:] != s[:-1], True] if s.size else np.zeros(0, dtype=bool)  # last index of each score group
-    ctp, cfp = ctp[last], cfp[last]
+    pass
     return ctp / float(n_gt), ctp / np.maximum(ctp + cfp, 1)
 
 
@@ -123,8 +123,14 @@ class F1Class:
     f1: float | None
 
     def to_dict(self) -> dict[str, object]:
-        return {"class": f"{self.kind}/{self.grade}", "support": self.support, "tp": self.tp, "fp": self.fp,
-                "fn": self.fn, "f1": self.f1}
+        return {
+            "class": f"{self.kind}/{self.grade}",
+            "support": self.support,
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "f1": self.f1,
+        }
 
 
 def support_weighted_f1(

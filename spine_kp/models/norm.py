@@ -7,12 +7,20 @@ batch size 1 and 64. ``convert_bn_to_gn`` turns any timm/torchvision backbone in
 from __future__ import annotations
 
 import torch
+from timm.layers import GroupNormAct
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-_BN_TYPES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+# Frozen BatchNorms (torchvision / timm) are not _BatchNorm subclasses; they are matched by class name.
+_FROZEN_BN_NAMES = frozenset({"FrozenBatchNorm2d", "FrozenBatchNormAct2d"})
 
 
-def num_groups(channels: int, preferred: int = 32, min_channels_per_group: int = 4) -> int:
+def is_batchnorm(module: nn.Module) -> bool:
+    """True for any BatchNorm flavour: torch BatchNorm1d/2d/3d, SyncBatchNorm, timm BatchNormAct2d, frozen BN."""
+    return isinstance(module, _BatchNorm) or type(module).__name__ in _FROZEN_BN_NAMES
+
+
+def num_groups(channels: int, preferred: int = 32, min_channels_per_group: int = 2) -> int:
     """Largest divisor of ``channels`` that is at most ``preferred`` and leaves >= ``min_channels_per_group``.
 
     Args:
@@ -52,10 +60,10 @@ def convert_bn_to_gn(module: nn.Module, preferred_groups: int = 32) -> nn.Module
     Returns:
         The converted module.
     """
-    if isinstance(module, _BN_TYPES):
+    if is_batchnorm(module):
         return _bn_to_gn(module, preferred_groups)
     for name, child in list(module.named_children()):
-        if isinstance(child, _BN_TYPES):
+        if is_batchnorm(child):
             setattr(module, name, _bn_to_gn(child, preferred_groups))
         else:
             convert_bn_to_gn(child, preferred_groups)
@@ -63,22 +71,31 @@ def convert_bn_to_gn(module: nn.Module, preferred_groups: int = 32) -> nn.Module
 
 
 def _bn_to_gn(bn: nn.Module, preferred_groups: int) -> nn.GroupNorm:
-    channels = int(bn.num_features)  # type: ignore[arg-type]
-    affine = bool(getattr(bn, "affine", True))
-    gn = group_norm(channels, preferred_groups, eps=float(bn.eps), affine=affine)  # type: ignore[arg-type]
-    if affine and getattr(bn, "weight", None) is not None:
+    weight = getattr(bn, "weight", None)
+    bias = getattr(bn, "bias", None)
+    channels = int(getattr(bn, "num_features", 0) or (weight.shape[0] if weight is not None else 0))
+    affine = weight is not None
+    groups = num_groups(channels, preferred_groups)
+    eps = float(getattr(bn, "eps", 1e-5))
+    gn: nn.GroupNorm
+    if hasattr(bn, "act"):
+        # timm's BatchNormAct2d fuses norm + drop + activation: keep its activation, or the net silently loses it.
+        gn = GroupNormAct(channels, num_groups=groups, eps=eps, affine=affine, apply_act=False)
+        gn.act = bn.act
+        gn.drop = getattr(bn, "drop", nn.Identity())
+    else:
+        gn = nn.GroupNorm(groups, channels, eps=eps, affine=affine)
+    if affine:
         with torch.no_grad():
-            gn.weight.copy_(bn.weight.detach())  # type: ignore[union-attr]
-            gn.bias.copy_(bn.bias.detach())  # type: ignore[union-attr]
-    ref = getattr(bn, "weight", None)
-    if ref is not None:
-        gn.to(device=ref.device, dtype=ref.dtype)
+            gn.weight.copy_(weight.detach())  # type: ignore[union-attr]
+            gn.bias.copy_(bias.detach())  # type: ignore[union-attr]
+        gn.to(device=weight.device, dtype=weight.dtype)  # type: ignore[union-attr]
     return gn
 
 
 def has_batchnorm(module: nn.Module) -> bool:
     """True when any submodule is a BatchNorm (tests and ``create_model`` use this as a guard)."""
-    return any(isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)) for m in module.modules())
+    return any(is_batchnorm(m) for m in module.modules())
 
 
-__all__ = ["convert_bn_to_gn", "group_norm", "has_batchnorm", "num_groups"]
+__all__ = ["convert_bn_to_gn", "group_norm", "has_batchnorm", "is_batchnorm", "num_groups"]

@@ -1,0 +1,41 @@
+"""``spine-kp train``: train a model from a config, with dotted overrides (``--model.backbone efficientnet_b0``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+ACCEPTS_OVERRIDES = True
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="default", help="YAML file or packaged config name (default, demo_cpu, ...)")
+    p.add_argument("--data", required=True, help="data root holding the DICOM studies")
+    p.add_argument("--annotations", required=True, help="competition-format annotations.json")
+    p.add_argument("--out", required=True, help="run directory (checkpoints/, logs/, config.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
+    p.add_argument("--fold", type=int, default=None, help="k-fold split index (data.num_folds folds)")
+    p.add_argument("--fast-dev-run", action="store_true", help="one train and one val batch, no checkpoints")
+    p.epilog = "Any config key can be overridden: --model.backbone efficientnet_b0 --trainer.max_epochs 5"
+
+
+def run(args: argparse.Namespace) -> int:
+    from spine_kp.config import ConfigError, parse_override_args
+    from spine_kp.engine.config import load_experiment
+    from spine_kp.engine.train import train
+
+    try:
+        overrides = parse_override_args(list(getattr(args, "overrides", []) or []))
+        overrides["data.root"] = args.data
+        overrides["data.annotations"] = args.annotations
+        if args.fold is not None:
+            overrides["data.fold"] = str(args.fold)
+        cfg = load_experiment(args.config, overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = train(cfg, args.out, resume=args.resume, fast_dev_run=args.fast_dev_run)
+    print(f"run directory: {result.run_dir}")
+    print(f"best checkpoint: {result.best_checkpoint} ({cfg.trainer.monitor} = {result.best_score})")
+    print(f"last checkpoint: {result.last_checkpoint}")
+    return 0

@@ -1,0 +1,167 @@
+"""Level-order decoding: choose one heatmap peak per landmark so the spine reads in anatomical order.
+
+Per-channel argmax decodes every landmark alone, so a strong response of L5 in the L4 channel, or two
+channels locking onto the same disc, is never noticed. Here each channel offers its top ``M`` peak
+candidates and a chain dynamic programme (Viterbi over the landmarks in schema order, which is cranio-caudal)
+picks one candidate per channel minimising::
+
+    sum_k  -w_peak * log(score_k)                                   (unary: trust strong peaks)
+  + sum_k  w_step * ((|d_k| - s) / (tol * s))^2                     (consecutive steps of plausible length)
+  + sum_k  w_order * relu(margin * s - <d_k, a>) / s                (each step goes caudally along the axis)
+
+with d_k the vector from landmark k to k+1, ``s`` the expected step (median of the steps between the
+channels' best peaks, which is robust to a few wrong channels) and ``a`` the cranio-caudal axis (principal
+direction of the best peaks, oriented from the first to the last channel). Vertebrae and discs alternate in
+the default schema, so one step is half a motion segment.
+
+Frames: candidates are (x, y) in any pixel frame with square-enough pixels (the input frame of the network).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spine_kp.codec.heatmap import HeatmapCodec, cells_to_pixels
+
+
+@dataclass(frozen=True)
+class LevelOrderConfig:
+    """Weights of the level-order cost; defaults are tuned on phantom studies (see scripts/bench_level_order.py)."""
+
+    enabled: bool = True
+    top_k: int = 5
+    w_peak: float = 1.0
+    w_step: float = 1.0
+    step_tolerance: float = 0.4
+    w_order: float = 20.0
+    order_margin: float = 0.3
+    min_score: float = 1e-4
+
+
+def _axis_and_step(xy: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Cranio-caudal unit axis and median step length from the best peak of each channel.
+
+    Args:
+        xy: (K, 2) best candidate per channel.
+        weights: (K,) their scores.
+    """
+    k = len(xy)
+    centre = np.average(xy, axis=0, weights=weights + 1e-6)
+    cov = np.cov((xy - centre).T, aweights=weights + 1e-6) if k > 2 else np.eye(2)
+    eigval, eigvec = np.linalg.eigh(np.atleast_2d(cov))
+    axis = eigvec[:, int(np.argmax(eigval))]
+    # Orient from the first channels towards the last ones (schema order is cranio-caudal).
+    half = max(1, k // 2)
+    if float(np.dot(xy[half:].mean(0) - xy[:half].mean(0), axis)) < 0:
+        axis = -axis
+    steps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+    step = float(np.median(steps)) if len(steps) else 1.0
+    return axis, max(step, 1e-3)
+
+
+def decode_level_order(
+    cand_xy: np.ndarray, cand_scores: np.ndarray, cfg: LevelOrderConfig | None = None
+) -> np.ndarray:
+    """Choose one candidate per landmark by dynamic programming.
+
+    Args:
+        cand_xy: (K, M, 2) candidate positions per landmark (schema order), best-first per channel.
+        cand_scores: (K, M) candidate peak values in [0, 1]; pad missing candidates with 0.
+
+    Returns:
+        (K,) int index of the chosen candidate per landmark.
+    """
+    cfg = cfg or LevelOrderConfig()
+    cand_xy = np.asarray(cand_xy, dtype=np.float64)
+    cand_scores = np.asarray(cand_scores, dtype=np.float64)
+    num_k, num_m = cand_scores.shape
+    if num_k == 0:
+        return np.zeros(0, dtype=np.int64)
+    best = np.argmax(cand_scores, axis=1)
+    if num_k == 1:
+        return best.astype(np.int64)
+    axis, step = _axis_and_step(cand_xy[np.arange(num_k), best], cand_scores[np.arange(num_k), best])
+
+    unary = -cfg.w_peak * np.log(np.clip(cand_scores, cfg.min_score, None))  # (K, M)
+    cost = unary[0].copy()  # (M,)
+    back = np.zeros((num_k, num_m), dtype=np.int64)
+    for k in range(1, num_k):
+        d = cand_xy[k][None, :, :] - cand_xy[k - 1][:, None, :]  # (M_prev, M_cur, 2)
+        length = np.linalg.norm(d, axis=-1)
+        along = d @ axis
+        pair = cfg.w_step * ((length - step) / (cfg.step_tolerance * step)) ** 2
+        pair += cfg.w_order * np.maximum(cfg.order_margin * step - along, 0.0) / step
+        total = cost[:, None] + pair  # (M_prev, M_cur)
+        back[k] = np.argmin(total, axis=0)
+        cost = total[back[k], np.arange(num_m)] + unary[k]
+    choice = np.zeros(num_k, dtype=np.int64)
+    choice[-1] = int(np.argmin(cost))
+    for k in range(num_k - 1, 0, -1):
+        choice[k - 1] = back[k, choice[k]]
+    return choice
+
+
+def order_violations(xy: np.ndarray) -> int:
+    """Number of consecutive landmark pairs whose step does not go caudally along the spine axis.
+
+    Args:
+        xy: (K, 2) decoded positions in schema order.
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    if len(xy) < 2:
+        return 0
+    axis, _ = _axis_and_step(xy, np.ones(len(xy)))
+    return int(np.sum(np.diff(xy, axis=0) @ axis <= 0))
+
+
+def heatmap_candidates(heatmaps: torch.Tensor, codec: HeatmapCodec, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``top_k`` local maxima of every heatmap, refined to sub-pixel positions by the codec.
+
+    Args:
+        heatmaps: (B, K, h, w).
+        codec: gives the stride and the sub-cell refinement (same as its ``decode``).
+        top_k: candidates per map (M); maps with fewer local maxima repeat their best one with score 0.
+
+    Returns:
+        ``(xy (B, K, M, 2) input pixels, scores (B, K, M) peak values)``, best first.
+    """
+    hm = heatmaps.detach().float()
+    b, k, h, w = hm.shape
+    m = max(1, min(top_k, h * w))
+    pooled = F.max_pool2d(hm, kernel_size=3, stride=1, padding=1)
+    peaks = torch.where(hm >= pooled, hm, torch.full_like(hm, -1.0))  # non-maximum suppression
+    scores, flat = peaks.reshape(b, k, -1).topk(m, dim=-1)  # (B, K, M)
+    real = scores > -1.0
+    first = flat[..., :1].expand_as(flat)
+    flat = torch.where(real, flat, first)
+    scores = torch.where(real, scores, torch.zeros_like(scores))
+    uv = torch.stack([flat % w, torch.div(flat, w, rounding_mode="floor")], dim=-1).to(hm.dtype)  # (B, K, M, 2)
+    maps = hm[:, :, None].expand(b, k, m, h, w).reshape(-1, h, w)
+    refined = codec.refine_cells(maps, uv.reshape(-1, 2)).reshape(b, k, m, 2)
+    return cells_to_pixels(refined, codec.stride), scores
+
+
+def decode_batch(
+    heatmaps: torch.Tensor, codec: HeatmapCodec, cfg: LevelOrderConfig | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode landmarks with level-order DP (or plain per-channel decoding when ``cfg.enabled`` is False).
+
+    Args:
+        heatmaps: (B, K, h, w), channels in schema (cranio-caudal) order.
+
+    Returns:
+        ``(coords (B, K, 2) input pixels, scores (B, K) peak values)`` on the heatmaps' device.
+    """
+    cfg = cfg or LevelOrderConfig()
+    if not cfg.enabled or heatmaps.shape[1] < 2:
+        return codec.decode(heatmaps)
+    xy, scores = heatmap_candidates(heatmaps, codec, cfg.top_k)
+    xy_np, sc_np = xy.cpu().numpy(), scores.cpu().numpy()
+    choice = np.stack([decode_level_order(xy_np[i], sc_np[i], cfg) for i in range(len(xy_np))])  # (B, K)
+    idx = torch.from_numpy(choice).to(xy.device)
+    coords = xy.gather(2, idx[:, :, None, None].expand(-1, -1, 1, 2))[:, :, 0]
+    return coords, scores.gather(2, idx[:, :, None])[:, :, 0]

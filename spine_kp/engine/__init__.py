@@ -1,0 +1,1 @@
+"""The training recipe under PyTorch Lightning: config, losses, LightningModule, callbacks."""

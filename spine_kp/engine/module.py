@@ -1,0 +1,213 @@
+"""The LightningModule: the training recipe (losses, optimisation, validation by the real predictor + evaluator).
+
+The architecture comes from the registry (:func:`spine_kp.models.net.create_model`) and the whole experiment
+config, the schema and the training label statistics are saved as hyper-parameters, so a checkpoint alone
+rebuilds the model for prediction (``LandmarkModule.load_from_checkpoint(path)``).
+
+Shapes: B batch, C channels, H x W input, K landmarks, h x w heatmaps, K_kind landmarks of a kind, G grades.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from spine_kp.codec.heatmap import HeatmapCodec
+from spine_kp.config import from_dict
+from spine_kp.data.labels import LabelStats
+from spine_kp.engine.config import ExperimentConfig
+from spine_kp.engine.losses import heatmap_loss, multi_label_loss, single_label_loss
+from spine_kp.evaluation.evaluate import evaluate_records
+from spine_kp.models.net import create_model
+from spine_kp.predict.infer import TrainedLabels, infer_batch
+from spine_kp.predict.records import landmarks_to_record
+from spine_kp.schema import Schema
+from spine_kp.types import StudyRecord
+
+
+def build_codec(cfg: ExperimentConfig) -> HeatmapCodec:
+    """The heatmap codec of an experiment (input size from ``data``, stride/sigma from ``codec``)."""
+    return HeatmapCodec(
+        tuple(cfg.data.input_size), stride=cfg.codec.stride, sigma=cfg.codec.sigma, refine=cfg.codec.refine
+    )
+
+
+def trained_labels(schema: Schema, stats: LabelStats | None) -> TrainedLabels:
+    if stats is None:
+        return TrainedLabels.all(schema)
+    return TrainedLabels(stats.landmark_mask(), {k.name: stats.grade_mask(k.name) for k in schema.kinds})
+
+
+class LandmarkModule(pl.LightningModule):
+    """Heatmap landmark localisation + grading.
+
+    Args:
+        config: plain-data :class:`ExperimentConfig` (as from ``experiment_to_dict``).
+        schema: plain-data schema (``Schema.to_dict()``).
+        label_stats: plain-data :class:`LabelStats` of the training split (untrained landmarks/grades, weights).
+    """
+
+    def __init__(self, config: dict[str, Any], schema: dict[str, Any], label_stats: dict[str, Any] | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = from_dict(ExperimentConfig, config, source="checkpoint config")
+        self.schema = Schema.from_dict(schema)
+        self.model = create_model(self.cfg.model, self.schema)
+        self.codec = build_codec(self.cfg)
+        self.stats = LabelStats.from_dict(label_stats, self.schema) if label_stats else None
+        self.trained = trained_labels(self.schema, self.stats)
+        for kind in self.schema.kinds:
+            mask = torch.as_tensor(self.trained.grades[kind.name], dtype=torch.float32)
+            if self.stats is not None and self.cfg.loss.class_weights:
+                weight = torch.as_tensor(
+                    self.stats.pos_weight(kind.name) if kind.multi_label else self.stats.class_weights(kind.name),
+                    dtype=torch.float32,
+                )
+            else:
+                weight = torch.ones(len(kind.grades))
+            self.register_buffer(f"grade_weight_{kind.name}", weight * (mask if not kind.multi_label else 1.0))
+            self.register_buffer(f"grade_mask_{kind.name}", mask)
+        self.register_buffer("landmark_mask", torch.as_tensor(self.trained.landmarks, dtype=torch.float32))
+        self._val_records: list[StudyRecord] = []
+
+    # ------------------------------------------------------------------ forward / losses
+    def forward(self, images: Tensor, points: Tensor | None = None) -> dict[str, Any]:
+        return self.model(images, points)
+
+    def _heatmap_targets(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """(B, K, h, w) Gaussian targets and (B, K) weights (missing or untrained landmarks weigh 0)."""
+        kps = batch["keypoints"].detach().cpu().numpy()
+        vis = batch["visible"].detach().cpu().numpy()
+        maps, weights = zip(*(self.codec.encode(kps[i], vis[i]) for i in range(len(kps))))
+        target = torch.from_numpy(np.stack(maps)).to(self.device)
+        weight = torch.from_numpy(np.stack(weights)).to(self.device) * self.landmark_mask
+        return target, weight
+
+    def compute_losses(self, batch: dict[str, Any], out: dict[str, Any]) -> dict[str, Tensor]:
+        lc = self.cfg.loss
+        target, weight = self._heatmap_targets(batch)
+        losses = {"heatmap": heatmap_loss(out["heatmaps"], target, weight, lc.heatmap)}
+        aux = out.get("aux_heatmaps") or []
+        if aux:
+            losses["deep_supervision"] = sum(heatmap_loss(a, target, weight, lc.heatmap) for a in aux) / len(aux)
+        grade_terms = []
+        for kind in self.schema.kinds:
+            logits = out["grade_logits"][kind.name]
+            tgt, mask = batch["grades"][kind.name], batch["grade_mask"][kind.name]
+            if kind.multi_label:
+                grade_terms.append(
+                    multi_label_loss(
+                        logits,
+                        tgt,
+                        mask,
+                        pos_weight=getattr(self, f"grade_weight_{kind.name}"),
+                        grade_mask=getattr(self, f"grade_mask_{kind.name}"),
+                        focal_gamma=lc.grade_focal_gamma,
+                    )
+                )
+            else:
+                grade_terms.append(single_label_loss(logits, tgt, mask, getattr(self, f"grade_weight_{kind.name}")))
+        losses["grade"] = sum(grade_terms) / max(1, len(grade_terms))
+        losses["total"] = (
+            lc.heatmap_weight * losses["heatmap"]
+            + lc.deep_supervision_weight * losses.get("deep_supervision", 0.0)
+            + lc.grade_weight * losses["grade"]
+        )
+        return losses
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        points = batch["keypoints"] if self.cfg.loss.grade_on_gt_points else None
+        losses = self.compute_losses(batch, self.model(batch["image"], points))
+        bs = batch["image"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, prog_bar=name == "total", batch_size=bs, on_step=True, on_epoch=True)
+        return losses["total"]
+
+    # ------------------------------------------------------------------ validation = predictor + evaluator
+    def on_validation_epoch_start(self) -> None:
+        self._val_records = []
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        images = batch["image"]
+        losses = self.compute_losses(batch, self.model(images, batch["keypoints"]))
+        self.log("val/loss", losses["total"], batch_size=images.shape[0], sync_dist=True)
+        pred = infer_batch(self.model, images, self.codec, self.schema, self.trained, self.cfg.decode)
+        for i, geom in enumerate(batch["geometry"]):
+            self._val_records.append(
+                landmarks_to_record(
+                    geom.to_original(pred.coords[i]),
+                    pred.peaks[i],
+                    {k: v[i] for k, v in pred.grade_probs.items()},
+                    self.schema,
+                    self.trained,
+                    study_uid=batch["study_uid"][i],
+                    series_uid="",
+                    instance_uid=batch["instance_uid"][i],
+                    z_index=None,
+                    spacing=geom.spacing,
+                )
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        records = self._val_records
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[list[StudyRecord]] = [[] for _ in range(torch.distributed.get_world_size())]
+            torch.distributed.all_gather_object(gathered, records)
+            records = [r for part in gathered for r in part]
+        datamodule = getattr(self.trainer, "datamodule", None)
+        gt = list(getattr(datamodule, "val_records", None) or [])
+        if not records or not gt:
+            return
+        seen = {r.study_uid for r in records}
+        spacing = {r.study_uid: r.primary.pixel_spacing for r in records}
+        gt = [_with_spacing(r, spacing[r.study_uid]) for r in gt if r.study_uid in seen]
+        result = evaluate_records(gt, records, self.schema, radius=8.0)
+        overall = result.localization.overall
+        metrics = {
+            "val/mAP": result.map if result.map is not None else 0.0,
+            "val/median_mm": _finite(overall.median),
+            "val/p95_mm": _finite(overall.p95),
+            "val/within_8mm": overall.within_radius if overall.within_radius is not None else 0.0,
+        }
+        self.log_dict(metrics, prog_bar=True, sync_dist=False)
+        self._val_records = []
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        oc = self.cfg.optim
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": oc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=oc.lr
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = min(total - 1, int(round(oc.warmup_epochs * total / epochs)))
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            t = (step - warmup) / max(1, total - warmup)
+            return oc.min_lr_ratio + (1 - oc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _finite(value: float | None) -> float:
+    return float(value) if value is not None and np.isfinite(value) else float("inf")
+
+
+def _with_spacing(record: StudyRecord, spacing: tuple[float, float] | None) -> StudyRecord:
+    """Give every image of a ground-truth record a pixel spacing (the loaded image's one if the JSON has none)."""
+    images = tuple(im if im.pixel_spacing else dataclasses.replace(im, pixel_spacing=spacing) for im in record.images)
+    return dataclasses.replace(record, images=images)

@@ -1,0 +1,156 @@
+"""Build the Lightning Trainer (callbacks, loggers, devices) and run a training job.
+
+Run directory layout::
+
+    RUN_DIR/config.yaml            the resolved experiment config
+    RUN_DIR/checkpoints/best.ckpt  best by ``trainer.monitor`` (self-contained: predict needs only it)
+    RUN_DIR/checkpoints/last.ckpt  always the latest epoch (``--resume`` continues from it)
+    RUN_DIR/logs/                  TensorBoard and CSV logs
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import yaml
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from spine_kp.data.datamodule import SpineDataModule
+from spine_kp.data.labels import label_stats
+from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
+from spine_kp.engine.module import LandmarkModule
+from spine_kp.io.atomic import atomic_write_text
+from spine_kp.schema import load_schema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a training run left its checkpoints, and the best monitored value."""
+
+    run_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    best_score: float | None
+    epochs: int
+
+
+def build_trainer(
+    cfg: ExperimentConfig, run_dir: Path, fast_dev_run: bool | int = False, callbacks: list[Any] | None = None
+) -> pl.Trainer:
+    """A Trainer configured from ``cfg.trainer`` (accelerator/devices/strategy/precision all from config)."""
+    tc = cfg.trainer
+    ckpt_dir = run_dir / "checkpoints"
+    cbs: list[Any] = [
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor=tc.monitor,
+            mode=tc.monitor_mode,
+            save_last=True,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if tc.early_stopping_patience > 0:
+        cbs.append(EarlyStopping(monitor=tc.monitor, mode=tc.monitor_mode, patience=tc.early_stopping_patience))
+    if tc.progress_bar:
+        cbs.append(TQDMProgressBar(refresh_rate=max(1, tc.log_every_n_steps // 2)))
+    cbs.extend(callbacks or [])
+    loggers = [
+        TensorBoardLogger(save_dir=str(run_dir), name="logs", version="tensorboard", default_hp_metric=False),
+        CSVLogger(save_dir=str(run_dir), name="logs", version="csv"),
+    ]
+    optional = {}
+    if tc.limit_train_batches is not None:
+        optional["limit_train_batches"] = tc.limit_train_batches
+    if tc.limit_val_batches is not None:
+        optional["limit_val_batches"] = tc.limit_val_batches
+    return pl.Trainer(
+        default_root_dir=str(run_dir),
+        max_epochs=tc.max_epochs,
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        num_nodes=tc.num_nodes,
+        strategy=tc.strategy,
+        precision=tc.precision,
+        check_val_every_n_epoch=tc.check_val_every_n_epoch,
+        log_every_n_steps=tc.log_every_n_steps,
+        gradient_clip_val=cfg.optim.grad_clip or None,
+        accumulate_grad_batches=tc.accumulate_grad_batches,
+        deterministic=cfg.deterministic,
+        benchmark=tc.benchmark,
+        callbacks=cbs,
+        logger=loggers,
+        enable_progress_bar=tc.progress_bar,
+        enable_model_summary=False,
+        fast_dev_run=fast_dev_run,
+        **optional,
+    )
+
+
+def train(
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    fast_dev_run: bool | int = False,
+    callbacks: list[Any] | None = None,
+) -> TrainResult:
+    """Train a model; ``cfg.data`` names the data root and annotations.
+
+    Args:
+        cfg: the experiment.
+        run_dir: output folder (created).
+        resume: continue from ``run_dir/checkpoints/last.ckpt`` (epoch, optimizer and scheduler state).
+        fast_dev_run: Lightning's smoke test (one batch of train and val, no checkpoints).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = None
+    if resume:
+        if not last.exists():
+            raise FileNotFoundError(f"--resume: {last} does not exist (nothing to continue)")
+        ckpt_path = str(last)
+        stored = LandmarkModule.load_checkpoint_config(last)
+        if stored != experiment_to_dict(cfg):
+            log.warning("resuming %s with a config that differs from the checkpoint's; using the new one", last)
+    schema = load_schema(cfg.schema)
+    datamodule = SpineDataModule(cfg.data, schema=schema)
+    datamodule.setup("fit")
+    stats = label_stats(datamodule.train_records, schema)
+    if stats.untrained_landmarks or stats.untrained_grades:
+        log.warning(
+            "never in the training annotations, so not trained and never predicted: landmarks %s, grades %s",
+            list(stats.untrained_landmarks),
+            [f"{k}/{g}" for k, g in stats.untrained_grades],
+        )
+    config = experiment_to_dict(cfg)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    module = LandmarkModule(config, schema.to_dict(), stats.to_dict())
+    trainer = build_trainer(cfg, run_dir, fast_dev_run=fast_dev_run, callbacks=callbacks)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    ckpt_cb = trainer.checkpoint_callback
+    best = Path(ckpt_cb.best_model_path) if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    score = ckpt_cb.best_model_score if ckpt_cb is not None else None
+    return TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=best,
+        last_checkpoint=last if last.exists() else None,
+        best_score=float(score) if score is not None else None,
+        epochs=trainer.current_epoch,
+    )
+
+
+def replace_data_paths(cfg: ExperimentConfig, root: str | Path, annotations: str | Path) -> ExperimentConfig:
+    """The same experiment on another data root / annotation file."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(root), annotations=str(annotations)))

@@ -1,0 +1,186 @@
+"""Human-readable output of an :class:`EvaluationResult`: text/markdown tables, JSON, PR-curve and error plots.
+
+matplotlib is imported only when plotting, and through its object API (``Figure``), so no global backend state
+is touched. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from spine_kp.evaluation.evaluate import EvaluationResult
+from spine_kp.io.atomic import atomic_output, atomic_write_text
+
+UNDEFINED = "-"
+MAX_LISTED = 20  # studies named in the tables before "... and N more"
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return UNDEFINED if v is None else f"{v:.{digits}f}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows])
+
+
+def _studies(label: str, uids: Sequence[str]) -> str:
+    shown = ", ".join(uids[:MAX_LISTED])
+    more = f" ... and {len(uids) - MAX_LISTED} more" if len(uids) > MAX_LISTED else ""
+    return f"{label} ({len(uids)}): {shown}{more}"
+
+
+def format_result(result: EvaluationResult, markdown: bool = False) -> str:
+    """The per-class table, mAP, F1 at 6 mm and the localization table as text (or markdown)."""
+    r = result
+    cls_rows = [
+        [
+            c.name,
+            str(c.n_gt),
+            str(c.tp),
+            str(c.fp),
+            str(c.fn),
+            str(c.ignored),
+            _num(c.precision),
+            _num(c.recall),
+            _num(c.ap),
+        ]
+        for c in r.classes
+    ]
+    loc = r.localization
+    loc_rows = [
+        [
+            s.identification,
+            str(s.count),
+            str(s.never_predicted),
+            _num(s.mean, 2),
+            _num(s.median, 2),
+            _num(s.p95, 2),
+            _num(s.within_radius),
+        ]
+        for s in (*loc.per_identification, loc.overall)
+    ]
+    head = "## " if markdown else ""
+    out = [
+        f"{head}Grading (r = {r.radius:g} mm, {'same identification only' if r.match_level else 'any identification'},"
+        f" {r.n_studies} studies)",
+        "",
+        _table(["class", "GT", "TP", "FP", "FN", "ignored", "precision", "recall", "AP"], cls_rows, markdown),
+        "",
+        f"mAP over {len(r.defined_classes)} classes with ground truth: {_num(r.map, 4)}"
+        + (f" (undefined, left out: {', '.join(r.undefined_classes)})" if r.undefined_classes else ""),
+        f"support-weighted F1 at {r.f1_radius:g} mm, one prediction per landmark (competition): {_num(r.f1_6mm, 4)}",
+        "",
+        f"{head}Localization (best-scored prediction of the same identification)",
+        "",
+        _table(
+            ["identification", "n", "never predicted", "mean mm", "median mm", "p95 mm", f"<= {r.radius:g} mm"],
+            loc_rows,
+            markdown,
+        ),
+    ]
+    if r.missing_studies:
+        out += ["", _studies("studies without predictions (all ground truth counted FN)", r.missing_studies)]
+    if r.unknown_studies:
+        out += ["", _studies("predicted studies not in the ground truth (ignored)", r.unknown_studies)]
+    out += ["", f"{UNDEFINED} = undefined (zero denominator, or no ground truth for AP)"]
+    return "\n".join(out) + "\n"
+
+
+def to_json(result: EvaluationResult) -> str:
+    """``result.to_dict()`` as JSON text (undefined values are null)."""
+    return json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def _save(fig: object, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)  # type: ignore[attr-defined]
+
+
+def plot_pr_curves(result: EvaluationResult, path: str | Path) -> Path:
+    """One panel per class: raw operating points and the interpolated precision envelope AP integrates."""
+    from matplotlib.figure import Figure
+
+    n = len(result.classes)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.2 * cols, 3.0 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, c in zip(axes, result.classes):
+        ax.set_title(f"{c.name}  AP {_num(c.ap)}", fontsize=9)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("recall", fontsize=8)
+        ax.set_ylabel("precision", fontsize=8)
+        ax.tick_params(labelsize=7)
+        recall, precision = result.curves.get(c.name, (np.zeros(0), np.zeros(0)))
+        if not c.defined:
+            ax.text(0.5, 0.5, "no ground truth\n(undefined)", ha="center", va="center", fontsize=8)
+        elif recall.size == 0:
+            ax.text(0.5, 0.5, f"no counted predictions\n({c.n_gt} ground truth)", ha="center", va="center", fontsize=8)
+        else:
+            envelope = np.maximum.accumulate(precision[::-1])[::-1]
+            ax.step(np.r_[0.0, recall], np.r_[envelope[0], envelope], where="post", label="interpolated")
+            ax.plot(recall, precision, ".", ms=3, alpha=0.6, label="operating points")
+            ax.legend(fontsize=6, loc="lower left")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    _save(fig, Path(path))
+    return Path(path)
+
+
+def plot_errors(result: EvaluationResult, path: str | Path) -> Path:
+    """Histogram of all localization errors and a box plot per identification (radius as a dashed line)."""
+    from matplotlib.figure import Figure
+
+    names = [n for n, e in result.errors.items() if np.isfinite(e).any()]
+    found = [result.errors[n][np.isfinite(result.errors[n])] for n in names]
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_h, ax_b = fig.subplots(1, 2, width_ratios=[1, 1.6])
+    r = result.radius
+    if found:
+        all_e = np.concatenate(found)
+        ax_h.hist(all_e, bins=min(50, max(5, all_e.size // 5)), color="tab:blue")
+        ax_b.boxplot(found, showfliers=True)
+        ax_b.set_xticks(range(1, len(names) + 1), names)  # not boxplot(labels=...): renamed in matplotlib 3.9
+    else:
+        ax_h.text(0.5, 0.5, "no landmark predicted", ha="center", va="center", transform=ax_h.transAxes)
+    never = result.localization.overall.never_predicted
+    ax_h.axvline(r, color="tab:red", ls="--", label=f"r = {r:g} mm")
+    ax_h.set_title(f"localization error, all landmarks ({never} never predicted)", fontsize=9)
+    ax_h.set_xlabel("error (mm)")
+    ax_h.set_ylabel("landmarks")
+    ax_h.legend(fontsize=8)
+    ax_b.axhline(r, color="tab:red", ls="--")
+    ax_b.set_title("error per identification", fontsize=9)
+    ax_b.set_ylabel("error (mm)")
+    ax_b.tick_params(axis="x", labelrotation=45, labelsize=8)
+    _save(fig, Path(path))
+    return Path(path)
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``metrics.json``, ``report.md``, ``pr_curves.png`` and ``errors.png`` into ``out_dir`` (atomically).
+
+    Returns:
+        file name -> path written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = "# spine_kp evaluation\n\n" + format_result(result, markdown=True)
+    md += "\n![precision-recall curves](pr_curves.png)\n\n![localization errors](errors.png)\n"
+    return {
+        "metrics.json": atomic_write_text(out / "metrics.json", to_json(result)),
+        "report.md": atomic_write_text(out / "report.md", md),
+        "pr_curves.png": plot_pr_curves(result, out / "pr_curves.png"),
+        "errors.png": plot_errors(result, out / "errors.png"),
+    }

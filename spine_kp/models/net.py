@@ -1,0 +1,173 @@
+"""The assembled landmark network: backbone -> decoder -> heatmap head + grade head, built from plain config.
+
+Coordinate frame: input pixels, pixel centres at integers (``spine_kp.codec.heatmap``); heatmaps are at
+``output_stride``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from spine_kp.codec.heatmap import cells_to_pixels, heatmap_argmax
+from spine_kp.models.decoders import DECODERS, create_decoder
+from spine_kp.models.heads import GradeHead, HeatmapHead
+from spine_kp.models.norm import convert_bn_to_gn
+from spine_kp.schema import Schema
+
+#: Backbone names meaning "no external backbone" for a standalone decoder (the decoder reads the image).
+NO_BACKBONE = ("none", "")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture description, plain data so checkpoints can store it (``to_dict`` / ``from_dict``).
+
+    Attributes:
+        backbone: ``BACKBONES`` name, or "none" for a standalone decoder (``hourglass``).
+        decoder: ``DECODERS`` name.
+        in_chans: input channels (1, or 2k+1 with k neighbouring slices on each side).
+        decoder_channels: width of the decoder output features (the heads' input).
+        output_stride: heatmap stride w.r.t. the input (1, 2 or 4).
+        drop_path_rate: stochastic depth rate passed to backbones that support it (when > 0).
+        dropout: dropout in the grade head.
+        pretrained: local weights file for the backbone (nothing is downloaded).
+        backbone_kwargs: extra keyword arguments for the backbone builder.
+        decoder_kwargs: extra keyword arguments for the decoder builder.
+        head_kwargs: extra keyword arguments for :class:`~spine_kp.models.heads.GradeHead`.
+    """
+
+    backbone: str = "resnet34"
+    decoder: str = "unet"
+    in_chans: int = 1
+    decoder_channels: int = 64
+    output_stride: int = 4
+    drop_path_rate: float = 0.0
+    dropout: float = 0.0
+    pretrained: str | None = None
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    decoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    head_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.output_stride not in (1, 2, 4):
+            raise ValueError(f"ModelConfig: output_stride must be 1, 2 or 4, got {self.output_stride}")
+        if self.in_chans < 1 or self.decoder_channels < 1:
+            raise ValueError(f"ModelConfig: in_chans and decoder_channels must be positive, got {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (deep copy) for checkpoints and YAML."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model config") -> ModelConfig:
+        """Build from a dict; an unknown key fails naming it and ``source``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{source}: unknown model key(s) {sorted(unknown)}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+
+class LandmarkNet(nn.Module):
+    """Backbone (multi-scale features) + decoder + heatmap head + grade head.
+
+    Args:
+        backbone: module returning a list of maps shallow -> deep, with ``feature_channels`` and
+            ``feature_reductions`` attributes; ``None`` feeds the image itself to the decoder (reduction 1).
+        decoder: built for that backbone (see ``spine_kp.models.decoders``), with ``out_channels``.
+        schema: the landmark set (heatmap channels in schema order, grade logits per kind).
+        output_stride: stride of the decoder output.
+        head_kwargs: extra arguments for :class:`GradeHead`.
+        dropout: grade-head dropout.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module | None,
+        decoder: nn.Module,
+        schema: Schema,
+        output_stride: int,
+        head_kwargs: dict[str, Any] | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.decoder = decoder
+        self.schema = schema
+        self.output_stride = output_stride
+        self.size_divisor = max(output_stride, *(backbone.feature_reductions if backbone is not None else [1]))
+        channels = int(decoder.out_channels)
+        self.heatmap_head = HeatmapHead(channels, schema.num_landmarks)
+        self.grade_head = GradeHead(channels, schema, output_stride, dropout=dropout, **(head_kwargs or {}))
+
+    def forward(self, x: torch.Tensor, points: torch.Tensor | None = None) -> dict[str, Any]:
+        """Heatmaps and grade logits.
+
+        Args:
+            x: (B, C, H, W) image(s); H and W divisible by ``size_divisor`` (32 with a backbone).
+            points: (B, K, 2) xy in input pixels at which grade features are read (ground truth in training);
+                ``None`` reads them at the heatmap argmax (cell centres, no gradient).
+
+        Returns:
+            ``heatmaps`` (B, K, H/s, W/s); ``aux_heatmaps`` list of (B, K, H/s, W/s) intermediate heatmaps for
+            deep supervision (hourglass stacks; empty otherwise); ``grade_logits`` ``{kind: (B, K_kind, G_kind)}``;
+            ``points`` (B, K, 2) the points the grades were read at.
+        """
+        height, width = x.shape[-2:]
+        if height % self.size_divisor or width % self.size_divisor:
+            raise ValueError(f"LandmarkNet: input size {(height, width)} must be divisible by {self.size_divisor}")
+        features = self.backbone(x) if self.backbone is not None else [x]
+        out = self.decoder(features)
+        feats, aux = out if isinstance(out, tuple) else (out, [])
+        heatmaps = self.heatmap_head(feats)  # (B, K, H/s, W/s)
+        if points is None:
+            uv, _ = heatmap_argmax(heatmaps.detach())
+            points = cells_to_pixels(uv, self.output_stride)
+        grade_logits = self.grade_head(feats, points)
+        return {"heatmaps": heatmaps, "aux_heatmaps": list(aux), "grade_logits": grade_logits, "points": points}
+
+
+def build_landmark_net(backbone: nn.Module | None, cfg: ModelConfig, schema: Schema) -> LandmarkNet:
+    """Assemble a :class:`LandmarkNet` around an already-built backbone (``None``: the decoder reads the image).
+
+    Any BatchNorm left in the backbone is converted to GroupNorm (the project never trains BatchNorm).
+    """
+    entry = DECODERS.get(cfg.decoder)
+    if backbone is None:
+        if not entry.meta.get("standalone"):
+            raise ValueError(f"decoder {cfg.decoder!r} needs a backbone; backbone {cfg.backbone!r} gives none")
+        channels, reductions = [cfg.in_chans], [1]
+    else:
+        convert_bn_to_gn(backbone)
+        channels, reductions = list(backbone.feature_channels), list(backbone.feature_reductions)
+    kwargs = dict(cfg.decoder_kwargs)
+    if entry.meta.get("intermediate_supervision"):
+        kwargs.setdefault("num_landmarks", schema.num_landmarks)
+    decoder = create_decoder(cfg.decoder, channels, reductions, cfg.decoder_channels, cfg.output_stride, **kwargs)
+    return LandmarkNet(backbone, decoder, schema, cfg.output_stride, cfg.head_kwargs, cfg.dropout)
+
+
+def create_model(cfg: ModelConfig, schema: Schema) -> LandmarkNet:
+    """Build the network described by ``cfg`` for ``schema`` (random init unless ``cfg.pretrained`` names a file).
+
+    A standalone decoder (``hourglass``) with backbone "none" or its own name runs on the image directly.
+    """
+    from spine_kp.models.backbones import create_backbone  # deferred: backbones pull in timm/torchvision models
+
+    standalone = DECODERS.get(cfg.decoder).meta.get("standalone", False)
+    if cfg.backbone in NO_BACKBONE or (standalone and cfg.backbone == cfg.decoder):
+        backbone = None
+    else:
+        kwargs = dict(cfg.backbone_kwargs)
+        if cfg.drop_path_rate > 0:
+            kwargs.setdefault("drop_path_rate", cfg.drop_path_rate)
+        backbone = create_backbone(cfg.backbone, in_chans=cfg.in_chans, pretrained=cfg.pretrained, **kwargs)
+    return build_landmark_net(backbone, cfg, schema)
+
+
+__all__ = ["NO_BACKBONE", "LandmarkNet", "ModelConfig", "build_landmark_net", "create_model"]

@@ -1,0 +1,80 @@
+"""Overlay PNGs: the predicted slice with landmarks, identifications, grades and scores drawn legibly."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from spine_kp.io.atomic import atomic_output
+from spine_kp.predict.predictor import SlicePrediction
+from spine_kp.schema import Schema
+
+_KIND_COLOURS = ("#ffcc00", "#00e5ff", "#ff5cf0", "#7dff6b")
+
+
+def safe_name(uid: str) -> str:
+    """A file-name-safe version of a UID."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", uid)[:120]
+
+
+def draw_overlay(pred: SlicePrediction, schema: Schema, path: str | Path, dpi: int = 110) -> Path:
+    """Save one overlay PNG (atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img = np.asarray(pred.slice.pixels, dtype=np.float32)
+    lo, hi = np.percentile(img, (0.5, 99.5))
+    h, w = img.shape
+    fig = plt.figure(figsize=(max(4.0, 7.0 * w / h), 7.0))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+    colours = {k.name: _KIND_COLOURS[i % len(_KIND_COLOURS)] for i, k in enumerate(schema.kinds)}
+    for k, name in enumerate(schema.landmarks):
+        points = [p for p in pred.record.points if p.identification == name]
+        if not points:
+            continue
+        best = max(points, key=lambda p: p.score or 0.0)
+        x, y = (float(v) for v in pred.coords[k])
+        colour = colours[schema.landmark_kinds[k]]
+        ax.plot(x, y, "+", color=colour, markersize=12, markeredgewidth=2)
+        grades = "/".join(",".join(p.grades) for p in sorted(points, key=lambda p: -(p.score or 0)))
+        ax.text(
+            x + w * 0.03,
+            y,
+            f"{name} {grades} {best.score:.2f}",
+            color=colour,
+            fontsize=9,
+            va="center",
+            bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.5, "edgecolor": "none"},
+        )
+    s = pred.slice
+    ax.text(
+        4,
+        8,
+        f"{s.study_uid[-24:]}  z={s.z_index}/{s.num_slices}  {s.series_description}",
+        color="white",
+        fontsize=8,
+        va="top",
+        bbox={"facecolor": "black", "alpha": 0.55, "pad": 1.5, "edgecolor": "none"},
+    )
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.axis("off")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_overlays(predictions: Sequence[SlicePrediction], schema: Schema, out_dir: str | Path) -> Path:
+    """One ``<study uid>.png`` per prediction in ``out_dir``; returns the folder."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for pred in predictions:
+        draw_overlay(pred, schema, out / f"{safe_name(pred.slice.study_uid)}.png")
+    return out
