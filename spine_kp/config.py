@@ -55,6 +55,11 @@ def _convert(tp: Any, value: Any, where: str, source: str) -> Any:
         return tuple(seq) if origin is tuple else seq
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"{source}: '{where}' must be an integer, got {value!r}")
     if tp in (int, float, str, bool) and not isinstance(value, tp):

@@ -55,7 +55,14 @@ def run(args: argparse.Namespace) -> int:
         from spine_kp.predict.distributed import predict_distributed
 
         run_result = predict_distributed(
-            args.data_root, args.checkpoint, predictor, options, args.devices, args.strategy, args.num_nodes
+            args.data_root,
+            args.checkpoint,
+            predictor,
+            options,
+            args.devices,
+            args.strategy,
+            args.num_nodes,
+            shard_dir=Path(args.output).resolve().parent / f".{Path(args.output).name}.shards",
         )
         if run_result is None:  # non-zero ranks: rank 0 writes
             return 0

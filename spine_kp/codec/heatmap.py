@@ -238,20 +238,32 @@ class HeatmapCodec:
             hm = hm.detach().float()
             b, k, h, w = hm.shape
             uv, peaks = heatmap_argmax(hm)
-            flat_maps, flat_uv = hm.reshape(b * k, h, w), uv.reshape(b * k, 2)
-            if self.refine == "dark":
-                flat_uv = refine_dark(flat_maps, flat_uv, self.blur_sigma)
-            elif self.refine == "soft_argmax":
-                flat_uv = refine_soft_argmax(flat_maps, flat_uv, max(1, math.ceil(3 * self.sigma)))
-            coords = cells_to_pixels(flat_uv.reshape(b, k, 2), self.stride)
-            # A refinement step may leave the image for a peak on the border of a noisy map: keep points inside.
-            height, width = h * self.stride, w * self.stride
-            coords = torch.stack(
-                [coords[..., 0].clamp(-0.5, width - 0.5), coords[..., 1].clamp(-0.5, height - 0.5)], dim=-1
-            )
+            flat_uv = self.refine_cells(hm.reshape(b * k, h, w), uv.reshape(b * k, 2))
+            coords = cells_to_pixels(flat_uv.reshape(b, k, 2), self.stride)  # inside the image: see refine_cells
         if is_numpy:
             return coords.numpy().astype(np.float32), peaks.numpy().astype(np.float32)
         return coords, peaks
+
+    def refine_cells(self, maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+        """Sub-cell refinement of given integer cells (the argmax, or any other peak candidate).
+
+        Args:
+            maps: (N, h, w) heatmaps.
+            uv: (N, 2) integer cell xy (float tensor) of a peak on each map.
+
+        Returns:
+            (N, 2) refined xy in heatmap cells (the configured method; "none" returns ``uv``), clamped to the
+            image extent ``[-0.5, w - 0.5] x [-0.5, h - 0.5]``: a refinement step on a border peak of a noisy map
+            could otherwise leave the image.
+        """
+        with torch.no_grad():
+            maps, uv = maps.detach().float(), uv.float()
+            if self.refine == "dark":
+                uv = refine_dark(maps, uv, self.blur_sigma)
+            elif self.refine == "soft_argmax":
+                uv = refine_soft_argmax(maps, uv, max(1, math.ceil(3 * self.sigma)))
+            h, w = maps.shape[-2:]
+            return torch.stack([uv[:, 0].clamp(-0.5, w - 0.5), uv[:, 1].clamp(-0.5, h - 0.5)], dim=-1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for checkpoints (:meth:`from_dict` reads it back)."""

@@ -11,8 +11,9 @@ picks one candidate per channel minimising::
 
 with d_k the vector from landmark k to k+1, ``s`` the expected step (median of the steps between the
 channels' best peaks, which is robust to a few wrong channels) and ``a`` the cranio-caudal axis (principal
-direction of the best peaks, oriented from the first to the last channel). Vertebrae and discs alternate in
-the default schema, so one step is half a motion segment.
+direction of the best peaks, oriented down the image: sagittal MR is shown head up, and the loader keeps the
+DICOM row order, whose column direction points to the feet in standard sagittal acquisitions). Vertebrae and
+discs alternate in the default schema, so one step is half a motion segment.
 
 Frames: candidates are (x, y) in any pixel frame with square-enough pixels (the input frame of the network).
 """
@@ -54,9 +55,9 @@ def _axis_and_step(xy: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, flo
     cov = np.cov((xy - centre).T, aweights=weights + 1e-6) if k > 2 else np.eye(2)
     eigval, eigvec = np.linalg.eigh(np.atleast_2d(cov))
     axis = eigvec[:, int(np.argmax(eigval))]
-    # Orient from the first channels towards the last ones (schema order is cranio-caudal).
-    half = max(1, k // 2)
-    if float(np.dot(xy[half:].mean(0) - xy[:half].mean(0), axis)) < 0:
+    # Orient caudally: sagittal MR is displayed head up (rows run head -> feet), so the spine axis points down
+    # the image (+y). A chain decoded upside down then violates the order instead of defining it.
+    if axis[1] < 0 or (axis[1] == 0 and axis[0] < 0):
         axis = -axis
     steps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
     step = float(np.median(steps)) if len(steps) else 1.0

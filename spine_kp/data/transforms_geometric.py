@@ -104,7 +104,7 @@ def random_crop_box(
         start, stop = max(start, -0.5), min(stop, n - 0.5 - b)  # ... and the box inside the image
         if start > stop:  # impossible: keep the keypoints
             start, stop = hi_k - b, lo_k
-        origin.append(rng.uniform(start, stop))
+        origin.append(rng.uniform(start, max(start, stop)))  # max: round-off when the box just fits
     return (float(origin[0]), float(origin[1]), float(bw), float(bh))
 
 
@@ -152,8 +152,13 @@ class SpatialTransform:
         sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
         return np.stack([sx, sy])
 
-    def warp(self, image: ArrayT, mode: str = "bilinear") -> ArrayT:
-        """Resample a (C, H_in, W_in) image; ``mode="nearest"`` for label masks. Outside is filled with the minimum.
+    def warp(self, image: ArrayT, mode: str = "bilinear", fill: float | None = None) -> ArrayT:
+        """Resample a (C, H_in, W_in) image; ``mode="nearest"`` for label masks.
+
+        Args:
+            image: (C, H_in, W_in) numpy or torch.
+            mode: "bilinear" or "nearest".
+            fill: value outside the input; default each channel's minimum (the MR background), use 0 for masks.
 
         Returns:
             (C, H, W) of the same type (numpy or torch) and dtype as ``image``.
@@ -165,11 +170,12 @@ class SpatialTransform:
         # MONAI grid: homogeneous (row, col, 1), centred on the input image (norm_coords=True, align_corners=False)
         grid = np.stack([src[1] - (h_in - 1) / 2.0, src[0] - (w_in - 1) / 2.0, np.ones(self.size)])
         x = img.to(torch.float32)
-        fill = x.amin(dim=(-2, -1), keepdim=True)  # pad with the background, not with zero (= mean after z-score)
+        # pad with the background, not with zero (which is the mean intensity after the z-score)
+        fill_t = x.amin(dim=(-2, -1), keepdim=True) if fill is None else torch.full((1, 1, 1), float(fill))
         out = Resample(mode=mode, padding_mode="zeros", norm_coords=True, align_corners=False, dtype=torch.float32)(
-            x - fill, torch.from_numpy(grid).to(torch.float32)
+            x - fill_t, torch.from_numpy(grid).to(torch.float32)
         )
-        out = torch.as_tensor(out).as_subclass(torch.Tensor) + fill
+        out = torch.as_tensor(out).as_subclass(torch.Tensor) + fill_t
         if not img.is_floating_point():  # integer label masks: undo float round-off of the fill shift
             out = out.round()
         out = out.to(img.dtype)

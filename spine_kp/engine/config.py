@@ -20,9 +20,8 @@ from spine_kp.schema import CONFIG_DIR
 
 @dataclass(frozen=True)
 class CodecConfig:
-    """Heatmap targets: stride w.r.t. the input, Gaussian sigma in heatmap cells, sub-pixel refinement."""
+    """Heatmap targets: Gaussian sigma in heatmap cells and sub-pixel refinement (the stride is the model's)."""
 
-    stride: int = 4
     sigma: float = 2.0
     refine: str = "dark"
 

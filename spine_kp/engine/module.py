@@ -32,9 +32,9 @@ from spine_kp.types import StudyRecord
 
 
 def build_codec(cfg: ExperimentConfig) -> HeatmapCodec:
-    """The heatmap codec of an experiment (input size from ``data``, stride/sigma from ``codec``)."""
+    """The heatmap codec of an experiment: input size from ``data``, stride from ``model``, sigma from ``codec``."""
     return HeatmapCodec(
-        tuple(cfg.data.input_size), stride=cfg.codec.stride, sigma=cfg.codec.sigma, refine=cfg.codec.refine
+        tuple(cfg.data.input_size), stride=cfg.model.output_stride, sigma=cfg.codec.sigma, refine=cfg.codec.refine
     )
 
 

@@ -1,8 +1,9 @@
-"""Score a prediction file against a ground-truth file: records -> arrays -> per-study matching -> pooled metrics.
+"""Score a prediction file against a ground-truth file: records -> arrays -> matching -> pooled metrics.
 
-Studies are processed in sorted ``studyUid`` order and every per-study step is independent of point order, so the
-result does not depend on the order of studies or points in either file. Several records with the same
-``studyUid`` are merged. Prediction points without a ``score`` rank as score 1.0.
+Studies are matched in padded batches (:mod:`spine_kp.evaluation.encode`), in sorted ``studyUid`` order; every
+per-study step is independent of point order and the pooled figures are order-free (integer counts, tie-grouped AP,
+sorted errors), so the result does not depend on the order of studies or points in either file. Several records
+with the same ``studyUid`` are merged. Prediction points without a ``score`` rank as score 1.0.
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from spine_kp.evaluation.localization import LocalizationSummary, localization_errors, summarize_by_identification
-from spine_kp.evaluation.matching import DUPLICATE, FP, NEAR_EMPTY, TP, GroundTruth, Predictions, match_study
+from spine_kp.evaluation.encode import Encoder, batches, pad_ground_truth, pad_predictions
+from spine_kp.evaluation.localization import (
+    LocalizationSummary,
+    localization_errors,
+    paired_classes,
+    summarize_by_identification,
+)
+from spine_kp.evaluation.matching import FP, TP, GroundTruth, Predictions, StudyMatch, match_study
 from spine_kp.evaluation.metrics import (
     ClassResult,
     F1Class,
@@ -24,63 +31,10 @@ from spine_kp.evaluation.metrics import (
     ratio,
     support_weighted_f1,
 )
-from spine_kp.evaluation.spacing import SpacingError, fill_spacing
+from spine_kp.evaluation.spacing import fill_spacing
 from spine_kp.io.annotations import read_annotations
 from spine_kp.schema import Schema
-from spine_kp.types import Point, StudyRecord
-
-
-class Encoder:
-    """Turns study records into the arrays of :mod:`spine_kp.evaluation.matching` for one schema.
-
-    Identification codes follow the schema's landmark order; names outside the schema get codes after them.
-    """
-
-    def __init__(self, schema: Schema) -> None:
-        self.classes: tuple[tuple[str, str], ...] = schema.classes
-        self._class_index = {c: i for i, c in enumerate(self.classes)}
-        self.identifications: list[str] = list(schema.landmarks)
-        self._ident_index = {n: i for i, n in enumerate(self.identifications)}
-
-    def ident_code(self, name: str) -> int:
-        code = self._ident_index.get(name)
-        if code is None:
-            code = self._ident_index[name] = len(self.identifications)
-            self.identifications.append(name)
-        return code
-
-    def _common(self, points: Sequence[Point]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = len(points)
-        xy = np.array([p.coord for p in points], dtype=np.float64).reshape(n, 2)  # (N, 2) (x, y) px
-        ident = np.array([self.ident_code(p.identification) for p in points], dtype=np.int64)
-        classes = np.zeros((n, len(self.classes)), dtype=bool)  # (N, C)
-        for i, p in enumerate(points):
-            for g in p.grades:
-                c = self._class_index.get((p.kind, g))
-                if c is not None:
-                    classes[i, c] = True
-        return xy, ident, classes
-
-    def ground_truth(self, record: StudyRecord) -> GroundTruth:
-        """Arrays of a ground-truth study; every image with points must carry ``pixel_spacing``."""
-        points: list[Point] = []
-        spacing: list[tuple[float, float]] = []
-        for im in record.images:
-            if im.points and im.pixel_spacing is None:
-                raise SpacingError(f"study {record.study_uid}: no pixel spacing for instance {im.instance_uid}")
-            points.extend(im.points)
-            spacing.extend([im.pixel_spacing] * len(im.points))  # type: ignore[list-item]
-        xy, ident, classes = self._common(points)
-        empty = np.array([not p.grades for p in points], dtype=bool)
-        sp = np.array(spacing, dtype=np.float64).reshape(len(points), 2)  # (G, 2) (row_mm, col_mm)
-        return GroundTruth(xy=xy, spacing=sp, classes=classes, empty=empty, ident=ident)
-
-    def predictions(self, record: StudyRecord | None) -> Predictions:
-        """Arrays of a prediction study (``None`` gives no predictions)."""
-        points = list(record.points) if record is not None else []
-        xy, ident, classes = self._common(points)
-        score = np.array([1.0 if p.score is None else p.score for p in points], dtype=np.float64)
-        return Predictions(xy=xy, classes=classes, score=score, ident=ident)
+from spine_kp.types import StudyRecord
 
 
 @dataclass(frozen=True)
@@ -154,6 +108,75 @@ def _merge(uid: str, recs: list[StudyRecord]) -> StudyRecord:
     return recs[0] if len(recs) == 1 else StudyRecord(uid, tuple(im for r in recs for im in r.images))
 
 
+def _cat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(empty_shape, dtype=dtype)
+
+
+@dataclass
+class _Pool:
+    """What the batches contribute before the pooled figures are computed."""
+
+    tp: np.ndarray  # (C,) counts, likewise fp, fn, ignored
+    fp: np.ndarray
+    fn: np.ndarray
+    ignored: np.ndarray
+    scores: list[np.ndarray] = field(default_factory=list)  # (n,) per batch: valid predictions
+    outcomes: list[np.ndarray] = field(default_factory=list)  # (n, C)
+    errors: list[np.ndarray] = field(default_factory=list)  # (g,) per batch: valid ground truth, mm or NaN
+    err_ident: list[np.ndarray] = field(default_factory=list)  # (g,)
+    f1_gt: list[np.ndarray] = field(default_factory=list)  # (k, C) graded landmarks
+    f1_pred: list[np.ndarray] = field(default_factory=list)  # (k, C) their best prediction's classes
+    f1_within: list[np.ndarray] = field(default_factory=list)  # (k,)
+
+    @classmethod
+    def empty(cls, n_classes: int) -> _Pool:
+        return cls(*(np.zeros(n_classes, dtype=np.int64) for _ in range(4)))
+
+    def add(self, gt: GroundTruth, pred: Predictions, m: StudyMatch, f1_radius: float) -> None:
+        self.tp += m.tp
+        self.fp += m.fp
+        self.fn += m.fn
+        self.ignored += m.ignored
+        self.scores.append(pred.score[pred.valid])
+        self.outcomes.append(m.outcome[pred.valid])
+        err, best = localization_errors(gt, pred)  # (S, G)
+        self.errors.append(err[gt.valid])
+        self.err_ident.append(gt.ident[gt.valid])
+        graded = gt.valid & ~gt.empty  # the competition figure grades only labelled landmarks
+        self.f1_gt.append(gt.classes[graded])
+        self.f1_pred.append(paired_classes(pred, best)[graded])
+        self.f1_within.append(err[graded] <= f1_radius)  # NaN compares False: never predicted
+
+
+def _class_results(
+    classes: Sequence[tuple[str, str]], pool: _Pool, n_gt: np.ndarray
+) -> tuple[list[ClassResult], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per-class counts and AP from the pooled, score-ranked predictions (ignored ones left out)."""
+    scores = _cat(pool.scores, (0,))
+    outcome = _cat(pool.outcomes, (0, len(classes)), np.int8)
+    results, curves = [], {}
+    for c, (kind, grade) in enumerate(classes):
+        counted = (outcome[:, c] == TP) | (outcome[:, c] == FP)
+        s, is_tp = scores[counted], outcome[counted, c] == TP
+        tp, fp, fn = int(pool.tp[c]), int(pool.fp[c]), int(pool.fn[c])
+        res = ClassResult(
+            kind=kind,
+            grade=grade,
+            n_gt=int(n_gt[c]),
+            tp=tp,
+            fp=fp,
+            fn=fn,
+            ignored=int(pool.ignored[c]),
+            precision=ratio(tp, tp + fp),
+            recall=ratio(tp, tp + fn),
+            ap=average_precision(s, is_tp, int(n_gt[c])),
+        )
+        results.append(res)
+        if res.defined:
+            curves[res.name] = pr_curve(s, is_tp, res.n_gt)
+    return results, curves
+
+
 def evaluate_records(
     gt_records: Iterable[StudyRecord],
     pred_records: Iterable[StudyRecord],
@@ -176,61 +199,22 @@ def evaluate_records(
         SpacingError: a ground-truth image with points has no spacing (names the study).
     """
     gt_by, pred_by = _by_study(gt_records), _by_study(pred_records)
+    uids = sorted(gt_by)
     enc = Encoder(schema)
-    n_c = len(enc.classes)
-    tp, fp, fn, ign, n_gt = (np.zeros(n_c, dtype=np.int64) for _ in range(5))
-    scores, outcomes, errors, err_ident, f1_gt, f1_pred, f1_within = [], [], [], [], [], [], []
-    for uid in sorted(gt_by):
-        gt = enc.ground_truth(_merge(uid, gt_by[uid]))
-        pred = enc.predictions(_merge(uid, pred_by[uid]) if uid in pred_by else None)
-        m = match_study(gt, pred, radius=radius, match_level=match_level)
-        tp += m.tp
-        fp += m.fp
-        fn += m.fn
-        ign += ((m.outcome == DUPLICATE) | (m.outcome == NEAR_EMPTY)).sum(axis=0)
-        n_gt += gt.classes.sum(axis=0)
-        scores.append(pred.score)
-        outcomes.append(m.outcome)
-        err, best = localization_errors(gt, pred)
-        errors.append(err)
-        err_ident.append(gt.ident)
-        graded = ~gt.empty  # the competition figure grades only labelled landmarks
-        f1_gt.append(gt.classes[graded])
-        paired = pred.classes[best] if len(pred) else np.zeros_like(gt.classes)  # (G, C); best = -1 fixed below
-        f1_pred.append((paired & (best >= 0)[:, None])[graded])
-        f1_within.append((err <= f1_radius)[graded])  # NaN compares False: never predicted
-
-    all_scores = np.concatenate(scores) if scores else np.zeros(0)
-    all_out = np.concatenate(outcomes) if outcomes else np.zeros((0, n_c), dtype=np.int8)
-    class_results, curves = [], {}
-    for c, (kind, grade) in enumerate(enc.classes):
-        counted = (all_out[:, c] == TP) | (all_out[:, c] == FP)
-        s, is_tp = all_scores[counted], all_out[counted, c] == TP
-        ap = average_precision(s, is_tp, int(n_gt[c]))
-        res = ClassResult(
-            kind,
-            grade,
-            int(n_gt[c]),
-            int(tp[c]),
-            int(fp[c]),
-            int(fn[c]),
-            int(ign[c]),
-            ratio(tp[c], tp[c] + fp[c]),
-            ratio(tp[c], tp[c] + fn[c]),
-            ap,
-        )
-        class_results.append(res)
-        if res.defined:
-            curves[res.name] = pr_curve(s, is_tp, int(n_gt[c]))
-
-    all_err = np.concatenate(errors) if errors else np.zeros(0)
-    all_ident = np.concatenate(err_ident) if err_ident else np.zeros(0, dtype=np.int64)
+    gt_flat = enc.flatten([_merge(u, gt_by[u]) for u in uids], need_spacing=True)
+    pred_flat = enc.flatten([_merge(u, pred_by[u]) if u in pred_by else None for u in uids])
+    pool = _Pool.empty(len(enc.classes))
+    for lo, hi in batches(gt_flat.counts, pred_flat.counts, len(enc.classes)):
+        gt, pred = pad_ground_truth(gt_flat, lo, hi), pad_predictions(pred_flat, lo, hi)  # (S, G, ...), (S, P, ...)
+        pool.add(gt, pred, match_study(gt, pred, radius=radius, match_level=match_level), f1_radius)
+    class_results, curves = _class_results(enc.classes, pool, gt_flat.classes.sum(axis=0))
+    all_err, all_ident = _cat(pool.errors, (0,)), _cat(pool.err_ident, (0,), np.int64)
     names = enc.identifications
     loc = summarize_by_identification(all_err, all_ident, names, radius)
     f1, f1_classes = support_weighted_f1(
-        np.concatenate(f1_gt) if f1_gt else np.zeros((0, n_c), dtype=bool),
-        np.concatenate(f1_pred) if f1_pred else np.zeros((0, n_c), dtype=bool),
-        np.concatenate(f1_within) if f1_within else np.zeros(0, dtype=bool),
+        _cat(pool.f1_gt, (0, len(enc.classes)), bool),
+        _cat(pool.f1_pred, (0, len(enc.classes)), bool),
+        _cat(pool.f1_within, (0,), bool),
         enc.classes,
     )
     return EvaluationResult(
@@ -242,7 +226,7 @@ def evaluate_records(
         f1_6mm=f1,
         f1_per_class=f1_classes,
         f1_radius=float(f1_radius),
-        n_studies=len(gt_by),
+        n_studies=len(uids),
         missing_studies=tuple(sorted(set(gt_by) - set(pred_by))),
         unknown_studies=tuple(sorted(set(pred_by) - set(gt_by))),
         curves=curves,

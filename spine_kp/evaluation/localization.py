@@ -11,39 +11,51 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spine_kp.evaluation.matching import GroundTruth, Predictions, distance_mm, pred_order
+from spine_kp.evaluation.matching import PAD, GroundTruth, Predictions, distance_mm, pred_order
 
 
 def best_prediction(gt: GroundTruth, pred: Predictions) -> np.ndarray:
     """Index of the best-scored prediction of each ground-truth point's identification.
 
-    Ties in score go to the canonical prediction order (``matching.pred_order``), so the choice does not depend
-    on the input order.
+    Works on one study or a padded batch (see :mod:`spine_kp.evaluation.matching`). Ties in score go to the
+    canonical prediction order (``matching.pred_order``), so the choice does not depend on the input order.
 
     Returns:
-        (G,) int index into ``pred``, -1 where no prediction has that identification.
+        (..., G) int index into the prediction axis, -1 where no prediction has that identification.
     """
-    n_g = len(gt)
-    if len(pred) == 0 or n_g == 0:
-        return np.full(n_g, -1, dtype=np.int64)
-    po = pred_order(pred)  # best score first
-    same = pred.ident[po][:, None] == gt.ident[None, :]  # (P, G)
-    first = same.argmax(axis=0)  # first True = best-scored of that identification
-    return np.where(same.any(axis=0), po[first], -1)
+    po = pred_order(pred)  # (..., P) best score first, padding last
+    ident = np.take_along_axis(pred.ident, po, axis=-1)
+    same = (ident[..., :, None] == gt.ident[..., None, :]) & (ident != PAD)[..., :, None]  # (..., P, G)
+    if same.shape[-2] == 0:
+        return np.full(gt.ident.shape, -1, dtype=np.int64)
+    first = same.argmax(axis=-2)  # (..., G) first True = best-scored of that identification
+    return np.where(same.any(axis=-2), np.take_along_axis(po, first, axis=-1), -1)
 
 
 def localization_errors(gt: GroundTruth, pred: Predictions) -> tuple[np.ndarray, np.ndarray]:
     """Error in mm of each ground-truth point to its best-scored same-identification prediction.
 
     Returns:
-        errors (G,) float with NaN where never predicted, and the matching ``best_prediction`` indices (G,).
+        errors (..., G) float with NaN where never predicted, and the ``best_prediction`` indices (..., G).
     """
     best = best_prediction(gt, pred)
-    errors = np.full(len(gt), np.nan)
-    ok = best >= 0
-    if ok.any():
-        errors[ok] = distance_mm(pred.xy[best[ok]], gt.xy[ok], gt.spacing[ok])
+    if pred.xy.shape[-2] == 0:
+        return np.full(best.shape, np.nan), best
+    xy = np.take_along_axis(pred.xy, np.maximum(best, 0)[..., None], axis=-2)  # (..., G, 2)
+    errors = np.where(best >= 0, distance_mm(xy, gt.xy, gt.spacing), np.nan)
     return errors, best
+
+
+def paired_classes(pred: Predictions, best: np.ndarray) -> np.ndarray:
+    """Class set of each ground-truth point's best prediction (``best`` from :func:`best_prediction`).
+
+    Returns:
+        (..., G, C) bool, all False where the landmark was never predicted.
+    """
+    if pred.classes.shape[-2] == 0:
+        return np.zeros((*best.shape, pred.classes.shape[-1]), dtype=bool)
+    got = np.take_along_axis(pred.classes, np.maximum(best, 0)[..., None], axis=-2)
+    return got & (best >= 0)[..., None]
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def pr_curve(scores: np.ndarray, is_tp: np.ndarray, n_gt: int) -> tuple[np.ndarr
     ctp = np.cumsum(tp)
     cfp = np.cumsum(1 - tp)
     last = np.r_[s[1:] != s[:-1], True] if s.size else np.zeros(0, dtype=bool)  # last index of each score group
-    pass
+    ctp, cfp = ctp[last], cfp[last]
     return ctp / float(n_gt), ctp / np.maximum(ctp + cfp, 1)
 
 

@@ -127,10 +127,16 @@ def plot_pr_curves(result: EvaluationResult, path: str | Path) -> Path:
             ax.text(0.5, 0.5, "no ground truth\n(undefined)", ha="center", va="center", fontsize=8)
         elif recall.size == 0:
             ax.text(0.5, 0.5, f"no counted predictions\n({c.n_gt} ground truth)", ha="center", va="center", fontsize=8)
+        elif c.tp == 0:
+            ax.text(
+                0.5, 0.5, f"no true positive\n({c.fp} FP, {c.n_gt} ground truth)", ha="center", va="center", fontsize=8
+            )
         else:
             envelope = np.maximum.accumulate(precision[::-1])[::-1]
-            ax.step(np.r_[0.0, recall], np.r_[envelope[0], envelope], where="post", label="interpolated")
-            ax.plot(recall, precision, ".", ms=3, alpha=0.6, label="operating points")
+            ax.plot(recall, precision, ".", ms=3, alpha=0.5, color="tab:orange", label="operating points")
+            ax.step(
+                np.r_[0.0, recall], np.r_[envelope[0], envelope], where="pre", color="tab:blue", label="interpolated"
+            )
             ax.legend(fontsize=6, loc="lower left")
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -139,7 +145,11 @@ def plot_pr_curves(result: EvaluationResult, path: str | Path) -> Path:
 
 
 def plot_errors(result: EvaluationResult, path: str | Path) -> Path:
-    """Histogram of all localization errors and a box plot per identification (radius as a dashed line)."""
+    """Histogram of all localization errors and a box plot per identification (radius as a dashed line).
+
+    Far outliers (a landmark predicted at the wrong end of the spine) would squash the useful range, so both panels
+    stop at ``max(3 r, 1.5 * p95)``; errors beyond fall into the histogram's last bin and are counted in the titles.
+    """
     from matplotlib.figure import Figure
 
     names = [n for n, e in result.errors.items() if np.isfinite(e).any()]
@@ -147,21 +157,26 @@ def plot_errors(result: EvaluationResult, path: str | Path) -> Path:
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_h, ax_b = fig.subplots(1, 2, width_ratios=[1, 1.6])
     r = result.radius
+    never = result.localization.overall.never_predicted
+    beyond = 0
     if found:
         all_e = np.concatenate(found)
-        ax_h.hist(all_e, bins=min(50, max(5, all_e.size // 5)), color="tab:blue")
+        hi = max(3 * r, 1.5 * float(np.percentile(all_e, 95)))
+        beyond = int((all_e > hi).sum())
+        ax_h.hist(np.minimum(all_e, hi), bins=np.linspace(0, hi, 41), color="tab:blue")
+        ax_h.set_xlim(0, hi)
         ax_b.boxplot(found, showfliers=True)
         ax_b.set_xticks(range(1, len(names) + 1), names)  # not boxplot(labels=...): renamed in matplotlib 3.9
+        ax_b.set_ylim(0, hi)
     else:
         ax_h.text(0.5, 0.5, "no landmark predicted", ha="center", va="center", transform=ax_h.transAxes)
-    never = result.localization.overall.never_predicted
     ax_h.axvline(r, color="tab:red", ls="--", label=f"r = {r:g} mm")
-    ax_h.set_title(f"localization error, all landmarks ({never} never predicted)", fontsize=9)
+    ax_h.set_title(f"localization error: {never} never predicted, {beyond} beyond the axis (last bin)", fontsize=9)
     ax_h.set_xlabel("error (mm)")
     ax_h.set_ylabel("landmarks")
     ax_h.legend(fontsize=8)
     ax_b.axhline(r, color="tab:red", ls="--")
-    ax_b.set_title("error per identification", fontsize=9)
+    ax_b.set_title(f"error per identification ({beyond} beyond the axis not drawn)", fontsize=9)
     ax_b.set_ylabel("error (mm)")
     ax_b.tick_params(axis="x", labelrotation=45, labelsize=8)
     _save(fig, Path(path))

@@ -80,7 +80,7 @@ class SeriesInfo:
     def label(self) -> str:
         """Short human label, e.g. "T2 sagittal 'T2_TSE_SAG'"."""
         text = f"{self.weighting} {self.plane}"
-        return f"{text} '{self.description}'" if self.description else text
+        return f"{text} '{self.description}'" if self.description else f"{text} (no description)"
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,12 @@ Geometry follows the DICOM patient frame (LPS, mm): ``orientation`` holds the ro
 column direction cosines (ImageOrientationPatient); ``positions[i]`` is the centre of the top-left pixel of slice
 ``i`` (ImagePositionPatient). Pixel arrays are ``(N, H, W)`` = (slice, row, col).
 
-Transfer syntaxes written (with the pydicom 3 / pylibjpeg / SimpleITK stack this project installs):
-    * ``"explicit"`` / ``"implicit"``: uncompressed little endian;
-    * ``"rle"``: RLE Lossless (pydicom's native encoder);
-    * ``"jpeg2000"``: JPEG 2000 lossless (pydicom via pylibjpeg-openjpeg; frames under 32 pixels a side via
-      SimpleITK's GDCM writer, which still fails on tiny frames such as 4 x 4);
-    * ``"jpeg_lossless"``: JPEG Lossless process 14 SV1 (pydicom has no encoder; the codestream is produced by
-      SimpleITK's GDCM writer and moved into our dataset);
-    * ``"jpegls"``: only when pydicom finds pyjpegls (not a project dependency), otherwise ``ValueError``.
+Transfer syntaxes: see :mod:`spine_kp.io.dicom_encode` (``encodable_transfer_syntaxes()`` lists what
+the installed encoders can write).
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,25 +23,22 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     GrayscaleSoftcopyPresentationStateStorage,
     ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
     MRImageStorage,
-    RLELossless,
     generate_uid,
 )
 
 from spine_kp.io.atomic import atomic_output
+from spine_kp.io.dicom_encode import TRANSFER_SYNTAXES, encodable_transfer_syntaxes, encode
 
-# name accepted by write_series -> transfer syntax UID
-TRANSFER_SYNTAXES: dict[str, UID] = {
-    "explicit": ExplicitVRLittleEndian,
-    "implicit": ImplicitVRLittleEndian,
-    "rle": RLELossless,
-    "jpeg2000": JPEG2000Lossless,
-    "jpeg_lossless": JPEGLosslessSV1,
-    "jpegls": JPEGLSLossless,
-}
+__all__ = [
+    "TRANSFER_SYNTAXES",
+    "SeriesGeometry",
+    "SeriesMeta",
+    "encodable_transfer_syntaxes",
+    "frame_of_reference_uid",
+    "write_non_image",
+    "write_series",
+]
 
 
 @dataclass(frozen=True)
@@ -97,16 +87,6 @@ class SeriesMeta:
 def frame_of_reference_uid(study_uid: str) -> str:
     """Deterministic FrameOfReferenceUID shared by every series of a study (one patient position)."""
     return generate_uid(entropy_srcs=[study_uid, "frame-of-reference"])
-
-
-def encodable_transfer_syntaxes() -> list[str]:
-    """Names accepted by :func:`write_series` that the installed encoders can write."""
-    from pydicom.pixels.encoders import JPEGLSLosslessEncoder
-
-    names = ["explicit", "implicit", "rle", "jpeg2000", "jpeg_lossless"]
-    if JPEGLSLosslessEncoder.is_available:
-        names.append("jpegls")
-    return names
 
 
 def _stored_values(pixels: np.ndarray, meta: SeriesMeta) -> np.ndarray:
@@ -192,47 +172,6 @@ def _image_dataset(
     return ds
 
 
-def _gdcm_pixel_data(frame: np.ndarray, compressor: str, expected: UID) -> bytes:
-    """Encapsulated pixel data for an (H, W) uint16 frame, encoded by SimpleITK's GDCM writer."""
-    import pydicom
-    import SimpleITK as sitk
-
-    writer = sitk.ImageFileWriter()
-    writer.SetImageIO("GDCMImageIO")
-    writer.SetUseCompression(True)
-    writer.SetCompressor(compressor)
-    with tempfile.TemporaryDirectory(prefix="spine_kp_gdcm_") as tmp:
-        path = Path(tmp) / "frame.dcm"
-        writer.SetFileName(str(path))
-        writer.Execute(sitk.GetImageFromArray(np.ascontiguousarray(frame, dtype=np.uint16)))
-        encoded = pydicom.dcmread(path)
-    if encoded.file_meta.TransferSyntaxUID != expected:
-        raise RuntimeError(f"SimpleITK wrote {encoded.file_meta.TransferSyntaxUID.name}, not {expected.name}")
-    return bytes(encoded.PixelData)
-
-
-def _encode(ds: Dataset, frame: np.ndarray, kind: str) -> None:
-    """Compress ``ds`` in place to the transfer syntax named ``kind``."""
-    uid = TRANSFER_SYNTAXES[kind]
-    if kind in ("explicit", "implicit"):
-        return
-    # GDCM's "JPEG" is lossless process 14 SV1 (pydicom has no encoder for it); pylibjpeg-openjpeg always uses 6
-    # wavelet resolutions and so cannot encode a frame under 32 pixels a side, which GDCM can.
-    gdcm = {"jpeg_lossless": "JPEG"}
-    if min(frame.shape) < 32:
-        gdcm["jpeg2000"] = "JPEG2000"
-    if kind in gdcm:
-        ds.PixelData = _gdcm_pixel_data(frame, gdcm[kind], uid)
-        ds["PixelData"].VR = "OB"
-        ds["PixelData"].is_undefined_length = True
-        ds.file_meta.TransferSyntaxUID = uid
-        return
-    if kind == "jpegls" and kind not in encodable_transfer_syntaxes():
-        raise ValueError("transfer_syntax 'jpegls' needs pyjpegls, which is not installed")
-    # keep the caller's SOPInstanceUID: pydicom would otherwise mint a new one for the lossless re-encode
-    ds.compress(uid, arr=frame, generate_instance_uid=False)
-
-
 def _position_rank(positions: np.ndarray, normal: np.ndarray) -> np.ndarray:
     """(N,) rank of each slice along the normal (0 = smallest projection); stable for ties."""
     order = np.argsort(positions @ normal, kind="stable")
@@ -301,12 +240,18 @@ def write_series(
         ds = _image_dataset(
             stored[i], geometry, meta, positions[i], instance_numbers[i], sop_instance_uids[i], base_syntax
         )
-        _encode(ds, stored[i], transfer_syntax)
+        encode(ds, stored[i], transfer_syntax)
         path = out_dir / file_names[i]
         with atomic_output(path) as tmp:
             ds.save_as(tmp, enforce_file_format=True)
         written.append((path, str(sop_instance_uids[i])))
     return written
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.update({"CodeValue": value, "CodingSchemeDesignator": scheme, "CodeMeaning": meaning})
+    return item
 
 
 def write_non_image(path: Path, study_uid: str, kind: str = "sr") -> Path:
@@ -332,33 +277,31 @@ def write_non_image(path: Path, study_uid: str, kind: str = "sr") -> Path:
     ds.SeriesNumber = 900 if kind == "sr" else 901
     ds.InstanceNumber = 1
     if kind == "sr":
-        ds.Modality = "SR"
-        ds.SeriesDescription = "Report"
-        ds.ValueType = "CONTAINER"
-        ds.ContinuityOfContent = "SEPARATE"
-        ds.CompletionFlag = "COMPLETE"
-        ds.VerificationFlag = "UNVERIFIED"
-        concept = Dataset()
-        concept.CodeValue = "18748-4"
-        concept.CodingSchemeDesignator = "LN"
-        concept.CodeMeaning = "Diagnostic Imaging Report"
-        ds.ConceptNameCodeSequence = [concept]
+        ds.update(
+            {
+                "Modality": "SR",
+                "SeriesDescription": "Report",
+                "ValueType": "CONTAINER",
+                "ContinuityOfContent": "SEPARATE",
+                "CompletionFlag": "COMPLETE",
+                "VerificationFlag": "UNVERIFIED",
+            }
+        )
+        ds.ConceptNameCodeSequence = [_code("18748-4", "LN", "Diagnostic Imaging Report")]
         item = Dataset()
-        item.RelationshipType = "CONTAINS"
-        item.ValueType = "TEXT"
-        item.TextValue = "Phantom study: no findings."
-        name = Dataset()
-        name.CodeValue = "121071"
-        name.CodingSchemeDesignator = "DCM"
-        name.CodeMeaning = "Finding"
-        item.ConceptNameCodeSequence = [name]
+        item.update({"RelationshipType": "CONTAINS", "ValueType": "TEXT", "TextValue": "Phantom: no findings."})
+        item.ConceptNameCodeSequence = [_code("121071", "DCM", "Finding")]
         ds.ContentSequence = [item]
     else:
-        ds.Modality = "PR"
-        ds.SeriesDescription = "Presentation state"
-        ds.ContentLabel = "PHANTOM"
-        ds.PresentationCreationDate = "20260101"
-        ds.PresentationCreationTime = "000000"
+        ds.update(
+            {
+                "Modality": "PR",
+                "SeriesDescription": "Presentation state",
+                "ContentLabel": "PHANTOM",
+                "PresentationCreationDate": "20260101",
+                "PresentationCreationTime": "000000",
+            }
+        )
     with atomic_output(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return Path(path)

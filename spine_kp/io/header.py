@@ -1,33 +1,29 @@
 """Read the header of one DICOM file, up to the pixel geometry, and check its pixel data is all there.
 
-The file is parsed only up to group 0028 (pydicom ``read_partial``); of the pixel data only the element header
-(and, for compressed data, the item headers) is read, which is enough to catch truncated files cheaply.
+The file is parsed only up to group 0028, by :mod:`spine_kp.io.fast_header` or, for what that does not handle,
+pydicom ``read_partial``; of the pixel data only the element header (and, for compressed data, the item headers)
+is read, which is enough to catch truncated files cheaply.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
-from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from spine_kp.io.dicom_types import SkippedFile
+from spine_kp.io.fast_header import WANTED, RawHeader, read_raw_header
 
-_KEYWORDS = (
-    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "InstanceNumber",
-    "Modality", "ImageType", "SeriesDescription", "ProtocolName", "EchoTime", "RepetitionTime", "InversionTime",
-    "ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns", "NumberOfFrames",
-    "SamplesPerPixel", "BitsAllocated",
-)  # fmt: skip
-_TAGS = [Tag(k) for k in _KEYWORDS]
+_TAGS = [Tag(k) for k in WANTED.values()]
 _PIXEL_DATA = (0x7FE0, 0x0010)
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT"}
 
@@ -61,21 +57,40 @@ def _stop_after_group_0028(tag: BaseTag, vr: str | None, length: int) -> bool:
     return tag.group > 0x0028
 
 
-def _number(ds: object, keyword: str) -> float | None:
-    value = getattr(ds, keyword, None)
+def _read_with_pydicom(fh: BinaryIO) -> RawHeader:
+    """The same values as the fast walker, read by pydicom (any syntax pydicom reads). Raises InvalidDicomError."""
+    fh.seek(0)
+    ds = read_partial(fh, _stop_after_group_0028, specific_tags=_TAGS)
+    values: dict[str, list[str]] = {}
+    for keyword in WANTED.values():
+        value = ds.get(keyword)
+        items = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
+        text = ["" if v is None else str(v).strip() for v in items]
+        if any(text):
+            values[keyword] = text
+    implicit, little = ds.original_encoding
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    return RawHeader(values, syntax, bool(implicit), fh.tell(), bool(little))
+
+
+def _number(values: dict[str, list[str]], keyword: str) -> float | None:
     try:
-        return None if value is None or value == "" else float(value)
-    except (TypeError, ValueError):
+        return float(values[keyword][0])
+    except (KeyError, IndexError, ValueError):
         return None
 
 
-def _floats(ds: object, keyword: str, n: int) -> tuple[float, ...] | None:
-    value = getattr(ds, keyword, None)
+def _int(values: dict[str, list[str]], keyword: str) -> int | None:
+    value = _number(values, keyword)
+    return None if value is None or not math.isfinite(value) else int(value)
+
+
+def _floats(values: dict[str, list[str]], keyword: str, n: int) -> tuple[float, ...] | None:
     try:
-        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
+        out = tuple(float(v) for v in values[keyword])
+    except (KeyError, ValueError):
         return None
-    return out if len(out) == n and all(np.isfinite(out)) else None
+    return out if len(out) == n and all(map(math.isfinite, out)) else None
 
 
 def _pixel_data_problem(fh: BinaryIO, size: int, little: bool, implicit: bool, native_bytes: int | None) -> str | None:
@@ -122,71 +137,75 @@ def _pixel_data_problem(fh: BinaryIO, size: int, little: bool, implicit: bool, n
             return f"truncated: a compressed fragment runs past the end of the file ({size} bytes)"
 
 
-def _int(ds: object, keyword: str) -> int | None:
-    value = _number(ds, keyword)
-    return None if value is None else int(value)
-
-
-def _unusable(ds: FileDataset, fh: BinaryIO, size: int) -> str | None:
-    """Why a parsed header is not a usable single-frame image ("category: detail"), or None."""
-    missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if not ds.get(k)]
+def _unusable(raw: RawHeader, fh: BinaryIO, size: int) -> str | None:
+    """Why a header is not a usable single-frame image ("category: detail"), or None."""
+    v = raw.values
+    missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if k not in v]
     if missing:
         return f"incomplete header: no {', '.join(missing)} (truncated file?)"
-    if "Rows" not in ds or "Columns" not in ds:
-        sop_class = UID(str(ds.get("SOPClassUID", "")))
+    if "Rows" not in v or "Columns" not in v:
+        sop_class = UID(v.get("SOPClassUID", [""])[0])
         return f"non-image object: {sop_class.name if sop_class else 'unknown SOP class'}"
-    frames = _int(ds, "NumberOfFrames") or 1
+    frames = _int(v, "NumberOfFrames") or 1
     if frames > 1:
         return f"multi-frame: {frames} frames in one object (not supported yet)"
-    if (_int(ds, "SamplesPerPixel") or 1) != 1:
-        return f"not greyscale: SamplesPerPixel {ds.SamplesPerPixel}"
+    if (_int(v, "SamplesPerPixel") or 1) != 1:
+        return f"not greyscale: SamplesPerPixel {_int(v, 'SamplesPerPixel')}"
     for keyword, n in (("ImageOrientationPatient", 6), ("ImagePositionPatient", 3), ("PixelSpacing", 2)):
-        if _floats(ds, keyword, n) is None:
+        if _floats(v, keyword, n) is None:
             return f"no geometry: {keyword} missing or malformed"
-    syntax = ds.file_meta.TransferSyntaxUID
+    syntax = UID(raw.transfer_syntax)
     if syntax == DeflatedExplicitVRLittleEndian:  # a deflated body has no byte offsets to check
         return None
-    implicit, little = ds.original_encoding
-    native = None if syntax.is_compressed else int(ds.Rows) * int(ds.Columns) * (_int(ds, "BitsAllocated") or 16) // 8
-    return _pixel_data_problem(fh, size, bool(little), bool(implicit), native)
+    rows, cols, bits = _int(v, "Rows") or 0, _int(v, "Columns") or 0, _int(v, "BitsAllocated") or 16
+    native = None if syntax.is_compressed else rows * cols * bits // 8
+    fh.seek(raw.stop)
+    return _pixel_data_problem(fh, size, raw.little_endian, raw.implicit, native)
 
 
-def read_header(path: str) -> ImageHeader | SkippedFile:
+def read_header(path: str, fast: bool = True) -> ImageHeader | SkippedFile:
     """Read the header of one file: a usable single-frame image gives its header, anything else a SkippedFile.
 
     Never raises for a bad file (not DICOM, truncated, non-image, multi-frame, no geometry, unreadable).
+
+    Args:
+        path: any file.
+        fast: try :mod:`spine_kp.io.fast_header` first (False: pydicom only; the tests compare both).
     """
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fh, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns on odd-but-readable values; _unusable decides
-            try:
-                ds = read_partial(fh, _stop_after_group_0028, specific_tags=_TAGS)
-            except InvalidDicomError:
-                return SkippedFile(path, "not DICOM: no 'DICM' prefix / file meta information")
-            reason = _unusable(ds, fh, size)
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            raw = read_raw_header(fh) if fast else None
+            if raw is None:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # pydicom warns on odd-but-readable values; _unusable decides
+                        raw = _read_with_pydicom(fh)
+                except InvalidDicomError:
+                    return SkippedFile(path, "not DICOM: no 'DICM' prefix / file meta information")
+            reason = _unusable(raw, fh, size)
         if reason:
             return SkippedFile(path, reason)
-        image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+        v = raw.values
         return ImageHeader(
             path=path,
-            study_uid=str(ds.StudyInstanceUID),
-            series_uid=str(ds.SeriesInstanceUID),
-            sop_uid=str(ds.SOPInstanceUID),
-            series_number=_int(ds, "SeriesNumber"),
-            instance_number=_int(ds, "InstanceNumber"),
-            description=str(ds.get("SeriesDescription", "") or "").strip(),
-            protocol_name=str(ds.get("ProtocolName", "") or "").strip(),
-            echo_time=_number(ds, "EchoTime"),
-            repetition_time=_number(ds, "RepetitionTime"),
-            inversion_time=_number(ds, "InversionTime"),
-            orientation=_floats(ds, "ImageOrientationPatient", 6),  # type: ignore[arg-type]
-            position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
-            spacing=_floats(ds, "PixelSpacing", 2),  # type: ignore[arg-type]
-            rows=int(ds.Rows),
-            cols=int(ds.Columns),
-            localizer="LOCALIZER" in image_type,
-            transfer_syntax=ds.file_meta.TransferSyntaxUID.name,
+            study_uid=v["StudyInstanceUID"][0],
+            series_uid=v["SeriesInstanceUID"][0],
+            sop_uid=v["SOPInstanceUID"][0],
+            series_number=_int(v, "SeriesNumber"),
+            instance_number=_int(v, "InstanceNumber"),
+            description="\\".join(v.get("SeriesDescription", [])),
+            protocol_name="\\".join(v.get("ProtocolName", [])),
+            echo_time=_number(v, "EchoTime"),
+            repetition_time=_number(v, "RepetitionTime"),
+            inversion_time=_number(v, "InversionTime"),
+            orientation=_floats(v, "ImageOrientationPatient", 6),  # type: ignore[arg-type]
+            position=_floats(v, "ImagePositionPatient", 3),  # type: ignore[arg-type]
+            spacing=_floats(v, "PixelSpacing", 2),  # type: ignore[arg-type]
+            rows=_int(v, "Rows") or 0,
+            cols=_int(v, "Columns") or 0,
+            localizer="LOCALIZER" in [t.upper() for t in v.get("ImageType", [])],
+            transfer_syntax=UID(raw.transfer_syntax).name,
         )
     except (OSError, EOFError, ValueError, struct.error, KeyError, AttributeError, TypeError) as exc:
         return SkippedFile(path, f"unreadable: {type(exc).__name__}: {exc}")

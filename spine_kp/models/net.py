@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from spine_kp.codec.heatmap import cells_to_pixels, heatmap_argmax
+from spine_kp.models.backbones import create_backbone
 from spine_kp.models.decoders import DECODERS, create_decoder
 from spine_kp.models.heads import GradeHead, HeatmapHead
 from spine_kp.models.norm import convert_bn_to_gn
@@ -116,7 +117,9 @@ class LandmarkNet(nn.Module):
         Returns:
             ``heatmaps`` (B, K, H/s, W/s); ``aux_heatmaps`` list of (B, K, H/s, W/s) intermediate heatmaps for
             deep supervision (hourglass stacks; empty otherwise); ``grade_logits`` ``{kind: (B, K_kind, G_kind)}``;
-            ``points`` (B, K, 2) the points the grades were read at.
+            ``points`` (B, K, 2) the points the grades were read at; ``features`` (B, C, H/s, W/s) the decoder
+            output, so a caller that picks points later (level-order decoding) can :meth:`grade` them without
+            running the network again.
         """
         height, width = x.shape[-2:]
         if height % self.size_divisor or width % self.size_divisor:
@@ -128,8 +131,22 @@ class LandmarkNet(nn.Module):
         if points is None:
             uv, _ = heatmap_argmax(heatmaps.detach())
             points = cells_to_pixels(uv, self.output_stride)
-        grade_logits = self.grade_head(feats, points)
-        return {"heatmaps": heatmaps, "aux_heatmaps": list(aux), "grade_logits": grade_logits, "points": points}
+        return {
+            "heatmaps": heatmaps,
+            "aux_heatmaps": list(aux),
+            "grade_logits": self.grade(feats, points),
+            "points": points,
+            "features": feats,
+        }
+
+    def grade(self, features: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Grade logits ``{kind: (B, K_kind, G_kind)}`` read from decoder ``features`` at input-pixel ``points``.
+
+        Args:
+            features: (B, C, H/s, W/s), the ``features`` entry of :meth:`forward`'s output.
+            points: (B, K, 2) xy in input pixels, one per schema landmark.
+        """
+        return self.grade_head(features, points)
 
 
 def build_landmark_net(backbone: nn.Module | None, cfg: ModelConfig, schema: Schema) -> LandmarkNet:
@@ -157,10 +174,13 @@ def create_model(cfg: ModelConfig, schema: Schema) -> LandmarkNet:
 
     A standalone decoder (``hourglass``) with backbone "none" or its own name runs on the image directly.
     """
-    from spine_kp.models.backbones import create_backbone  # deferred: backbones pull in timm/torchvision models
-
     standalone = DECODERS.get(cfg.decoder).meta.get("standalone", False)
     if cfg.backbone in NO_BACKBONE or (standalone and cfg.backbone == cfg.decoder):
+        if cfg.pretrained is not None:
+            raise ValueError(
+                f"model config: pretrained {cfg.pretrained!r} given, but decoder {cfg.decoder!r} runs "
+                f"without a backbone to load it into"
+            )
         backbone = None
     else:
         kwargs = dict(cfg.backbone_kwargs)
@@ -170,4 +190,9 @@ def create_model(cfg: ModelConfig, schema: Schema) -> LandmarkNet:
     return build_landmark_net(backbone, cfg, schema)
 
 
-__all__ = ["NO_BACKBONE", "LandmarkNet", "ModelConfig", "build_landmark_net", "create_model"]
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+__all__ = ["NO_BACKBONE", "LandmarkNet", "ModelConfig", "build_landmark_net", "count_parameters", "create_model"]

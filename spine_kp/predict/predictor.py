@@ -116,7 +116,10 @@ class Predictor:
         data = cfg["data"]
         codec_cfg = cfg["codec"]
         codec = HeatmapCodec(
-            tuple(data["input_size"]), stride=codec_cfg["stride"], sigma=codec_cfg["sigma"], refine=codec_cfg["refine"]
+            tuple(data["input_size"]),
+            stride=cfg["model"]["output_stride"],
+            sigma=codec_cfg["sigma"],
+            refine=codec_cfg["refine"],
         )
         stats = LabelStats.from_dict(stats_dict, schema) if stats_dict else None
         trained = (

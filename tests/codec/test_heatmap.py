@@ -124,3 +124,19 @@ def test_dict_round_trip_and_validation() -> None:
         HeatmapCodec((100, 96), stride=8)
     with pytest.raises(ValueError, match="refine"):
         HeatmapCodec((96, 96), refine="magic")
+
+
+def test_refine_cells_refines_any_peak_candidate_and_stays_inside() -> None:
+    codec = HeatmapCodec((H, W), stride=4, sigma=2.0)
+    pts = np.array([[10.3, 20.7], [50.2, 70.9]])  # two peaks drawn on one map
+    maps = codec.encode(pts, np.ones(2, bool))[0].max(axis=0, keepdims=True)
+    maps_t = torch.from_numpy(maps).expand(2, -1, -1)
+    cells = torch.from_numpy(np.round(pixels_to_cells(pts, 4))).float()
+    refined = cells_to_pixels(codec.refine_cells(maps_t, cells), 4)
+    assert np.abs(refined.numpy() - pts).max() < 0.1  # the second (non-argmax) peak is refined too
+    # A map rising exponentially into the corner has its extrapolated "peak" outside the image.
+    i, j = torch.meshgrid(torch.arange(H // 4.0), torch.arange(W // 4.0), indexing="ij")
+    corner = torch.exp(-0.5 * (i + j))[None]
+    for refine in ("dark", "soft_argmax"):
+        uv = HeatmapCodec((H, W), stride=4, refine=refine).refine_cells(corner, torch.zeros(1, 2))
+        assert torch.allclose(uv, torch.full((1, 2), -0.5))

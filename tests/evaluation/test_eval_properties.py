@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from spine_kp.types import Point, StudyRecord
 
-SETTINGS = settings(max_examples=100, deadline=None)
+SETTINGS = settings(max_examples=50, deadline=None)
 SPACINGS = [(1.0, 1.0), (0.5, 0.8), (0.7, 0.7)]
 
 

@@ -201,6 +201,8 @@ TIMM_BACKBONES: list[tuple[str, str, str, dict[str, Any]]] = [
 
 # Unpadded convolutions: below this input side the deepest maps vanish.
 _MIN_INPUT = {"inception_v3": 96, "inception_v4": 96}
+# Built for one input size (``img_size``, default 224); other sizes are resized to it and back.
+_FIXED_INPUT = {"convit_tiny", "beit_tiny_patch16_224", "resmlp_12_224"}
 
 
 def _make_builder(name: str, model_name: str, fixed: dict[str, Any]) -> Any:
@@ -220,6 +222,7 @@ for _name, _model, _family, _fixed in TIMM_BACKBONES:
         source="timm",
         timm_name=_model,
         min_input=_MIN_INPUT.get(_name, 32),
+        fixed_input=_name in _FIXED_INPUT,
     )
 
 

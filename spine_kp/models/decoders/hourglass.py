@@ -12,13 +12,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from spine_kp.models.decoders.common import validate_levels
+from spine_kp.models.decoders.common import upsample, validate_levels
 from spine_kp.models.hourglass import StackedHourglass
 from spine_kp.models.registry import DECODERS
 
 
 class HourglassDecoder(nn.Module):
-    """Stacked hourglass over the deepest level at or finer than the output stride.
+    """Stacked hourglass over the deepest level at or finer than the output stride (else the finest, upsampled).
 
     Args:
         feature_channels: channels per input level, shallow -> deep.
@@ -45,12 +45,10 @@ class HourglassDecoder(nn.Module):
         super().__init__()
         validate_levels(feature_channels, feature_reductions, feature_reductions[0])  # the stack checks the stride
         candidates = [i for i, r in enumerate(feature_reductions) if r <= output_stride]
-        if not candidates:
-            raise ValueError(
-                f"hourglass decoder: no input level at or finer than output stride {output_stride} "
-                f"(levels {list(feature_reductions)})"
-            )
-        self.level = candidates[-1]
+        # Deepest level not coarser than the output stride; if every level is coarser, the finest one is
+        # upsampled (bilinear) to the output stride first.
+        self.level = candidates[-1] if candidates else 0
+        self.pre_upsample = max(1, feature_reductions[self.level] // output_stride)
         self.out_channels = out_channels
         self.net = StackedHourglass(
             in_chans=feature_channels[self.level],
@@ -59,13 +57,13 @@ class HourglassDecoder(nn.Module):
             width=out_channels,
             num_blocks=num_blocks,
             num_outputs=num_landmarks,
-            in_reduction=feature_reductions[self.level],
+            in_reduction=feature_reductions[self.level] // self.pre_upsample,
             output_stride=output_stride,
         )
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # -> features (B, out_channels, H/s, W/s), num_stacks - 1 intermediate heatmaps (B, K, H/s, W/s)
-        return self.net(features[self.level])
+        return self.net(upsample(features[self.level], self.pre_upsample))
 
 
 @DECODERS.register(

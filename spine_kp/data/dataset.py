@@ -1,0 +1,206 @@
+"""Training dataset: annotated slices from a DICOM data root, with targets, augmentation and the batch collate.
+
+Each item is the annotated image of one study record (``record.primary``: the annotated instance, which is not
+always the middle frame), loaded through :func:`spine_kp.io.dicom.load_instance`, prepared exactly as the predictor
+prepares the middle frame (:func:`spine_kp.data.preprocess.prepare_slice`), then augmented when asked.
+
+Batch format (the engine codes against it)::
+
+    {"image": (B, C, H, W) float32,
+     "keypoints": (B, K, 2) float32  (x, y) in input pixels, schema landmark order,
+     "visible": (B, K) bool,
+     "grades": {kind: (B, K_kind, G_kind) float32 multi-hot},   # schema.landmarks_of_kind(kind) order
+     "grade_mask": {kind: (B, K_kind) bool},
+     "geometry": list[Geometry] (len B),
+     "study_uid": list[str], "instance_uid": list[str]}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from spine_kp.data.cache import SliceCache
+from spine_kp.data.labels import encode_targets, kind_indices
+from spine_kp.data.preprocess import DEFAULT_PERCENTILES, Geometry, prepare_slice
+from spine_kp.data.transforms import AugmentConfig, Augmenter
+from spine_kp.io.annotations import read_annotations
+from spine_kp.io.dicom import IngestError, StudyIndex, load_instance, scan
+from spine_kp.schema import Schema
+from spine_kp.types import StudyRecord
+
+log = logging.getLogger(__name__)
+
+
+class MissingDataError(IngestError):
+    """Annotated studies or images are not in the data root; the message lists them."""
+
+
+def _has_instance(study: StudyIndex, instance_uid: str) -> bool:
+    return any(inst.sop_instance_uid == instance_uid for s in study.series for inst in s.instances)
+
+
+def resolve_records(
+    records: Sequence[StudyRecord], studies: Mapping[str, StudyIndex], skip_missing: bool = False, root: str = ""
+) -> tuple[list[StudyRecord], list[str]]:
+    """Keep the records whose annotated image is in the scanned data root.
+
+    Args:
+        records: annotation records.
+        studies: study UID -> StudyIndex from :func:`spine_kp.io.dicom.scan`.
+        skip_missing: skip unusable records with a warning instead of raising.
+        root: data root, named in messages.
+
+    Returns:
+        (usable records, one problem line per skipped record).
+
+    Raises:
+        MissingDataError: some record is unusable and ``skip_missing`` is False; it lists every such record.
+    """
+    kept, problems = [], []
+    where = f" under {root}" if root else ""
+    for rec in records:
+        ann = rec.primary
+        if ann is None:
+            problems.append(f"study {rec.study_uid}: the record has no annotated image")
+        elif rec.study_uid not in studies:
+            problems.append(f"study {rec.study_uid}: not found{where}")
+        elif not _has_instance(studies[rec.study_uid], ann.instance_uid):
+            problems.append(f"study {rec.study_uid}: annotated instance {ann.instance_uid} not found{where}")
+        else:
+            kept.append(rec)
+    if problems and not skip_missing:
+        shown = "; ".join(problems[:10]) + (f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise MissingDataError(
+            f"{len(problems)} annotated record(s) cannot be loaded: {shown}. Fix the data root or pass skip_missing"
+        )
+    if problems:
+        log.warning("skipping %d annotated record(s): %s", len(problems), "; ".join(problems))
+    return kept, problems
+
+
+class SpineDataset(Dataset):
+    """Annotated slices with targets (see the module docstring for the item and batch format).
+
+    Args:
+        records: annotation records (each trains on ``record.primary``).
+        studies: study UID -> StudyIndex of the data root (scan once, share between datasets).
+        schema: landmark set.
+        input_size: (H, W) network input.
+        neighbours: k; inputs get 2k+1 channels (neighbouring slices by position).
+        augment: augmentation for training; None (or ``enabled=False``) for validation.
+        cache: keep prepared slices in memory (per process).
+        cache_dir: also keep them as ``.npz`` files in this folder.
+        skip_missing: skip records whose study or image is missing, with a warning, instead of failing.
+        seed: seed of the augmentation stream in the main process (workers use their DataLoader seed).
+        percentiles: intensity clip percentiles (must match the predictor's).
+        root: data root, named in messages.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[StudyRecord],
+        studies: Mapping[str, StudyIndex],
+        schema: Schema,
+        input_size: tuple[int, int] = (256, 256),
+        neighbours: int = 0,
+        augment: AugmentConfig | None = None,
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
+        skip_missing: bool = False,
+        seed: int = 0,
+        percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+        root: str = "",
+    ) -> None:
+        self.records, self.skipped = resolve_records(records, studies, skip_missing, root)
+        self.studies = {r.study_uid: studies[r.study_uid] for r in self.records}  # only what is used: small pickles
+        self.schema = schema
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.neighbours = int(neighbours)
+        self.augmenter = Augmenter(augment) if augment is not None and augment.enabled else None
+        self.cache = SliceCache(memory=cache, directory=cache_dir)
+        self.seed = int(seed)
+        self.percentiles = (float(percentiles[0]), float(percentiles[1]))
+        self._kind_index = kind_indices(schema)
+        self._rng: np.random.Generator | None = None
+        self._rng_owner: tuple[int, int] | None = None
+
+    @classmethod
+    def from_paths(
+        cls, root: str | Path, annotations: str | Path, schema: Schema, scan_workers: int = 1, **kwargs: Any
+    ) -> SpineDataset:
+        """Scan ``root`` once, read ``annotations`` and build the dataset (keyword arguments as the constructor)."""
+        studies = scan(root, workers=scan_workers).studies
+        return cls(read_annotations(annotations, schema), studies, schema, root=str(root), **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _generator(self) -> np.random.Generator:
+        """This process's augmentation stream: seeded once per worker (or from ``seed`` in the main process)."""
+        info = get_worker_info()
+        owner = (os.getpid(), info.id if info is not None else -1)
+        if self._rng is None or self._rng_owner != owner:
+            base = info.seed if info is not None else 0
+            self._rng = np.random.default_rng([self.seed, base % (1 << 63)])
+            self._rng_owner = owner
+        return self._rng
+
+    def load(self, index: int) -> tuple[torch.Tensor, Geometry]:
+        """The prepared (C, H, W) input of item ``index`` and its Geometry, from the cache when possible."""
+        rec = self.records[index]
+        ann = rec.primary
+        assert ann is not None  # resolve_records keeps annotated records only
+        key = f"{rec.study_uid}|{ann.instance_uid}|{self.input_size}|{self.neighbours}|{self.percentiles}"
+        hit = self.cache.get(key)
+        if hit is not None:
+            return torch.from_numpy(hit[0].copy()), hit[1]
+        slc = load_instance(self.studies[rec.study_uid], ann.instance_uid, neighbours=self.neighbours)
+        image, geom = prepare_slice(slc, self.input_size, self.neighbours, self.percentiles)
+        self.cache.put(key, image.numpy(), geom)
+        return image.clone(), geom
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        ann = rec.primary
+        assert ann is not None
+        image, geom = self.load(index)
+        t = encode_targets(ann, self.schema, geom, source=f"study {rec.study_uid}")
+        keypoints, visible = t.keypoints, t.visible
+        if self.augmenter is not None:
+            image, keypoints, visible = self.augmenter(self._generator(), image, keypoints, visible)
+        grade_mask = {k: m & visible[self._kind_index[k]] for k, m in t.grade_mask.items()}  # graded where seen
+        return {
+            "image": image.to(torch.float32).contiguous(),
+            "keypoints": torch.from_numpy(np.ascontiguousarray(keypoints, np.float32)),
+            "visible": torch.from_numpy(np.ascontiguousarray(visible, bool)),
+            "grades": {k: torch.from_numpy(v) for k, v in t.grades.items()},
+            "grade_mask": {k: torch.from_numpy(v) for k, v in grade_mask.items()},
+            "geometry": geom,
+            "study_uid": rec.study_uid,
+            "instance_uid": ann.instance_uid,
+        }
+
+
+def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack dataset items into the batch format of the module docstring."""
+    if not samples:
+        raise ValueError("collate_samples: empty batch")
+    first = samples[0]
+    return {
+        "image": torch.stack([s["image"] for s in samples]),
+        "keypoints": torch.stack([s["keypoints"] for s in samples]),
+        "visible": torch.stack([s["visible"] for s in samples]),
+        "grades": {k: torch.stack([s["grades"][k] for s in samples]) for k in first["grades"]},
+        "grade_mask": {k: torch.stack([s["grade_mask"][k] for s in samples]) for k in first["grade_mask"]},
+        "geometry": [s["geometry"] for s in samples],
+        "study_uid": [s["study_uid"] for s in samples],
+        "instance_uid": [s["instance_uid"] for s in samples],
+    }

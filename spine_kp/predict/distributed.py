@@ -1,0 +1,163 @@
+"""Distributed prediction through Lightning (``trainer.predict``): every rank predicts a shard of the studies,
+a prediction writer saves each rank's shard, and rank 0 merges the shards into one run.
+
+Lightning's distributed sampler pads the last shard by repeating studies so every rank gets the same number;
+:func:`merge_shards` removes those duplicates. Works with ``--devices N --strategy ddp`` on one machine and with
+``--num-nodes`` under torchrun / SLURM (see README).
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, Dataset
+
+from spine_kp.io.dicom import StudyIndex, scan
+from spine_kp.predict.predictor import Predictor, SlicePrediction
+from spine_kp.predict.runner import PredictOptions, PredictRun, StudyFailure, _load
+
+
+class StudyDataset(Dataset):
+    """Studies -> decoded middle slices (or the failure), loaded in the DataLoader workers."""
+
+    def __init__(self, studies: Sequence[StudyIndex], neighbours: int) -> None:
+        self.studies = list(studies)
+        self.neighbours = neighbours
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+    def __getitem__(self, i: int) -> Any:
+        return _load(self.studies[i], self.neighbours)
+
+
+class PredictModule(pl.LightningModule):
+    """Wraps a :class:`Predictor` so Lightning places its model on each rank's device."""
+
+    def __init__(self, predictor: Predictor, options: PredictOptions) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.model = predictor.model
+        self.options = options
+
+    def predict_step(self, batch: list[Any], batch_idx: int, dataloader_idx: int = 0) -> list[Any]:
+        self.predictor.device = self.device
+        slices = [b for b in batch if not isinstance(b, StudyFailure)]
+        out: list[Any] = [b for b in batch if isinstance(b, StudyFailure)]
+        if slices:
+            out += self.predictor.predict(
+                slices,
+                flip_tta=self.options.flip_tta,
+                fuse_neighbours=self.options.fuse_neighbours,
+                top_k_grades=self.options.top_k_grades,
+            )
+        return out
+
+
+class ShardWriter(BasePredictionWriter):
+    """Writes each rank's predictions to ``<dir>/shard_<rank>.pkl`` at the end of the predict epoch."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        super().__init__(write_interval="epoch")
+        self.out_dir = Path(out_dir)
+
+    def write_on_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Sequence[Any], batch_indices: Any
+    ) -> None:
+        flat = [item for batch in _flatten_batches(predictions) for item in batch]
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / f"shard_{trainer.global_rank}.pkl", "wb") as fh:
+            pickle.dump(flat, fh)
+
+
+def _flatten_batches(predictions: Sequence[Any]) -> Iterable[list[Any]]:
+    # One dataloader gives a list of batches; several give a list of lists of batches.
+    for item in predictions:
+        if item and isinstance(item, list) and item and isinstance(item[0], list):
+            yield from item
+        else:
+            yield item
+
+
+def merge_shards(shards: Iterable[Sequence[SlicePrediction | StudyFailure]]) -> PredictRun:
+    """Merge per-rank results into one run: one entry per study (padding duplicates dropped), sorted by study."""
+    preds: dict[str, SlicePrediction] = {}
+    fails: dict[str, StudyFailure] = {}
+    for shard in shards:
+        for item in shard:
+            if isinstance(item, StudyFailure):
+                fails.setdefault(item.study, item)
+            else:
+                preds.setdefault(item.slice.study_uid, item)
+    run = PredictRun()
+    run.predictions = [preds[k] for k in sorted(preds)]
+    run.failures = [fails[k] for k in sorted(fails) if k not in preds]
+    return run
+
+
+def predict_distributed(
+    data_root: str | Path,
+    checkpoint: str | Path,
+    predictor: Predictor,
+    options: PredictOptions,
+    devices: int,
+    strategy: str = "ddp",
+    num_nodes: int = 1,
+    accelerator: str | None = None,
+    shard_dir: str | Path | None = None,
+) -> PredictRun | None:
+    """Predict a data root on ``devices`` x ``num_nodes`` processes; returns the merged run on rank 0, else None.
+
+    Args:
+        shard_dir: folder every rank can reach (same path on all ranks) for the per-rank shards; default
+            ``<checkpoint folder>/.predict_shards``. Removed after the merge.
+    """
+    t0 = time.perf_counter()
+    result = scan(data_root, workers=max(1, options.workers))
+    scan_time = time.perf_counter() - t0
+    studies = [result.studies[uid] for uid in sorted(result.studies)]
+    want = max(predictor.neighbours, 1 if options.fuse_neighbours else 0)
+    loader = DataLoader(
+        StudyDataset(studies, want),
+        batch_size=options.batch_size,
+        num_workers=max(0, options.workers),
+        collate_fn=list,
+    )
+    shard_dir = Path(shard_dir) if shard_dir is not None else Path(checkpoint).resolve().parent / ".predict_shards"
+    if accelerator is None:
+        accelerator = "gpu" if predictor.device.type == "cuda" else "cpu"
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy if strategy != "auto" else "ddp",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=options.progress,
+        enable_model_summary=False,
+        callbacks=[ShardWriter(shard_dir)],
+    )
+    module = PredictModule(predictor, options)
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+    trainer.strategy.barrier()
+    if trainer.global_rank != 0:
+        return None
+    shards = []
+    for rank in range(trainer.world_size):  # only this run's ranks: stale shards of another run are ignored
+        with open(shard_dir / f"shard_{rank}.pkl", "rb") as fh:
+            shards.append(pickle.load(fh))
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    run = merge_shards(shards)
+    run.skipped_files = [(s.path, s.reason) for s in result.skipped]
+    run.timings = {"scan": scan_time, "load": 0.0, "model": time.perf_counter() - t1}
+    return run

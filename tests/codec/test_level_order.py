@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spine_kp.codec.heatmap import HeatmapCodec
+from spine_kp.codec.level_order import (
+    LevelOrderConfig,
+    decode_batch,
+    decode_level_order,
+    heatmap_candidates,
+    order_violations,
+)
+
+
+def _spine(k: int = 12, step: float = 9.0, tilt_deg: float = 12.0) -> np.ndarray:
+    """(K, 2) points down a gently curved, tilted spine, cranio-caudal, in pixels."""
+    t = np.arange(k) * step
+    a = np.deg2rad(tilt_deg)
+    x = 60 + t * np.sin(a) + 0.002 * (t - t.mean()) ** 2
+    y = 10 + t * np.cos(a)
+    return np.stack([x, y], axis=1)
+
+
+def test_dp_recovers_order_where_argmax_picks_neighbours():
+    truth = _spine()
+    k = len(truth)
+    rng = np.random.default_rng(0)
+    cand = np.zeros((k, 3, 2))
+    scores = np.zeros((k, 3))
+    for i in range(k):
+        cand[i, 0] = truth[i]
+        cand[i, 1] = truth[min(k - 1, i + 1)]  # the next level looks like this one ...
+        cand[i, 2] = truth[i] + rng.normal(0, 30, 2)
+        scores[i] = [0.6, 0.5, 0.05]
+    for i in (3, 4, 7):  # ... and in three channels it even wins the argmax
+        scores[i] = [0.5, 0.62, 0.05]
+    argmax = cand[np.arange(k), scores.argmax(1)]
+    assert order_violations(argmax) > 0  # duplicated positions break the order
+    choice = decode_level_order(cand, scores)
+    assert (choice == 0).all()
+    assert order_violations(cand[np.arange(k), choice]) == 0
+
+
+def test_dp_fixes_shuffled_channels_that_argmax_keeps():
+    truth = _spine()
+    k = len(truth)
+    cand = np.stack([truth, truth[::-1]], axis=1)  # candidate 1 of channel i is the mirror level
+    scores = np.tile([0.55, 0.6], (k, 1))  # argmax prefers the shuffled (reversed) assignment everywhere ...
+    scores[:3] = [0.9, 0.1]  # ... except at the top, which anchors the direction
+    argmax = cand[np.arange(k), scores.argmax(1)]
+    assert order_violations(argmax) > 0
+    choice = decode_level_order(cand, scores)
+    assert np.allclose(cand[np.arange(k), choice], truth)
+
+
+def test_dp_keeps_clean_argmax():
+    truth = _spine()
+    cand = np.stack([truth, truth + 25.0], axis=1)
+    scores = np.tile([0.9, 0.3], (len(truth), 1))
+    assert (decode_level_order(cand, scores) == 0).all()
+
+
+def _heatmaps(points: np.ndarray, codec: HeatmapCodec) -> np.ndarray:
+    maps, _ = codec.encode(points, np.ones(len(points), bool))
+    return maps
+
+
+def test_decode_batch_on_ambiguous_heatmaps():
+    codec = HeatmapCodec((128, 128), stride=1, sigma=2.0)
+    truth = _spine()
+    maps = _heatmaps(truth, codec)
+    ambiguous = maps.copy()
+    for i in (2, 5, 8):  # a stronger copy of the next level in these channels
+        ambiguous[i] = np.maximum(0.7 * maps[i], maps[i + 1])
+    hm = torch.from_numpy(ambiguous)[None]
+    argmax_xy, _ = codec.decode(hm)
+    dp_xy, dp_scores = decode_batch(hm, codec, LevelOrderConfig())
+    err_argmax = np.linalg.norm(argmax_xy[0].numpy() - truth, axis=1)
+    err_dp = np.linalg.norm(dp_xy[0].numpy() - truth, axis=1)
+    assert err_argmax[[2, 5, 8]].min() > 5  # argmax jumps to the neighbour level
+    assert err_dp.max() < 0.5  # DP stays on the right levels, sub-pixel
+    assert order_violations(dp_xy[0].numpy()) == 0
+    assert dp_scores.shape == (1, len(truth)) and float(dp_scores.min()) > 0.6
+    off_xy, _ = decode_batch(hm, codec, LevelOrderConfig(enabled=False))
+    assert torch.allclose(off_xy, argmax_xy)
+
+
+def test_candidates_are_local_maxima_best_first():
+    codec = HeatmapCodec((64, 64), stride=2, sigma=1.5)
+    pts = np.array([[10.0, 20.0], [40.0, 44.0]])
+    maps = _heatmaps(pts, codec)
+    two_peaks = np.maximum(maps[0], 0.5 * maps[1])[None, None]
+    xy, sc = heatmap_candidates(torch.from_numpy(two_peaks), codec, top_k=3)
+    assert xy.shape == (1, 1, 3, 2) and sc.shape == (1, 1, 3)
+    assert np.allclose(xy[0, 0, 0].numpy(), pts[0], atol=0.1)
+    assert np.allclose(xy[0, 0, 1].numpy(), pts[1], atol=0.1)
+    assert abs(float(sc[0, 0, 1]) - 0.5) < 0.05
