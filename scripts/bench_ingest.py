@@ -65,6 +65,7 @@ def baseline_simpleitk(root: Path) -> int:
     """ImageSeriesReader on every series of every folder (GDCM sorts the files). Returns the number of studies."""
     import SimpleITK as sitk
 
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)  # "non uniform sampling" on multi-block axials, etc.
     studies: set[str] = set()
     for folder, _, files in os.walk(root):
         if not files:

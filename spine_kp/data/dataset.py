@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from spine_kp.data.cache import SliceCache
-from spine_kp.data.labels import encode_targets, kind_indices
+from spine_kp.data.labels import Targets, encode_targets, kind_indices
 from spine_kp.data.preprocess import DEFAULT_PERCENTILES, Geometry, prepare_slice
 from spine_kp.data.transforms import AugmentConfig, Augmenter
 from spine_kp.io.annotations import read_annotations
@@ -129,6 +129,7 @@ class SpineDataset(Dataset):
         self.seed = int(seed)
         self.percentiles = (float(percentiles[0]), float(percentiles[1]))
         self._kind_index = kind_indices(schema)
+        self._targets: dict[int, Targets] = {}  # per record; encoded once so warnings are logged once
         self._rng: np.random.Generator | None = None
         self._rng_owner: tuple[int, int] | None = None
 
@@ -172,17 +173,20 @@ class SpineDataset(Dataset):
         ann = rec.primary
         assert ann is not None
         image, geom = self.load(index)
-        t = encode_targets(ann, self.schema, geom, source=f"study {rec.study_uid}")
+        t = self._targets.get(index)
+        if t is None:
+            t = self._targets[index] = encode_targets(ann, self.schema, geom, source=f"study {rec.study_uid}")
         keypoints, visible = t.keypoints, t.visible
         if self.augmenter is not None:
             image, keypoints, visible = self.augmenter(self._generator(), image, keypoints, visible)
         grade_mask = {k: m & visible[self._kind_index[k]] for k, m in t.grade_mask.items()}  # graded where seen
         return {
             "image": image.to(torch.float32).contiguous(),
-            "keypoints": torch.from_numpy(np.ascontiguousarray(keypoints, np.float32)),
-            "visible": torch.from_numpy(np.ascontiguousarray(visible, bool)),
-            "grades": {k: torch.from_numpy(v) for k, v in t.grades.items()},
-            "grade_mask": {k: torch.from_numpy(v) for k, v in grade_mask.items()},
+            # copies: the cached targets must not be changed through the returned tensors
+            "keypoints": torch.tensor(keypoints, dtype=torch.float32),
+            "visible": torch.tensor(visible, dtype=torch.bool),
+            "grades": {k: torch.tensor(v, dtype=torch.float32) for k, v in t.grades.items()},
+            "grade_mask": {k: torch.tensor(v, dtype=torch.bool) for k, v in grade_mask.items()},
             "geometry": geom,
             "study_uid": rec.study_uid,
             "instance_uid": ann.instance_uid,

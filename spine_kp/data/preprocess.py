@@ -65,6 +65,15 @@ class Geometry:
             raise ValueError("Geometry has no pixel spacing; build it with fit_to_size(..., spacing=...)")
         return (self.spacing[0] / self.scale_y, self.spacing[1] / self.scale_x)
 
+    def to(self, *args: object, **kwargs: object) -> Geometry:
+        """Device moves are a no-op (no tensors inside).
+
+        Lightning moves a batch by calling ``.to`` on every object that has it; without this method it would
+        rebuild each dataclass field by field, which a frozen dataclass refuses ("A frozen dataclass was passed
+        to apply_to_collection").
+        """
+        return self
+
     def to_mm(self, xy_input: ArrayT) -> ArrayT:
         """Map (..., 2) input-pixel points to millimetres (x_mm, y_mm) from the original top-left pixel centre."""
         if self.spacing is None:

@@ -2,8 +2,9 @@
 
 Only changes that per-image normalization cannot undo are used (a linear brightness/contrast change would be
 removed again by the z-score the predictor applies): bias field (coil inhomogeneity), gamma, a random
-non-linear contrast curve (``RandHistogramShift``), Gaussian blur and Gaussian noise. The result is z-scored
-again so training inputs have the statistics the predictor produces.
+non-linear contrast curve (``RandHistogramShift``), Gaussian blur and Gaussian noise. The result is rescaled
+to the mean and standard deviation the image had before, so training inputs keep the statistics that the
+predictor's preprocessing produces.
 """
 
 from __future__ import annotations
@@ -60,15 +61,16 @@ class IntensityAugment:
             t.set_random_state(seed=int(s))
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """Augment a (C, H, W) float32 image; returns (C, H, W) float32, z-scored over all channels."""
+        """Augment a (C, H, W) float32 image; returns (C, H, W) float32 with the input's mean and std."""
         x = image.to(torch.float32)
+        mean, std = x.mean(), x.std()
         floor = x.min()
         # the bias field multiplies the MR signal, which is non-negative: apply it above the background level
         x = torch.as_tensor(self.bias(x - floor)).as_subclass(torch.Tensor) + floor
         for t in self.steps:
             x = torch.as_tensor(t(x)).as_subclass(torch.Tensor)
         x = x.to(torch.float32)
-        std = x.std()
-        if not torch.isfinite(std) or std < 1e-6:
+        new_std = x.std()
+        if not torch.isfinite(new_std) or new_std < 1e-6 or not torch.isfinite(std):
             return image.to(torch.float32)
-        return (x - x.mean()) / std
+        return (x - x.mean()) / new_std * std + mean

@@ -49,7 +49,7 @@ class FlatPoints:
         """(S + 1,) offset of each study's first point, then N."""
         return np.r_[0, np.cumsum(self.counts)]
 
-    def _padded(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def slots(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(study, slot) of each point of studies [lo, hi) in a (hi - lo, M) padded layout, and M."""
         counts = self.counts[lo:hi]
         width = int(counts.max()) if counts.size else 0
@@ -146,7 +146,7 @@ def _single(batch: _T) -> _T:
 
 def pad_ground_truth(flat: FlatPoints, lo: int, hi: int) -> GroundTruth:
     """Studies [lo, hi) of ``flat`` as a padded batch (S = hi - lo, G = most points in one of them)."""
-    row, slot, g = flat._padded(lo, hi)
+    row, slot, g = flat.slots(lo, hi)
     a, b = flat.starts[lo], flat.starts[hi]
     s, c = hi - lo, flat.classes.shape[1]
     xy, spacing = np.zeros((s, g, 2)), np.ones((s, g, 2))
@@ -159,7 +159,7 @@ def pad_ground_truth(flat: FlatPoints, lo: int, hi: int) -> GroundTruth:
 
 def pad_predictions(flat: FlatPoints, lo: int, hi: int) -> Predictions:
     """Studies [lo, hi) of ``flat`` as a padded batch (S = hi - lo, P = most points in one of them)."""
-    row, slot, p = flat._padded(lo, hi)
+    row, slot, p = flat.slots(lo, hi)
     a, b = flat.starts[lo], flat.starts[hi]
     s, c = hi - lo, flat.classes.shape[1]
     xy, classes = np.zeros((s, p, 2)), np.zeros((s, p, c), dtype=bool)

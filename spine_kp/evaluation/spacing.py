@@ -29,12 +29,19 @@ def spacing_from_data_root(root: str | Path) -> tuple[dict[str, Spacing], dict[s
 
     Returns:
         (SOPInstanceUID -> spacing, SeriesInstanceUID -> spacing).
+
+    Raises:
+        SpacingError: the root cannot be scanned (e.g. not a folder).
     """
     from spine_kp.io import dicom  # lazy: evaluation must not need the DICOM stack unless asked to
 
     by_instance: dict[str, Spacing] = {}
     by_series: dict[str, Spacing] = {}
-    for study in dicom.scan(root).studies.values():
+    try:
+        index = dicom.scan(root)
+    except (OSError, dicom.IngestError) as exc:
+        raise SpacingError(f"data root {root}: {exc}") from None
+    for study in index.studies.values():
         for series in study.series:
             spacing = (float(series.spacing[0]), float(series.spacing[1]))
             by_series[series.series_uid] = spacing

@@ -7,7 +7,6 @@ Geometry is the DICOM patient frame (LPS, mm): ImageOrientationPatient = (row co
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,14 +85,15 @@ def weighting_from_timing(
 ) -> str:
     """Weighting from EchoTime / RepetitionTime (ms): the fallback when the names say nothing.
 
-    Long TE (> ~60 ms) with long TR is T2 (fat-suppressed when a short STIR inversion time is set); short TE
-    with short TR is T1; anything else (proton density, missing values) is "unknown".
+    A short inversion time (<= 250 ms) with long TR is STIR, i.e. fat-suppressed T2, whatever the TE; long TE
+    (> ~60 ms) with long TR is T2; short TE with short TR is T1; anything else (proton density, missing values)
+    is "unknown".
     """
     if echo_time is None or repetition_time is None:
         return "unknown"
+    if inversion_time is not None and 0 < inversion_time <= STIR_MAX_TI and repetition_time >= T2_MIN_TR:
+        return "T2FS"  # STIR: a short inversion nulls fat; its TE is often moderate (30-70 ms)
     if echo_time >= T2_MIN_TE and repetition_time >= T2_MIN_TR:
-        if inversion_time is not None and 0 < inversion_time <= STIR_MAX_TI:
-            return "T2FS"
         return "T2"
     if echo_time <= T1_MAX_TE and repetition_time <= T1_MAX_TR:
         return "T1"
@@ -128,11 +128,13 @@ def find_scouts(
     sizes: Sequence[tuple[int, int]],
     localizer: Sequence[bool] | None = None,
     tol: float = 0.05,
-) -> np.ndarray:
-    """Flag the images of one series that are not part of its stack.
+) -> tuple[np.ndarray, int]:
+    """Flag the images of one series that are not part of its stack, and pick the stack's reference image.
 
-    An image is a scout when its (rows, cols) differ from the series majority, its orientation differs from the
-    majority's by more than ``tol`` in any direction cosine, or its ImageType says LOCALIZER.
+    Images are grouped by (rows, cols) and orientation (direction cosines within ``tol``). The largest group is
+    the stack; an image is a scout when its group has at most half as many images (a localizer or a stray
+    image of another size or plane), or when its ImageType says LOCALIZER. Groups of comparable size are all
+    kept: a multi-block axial series (one angled block per disc) has no majority and no scouts.
 
     Args:
         orientations: (N, 6) ImageOrientationPatient per image.
@@ -141,16 +143,24 @@ def find_scouts(
         tol: direction cosine tolerance (0.05 is about 3 degrees).
 
     Returns:
-        (N,) bool, True for scouts. Never flags every image: the majority always stays.
+        ((N,) bool, True for scouts; index of the first image of the largest group, whose orientation defines
+        the series plane and slice normal). Never flags every image.
     """
     o = np.asarray(orientations, dtype=float).reshape(-1, 6)
     loc = np.zeros(len(o), bool) if localizer is None else np.asarray(localizer, bool)
     candidates = np.flatnonzero(~loc) if (~loc).any() else np.arange(len(o))
-    # majority = most frequent (size, rounded orientation); ties go to the earliest key in sorted order
-    keys = [(tuple(sizes[i]), tuple(np.round(o[i], 2).tolist())) for i in candidates]
-    counts = Counter(keys)
-    best = max(sorted(counts), key=lambda k: counts[k])
-    ref = o[candidates[keys.index(best)]]
-    same_size = np.array([tuple(s) == best[0] for s in sizes], bool)
-    same_orientation = np.abs(o - ref).max(axis=1) <= tol
-    return ~(same_size & same_orientation) | (loc & bool((~loc).any()))
+    groups: list[list[int]] = []  # greedy clustering in file order: deterministic, no rounding boundaries
+    for i in candidates.tolist():
+        for g in groups:
+            if tuple(sizes[g[0]]) == tuple(sizes[i]) and np.abs(o[g[0]] - o[i]).max() <= tol:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    largest = max(len(g) for g in groups)
+    scouts = np.ones(len(o), bool)
+    for g in groups:
+        if 2 * len(g) > largest:
+            scouts[g] = False
+    reference = next(g for g in groups if len(g) == largest)[0]
+    return scouts, reference

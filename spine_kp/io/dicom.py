@@ -94,15 +94,23 @@ def choose_series(study: StudyIndex) -> tuple[SeriesInfo, str]:
 
 
 def _decode_pydicom(path: str | Path) -> np.ndarray:
-    import pydicom
-    from pydicom.pixels import apply_rescale
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import pixel_array
 
-    ds = pydicom.dcmread(path)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise IngestError(f"{path}: multi-frame object ({frames} frames) is not supported yet")
-    pixels = apply_rescale(ds.pixel_array, ds).astype(np.float32)
-    if ds.get("PhotometricInterpretation") == "MONOCHROME1":  # bright means low signal: flip to MONOCHROME2
+    # pixel_array(path) reads only the pixel module (+ the rescale tags asked for), not a whole Dataset
+    info = Dataset()
+    pixels = pixel_array(str(path), ds_out=info, specific_tags=[0x00281052, 0x00281053])
+    frames = int(info.get("NumberOfFrames", 1) or 1)
+    if frames > 1 or pixels.ndim != 2:
+        raise IngestError(f"{path}: multi-frame or multi-sample object (shape {pixels.shape}) is not supported yet")
+    pixels = pixels.astype(np.float32)  # (H, W)
+    # rescale in float32 (pydicom's apply_rescale goes through float64: slower, and float32 is the contract)
+    slope, intercept = float(info.get("RescaleSlope", 1) or 1), float(info.get("RescaleIntercept", 0) or 0)
+    if slope != 1.0:
+        pixels *= np.float32(slope)
+    if intercept != 0.0:
+        pixels += np.float32(intercept)
+    if info.get("PhotometricInterpretation") == "MONOCHROME1":  # bright means low signal: flip to MONOCHROME2
         pixels = pixels.max() + pixels.min() - pixels
     return pixels
 

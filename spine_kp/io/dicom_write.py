@@ -26,6 +26,7 @@ from pydicom.uid import (
     MRImageStorage,
     generate_uid,
 )
+from pydicom.valuerep import format_number_as_ds
 
 from spine_kp.io.atomic import atomic_output
 from spine_kp.io.dicom_encode import TRANSFER_SYNTAXES, encodable_transfer_syntaxes, encode
@@ -114,9 +115,8 @@ def _base_dataset(sop_class: UID, sop_uid: str, study_uid: str, transfer_syntax:
 
 
 def _ds(value: float) -> str:
-    """A float as a DICOM DS string (at most 16 characters)."""
-    text = f"{value:.6g}"
-    return text if len(text) <= 16 else f"{value:.4e}"
+    """A float as a DICOM DS string: as many digits as its 16 characters allow (pydicom's formatter)."""
+    return format_number_as_ds(float(value))
 
 
 def _image_dataset(

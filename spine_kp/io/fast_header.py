@@ -27,15 +27,19 @@ WANTED: dict[int, str] = {
     0x00280008: "NumberOfFrames", 0x00280010: "Rows", 0x00280011: "Columns", 0x00280030: "PixelSpacing",
     0x00280100: "BitsAllocated",
 }  # fmt: skip
-_CHARSET = 0x00080005
 _UNSIGNED_SHORT = {"Rows", "Columns", "SamplesPerPixel", "BitsAllocated"}
 _FREE_TEXT = {"SeriesDescription", "ProtocolName"}  # may be in any character set
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT"})
+_SHORT_VRS = frozenset(
+    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS",
+     b"ST", b"SV", b"TM", b"UI", b"UL", b"US", b"UV"}
+)  # fmt: skip
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _NOT_HANDLED = {"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}  # big endian, deflated
 _UNDEFINED = 0xFFFFFFFF
 _CHUNK = 16384
-_TAG, _U16, _U32 = struct.Struct("<HH"), struct.Struct("<H"), struct.Struct("<I")
+_U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
+_EXPLICIT, _IMPLICIT = struct.Struct("<HH2sH"), struct.Struct("<HHI")
 _MAX_READ = 1 << 22
 
 
@@ -73,7 +77,7 @@ def _element_header(buf: bytes, pos: int, implicit: bool) -> tuple[bytes, int, i
         if pos + 12 > len(buf):
             raise _NeedMore
         return vr, struct.unpack_from("<I", buf, pos + 8)[0], pos + 12
-    if not vr.isalpha():
+    if vr not in _SHORT_VRS:
         raise _Unhandled
     return vr, struct.unpack_from("<H", buf, pos + 6)[0], pos + 8
 
@@ -118,35 +122,33 @@ def _walk(buf: bytes, at_eof: bool) -> RawHeader | None:
     raw: dict[str, bytes] = {}
     charset = b""
     n = len(buf)
-    while True:  # the hot loop of the whole scan: element headers are unpacked inline
+    while True:  # the hot loop of the whole scan: one struct call per element header
         if pos + 12 > n:
             if pos + 8 > n and at_eof:
                 break  # the dataset ended (or the file was cut) before any pixel data
             if not at_eof:
                 raise _NeedMore
-        group, element = _TAG.unpack_from(buf, pos)
-        if group > 0x0028:
-            break
         if implicit:
-            length, value = _U32.unpack_from(buf, pos + 4)[0], pos + 8
-            vr = b""
+            group, element, length = _IMPLICIT.unpack_from(buf, pos)
+            vr, value = b"", pos + 8
         else:
-            vr = buf[pos + 4 : pos + 6]
+            group, element, vr, length = _EXPLICIT.unpack_from(buf, pos)
+            value = pos + 8
             if vr in _LONG_VRS:
                 length, value = _U32.unpack_from(buf, pos + 8)[0], pos + 12
-            elif vr.isalpha():
-                length, value = _U16.unpack_from(buf, pos + 6)[0], pos + 8
-            else:
+            elif vr not in _SHORT_VRS:
                 raise _Unhandled
+        if group > 0x0028:
+            break
         if length == _UNDEFINED:
             pos = _skip_sequence(buf, value, implicit or vr == b"UN")
             continue
         if value + length > n and not at_eof:
             raise _NeedMore
-        tag = group << 16 | element
-        if tag in WANTED:
-            raw[WANTED[tag]] = buf[value : value + length]
-        elif tag == _CHARSET:
+        keyword = WANTED.get(group << 16 | element)
+        if keyword is not None:
+            raw[keyword] = buf[value : value + length]
+        elif group == 0x0008 and element == 0x0005:
             charset = buf[value : value + length]
         pos = value + length
     return RawHeader(_decode(raw, charset), syntax, implicit, min(pos, n))
@@ -165,14 +167,15 @@ def _decode(raw: dict[str, bytes], charset: bytes) -> dict[str, list[str]]:
         if keyword in _UNSIGNED_SHORT:
             if len(data) >= 2:
                 out[keyword] = [str(_U16.unpack_from(data)[0])]
-            continue
-        if keyword in _FREE_TEXT and not data.isascii():
-            text = decode_bytes(data, list(_encodings(charset)), {0x5C})
+        elif data.isascii() or keyword not in _FREE_TEXT:
+            text = data.decode("ascii", "replace").strip(" \x00")
+            values = [v.strip(" \x00") for v in text.split("\\")] if "\\" in text else [text]
+            if any(values):
+                out[keyword] = values
         else:
-            text = data.decode("ascii", "replace")
-        values = [v.strip(" \x00") for v in text.split("\\")]
-        if any(values):
-            out[keyword] = values
+            values = [v.strip(" \x00") for v in decode_bytes(data, list(_encodings(charset)), {0x5C}).split("\\")]
+            if any(values):
+                out[keyword] = values
     return out
 
 

@@ -7,6 +7,7 @@ is read, which is enough to catch truncated files cheaply.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -73,6 +74,13 @@ def _read_with_pydicom(fh: BinaryIO) -> RawHeader:
     return RawHeader(values, syntax, bool(implicit), fh.tell(), bool(little))
 
 
+@functools.lru_cache(maxsize=64)
+def _syntax(uid: str) -> tuple[str, bool, bool]:
+    """(name, encapsulated?, deflated?) of a transfer syntax UID; cached, pydicom's UID checks are slow."""
+    syntax = UID(uid)
+    return syntax.name, syntax.is_compressed, syntax == DeflatedExplicitVRLittleEndian
+
+
 def _number(values: dict[str, list[str]], keyword: str) -> float | None:
     try:
         return float(values[keyword][0])
@@ -137,30 +145,54 @@ def _pixel_data_problem(fh: BinaryIO, size: int, little: bool, implicit: bool, n
             return f"truncated: a compressed fragment runs past the end of the file ({size} bytes)"
 
 
-def _unusable(raw: RawHeader, fh: BinaryIO, size: int) -> str | None:
-    """Why a header is not a usable single-frame image ("category: detail"), or None."""
+def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeader | SkippedFile:
+    """An ImageHeader, or a SkippedFile saying why this is not a usable single-frame image."""
     v = raw.values
     missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if k not in v]
     if missing:
-        return f"incomplete header: no {', '.join(missing)} (truncated file?)"
-    if "Rows" not in v or "Columns" not in v:
+        return SkippedFile(path, f"incomplete header: no {', '.join(missing)} (truncated file?)")
+    rows, cols = _int(v, "Rows"), _int(v, "Columns")
+    if rows is None or cols is None:
         sop_class = UID(v.get("SOPClassUID", [""])[0])
-        return f"non-image object: {sop_class.name if sop_class else 'unknown SOP class'}"
+        return SkippedFile(path, f"non-image object: {sop_class.name if sop_class else 'unknown SOP class'}")
     frames = _int(v, "NumberOfFrames") or 1
     if frames > 1:
-        return f"multi-frame: {frames} frames in one object (not supported yet)"
-    if (_int(v, "SamplesPerPixel") or 1) != 1:
-        return f"not greyscale: SamplesPerPixel {_int(v, 'SamplesPerPixel')}"
-    for keyword, n in (("ImageOrientationPatient", 6), ("ImagePositionPatient", 3), ("PixelSpacing", 2)):
-        if _floats(v, keyword, n) is None:
-            return f"no geometry: {keyword} missing or malformed"
-    syntax = UID(raw.transfer_syntax)
-    if syntax == DeflatedExplicitVRLittleEndian:  # a deflated body has no byte offsets to check
-        return None
-    rows, cols, bits = _int(v, "Rows") or 0, _int(v, "Columns") or 0, _int(v, "BitsAllocated") or 16
-    native = None if syntax.is_compressed else rows * cols * bits // 8
-    fh.seek(raw.stop)
-    return _pixel_data_problem(fh, size, raw.little_endian, raw.implicit, native)
+        return SkippedFile(path, f"multi-frame: {frames} frames in one object (not supported yet)")
+    samples = _int(v, "SamplesPerPixel") or 1
+    if samples != 1:
+        return SkippedFile(path, f"not greyscale: SamplesPerPixel {samples}")
+    geometry = {k: _floats(v, k, n) for k, n in (("ImageOrientationPatient", 6), ("ImagePositionPatient", 3),
+                                                 ("PixelSpacing", 2))}  # fmt: skip
+    for keyword, value in geometry.items():
+        if value is None:
+            return SkippedFile(path, f"no geometry: {keyword} missing or malformed")
+    name, compressed, deflated = _syntax(raw.transfer_syntax)
+    if not deflated:  # a deflated body has no byte offsets to check
+        native = None if compressed else rows * cols * (_int(v, "BitsAllocated") or 16) // 8
+        fh.seek(raw.stop)
+        problem = _pixel_data_problem(fh, size, raw.little_endian, raw.implicit, native)
+        if problem:
+            return SkippedFile(path, problem)
+    return ImageHeader(
+        path=path,
+        study_uid=v["StudyInstanceUID"][0],
+        series_uid=v["SeriesInstanceUID"][0],
+        sop_uid=v["SOPInstanceUID"][0],
+        series_number=_int(v, "SeriesNumber"),
+        instance_number=_int(v, "InstanceNumber"),
+        description="\\".join(v.get("SeriesDescription", ())),
+        protocol_name="\\".join(v.get("ProtocolName", ())),
+        echo_time=_number(v, "EchoTime"),
+        repetition_time=_number(v, "RepetitionTime"),
+        inversion_time=_number(v, "InversionTime"),
+        orientation=geometry["ImageOrientationPatient"],  # type: ignore[arg-type]
+        position=geometry["ImagePositionPatient"],  # type: ignore[arg-type]
+        spacing=geometry["PixelSpacing"],  # type: ignore[arg-type]
+        rows=rows,
+        cols=cols,
+        localizer=any(t.upper() == "LOCALIZER" for t in v.get("ImageType", ())),
+        transfer_syntax=name,
+    )
 
 
 def read_header(path: str, fast: bool = True) -> ImageHeader | SkippedFile:
@@ -179,33 +211,10 @@ def read_header(path: str, fast: bool = True) -> ImageHeader | SkippedFile:
             if raw is None:
                 try:
                     with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # pydicom warns on odd-but-readable values; _unusable decides
+                        warnings.simplefilter("ignore")  # pydicom warns on odd-but-readable values; we judge them
                         raw = _read_with_pydicom(fh)
                 except InvalidDicomError:
                     return SkippedFile(path, "not DICOM: no 'DICM' prefix / file meta information")
-            reason = _unusable(raw, fh, size)
-        if reason:
-            return SkippedFile(path, reason)
-        v = raw.values
-        return ImageHeader(
-            path=path,
-            study_uid=v["StudyInstanceUID"][0],
-            series_uid=v["SeriesInstanceUID"][0],
-            sop_uid=v["SOPInstanceUID"][0],
-            series_number=_int(v, "SeriesNumber"),
-            instance_number=_int(v, "InstanceNumber"),
-            description="\\".join(v.get("SeriesDescription", [])),
-            protocol_name="\\".join(v.get("ProtocolName", [])),
-            echo_time=_number(v, "EchoTime"),
-            repetition_time=_number(v, "RepetitionTime"),
-            inversion_time=_number(v, "InversionTime"),
-            orientation=_floats(v, "ImageOrientationPatient", 6),  # type: ignore[arg-type]
-            position=_floats(v, "ImagePositionPatient", 3),  # type: ignore[arg-type]
-            spacing=_floats(v, "PixelSpacing", 2),  # type: ignore[arg-type]
-            rows=_int(v, "Rows") or 0,
-            cols=_int(v, "Columns") or 0,
-            localizer="LOCALIZER" in [t.upper() for t in v.get("ImageType", [])],
-            transfer_syntax=UID(raw.transfer_syntax).name,
-        )
+            return _to_header(path, raw, fh, size)
     except (OSError, EOFError, ValueError, struct.error, KeyError, AttributeError, TypeError) as exc:
         return SkippedFile(path, f"unreadable: {type(exc).__name__}: {exc}")

@@ -21,15 +21,21 @@ from scipy import sparse
 from scipy.ndimage import gaussian_filter
 
 from spine_kp.io.phantom_anatomy import FIRST_SACRAL, Anatomy
-from spine_kp.io.phantom_render import Canvas, PlaneGrid, paint_body, paint_disc, paint_posterior
-from spine_kp.io.phantom_render import paint_sacral_plate, paint_schmorl
+from spine_kp.io.phantom_canvas import Canvas, PlaneGrid
+from spine_kp.io.phantom_render import (
+    paint_body,
+    paint_disc,
+    paint_posterior,
+    paint_sacral_plate,
+    paint_schmorl,
+)
 from spine_kp.io.phantom_soft import paint_canal, paint_outline, paint_retro
 
 # Apparent (PD, T1 ms, T2 ms) at 1.5 T. Fat's T2 is its apparent value in turbo spin echo (J-coupling).
 TISSUES: dict[str, tuple[float, float, float]] = {
     "air": (0.0, 1000.0, 1.0), "fat": (1.0, 260.0, 130.0), "skin": (0.7, 700.0, 40.0),
     "muscle": (0.8, 900.0, 48.0), "csf": (1.0, 3500.0, 1500.0), "cord": (0.8, 800.0, 85.0),
-    "nerve": (0.75, 850.0, 65.0), "annulus": (0.65, 900.0, 42.0), "nucleus": (0.92, 1150.0, 135.0),
+    "nerve": (0.75, 850.0, 65.0), "annulus": (0.65, 900.0, 42.0), "nucleus": (0.95, 1150.0, 190.0),
     "nucleus_degen": (0.7, 850.0, 40.0), "remnant": (0.5, 800.0, 35.0), "cortex": (0.06, 600.0, 8.0),
     "ligament": (0.3, 600.0, 14.0), "interspinous": (0.75, 450.0, 75.0), "marrow_water": (0.85, 1000.0, 50.0),
     "modic1": (0.95, 1400.0, 110.0), "vessel": (0.07, 1200.0, 150.0), "vein_slow": (0.9, 1300.0, 220.0),
@@ -246,22 +252,26 @@ def render_plane(
 
 
 def acquire(
-    img: np.ndarray, sigma: np.ndarray, rng: np.random.Generator, out_shape: tuple[int, int]
+    img: np.ndarray, sigma: float, noise: tuple[np.ndarray, np.ndarray], out_shape: tuple[int, int]
 ) -> np.ndarray:
     """Rician noise on the acquisition grid, then windowed-sinc interpolation to the reconstructed matrix.
 
     Args:
         img: (N, H, W) noise-free magnitude of one contrast.
-        sigma: noise standard deviation (scalar array).
-        rng: random generator.
+        sigma: noise standard deviation.
+        noise: two (N, H, W) standard normal fields (real and imaginary channel noise).
         out_shape: reconstructed (H', W').
 
     Returns:
         (N, H', W') float32, non-negative.
     """
-    n1 = rng.standard_normal(img.shape, dtype=np.float32)
-    n2 = rng.standard_normal(img.shape, dtype=np.float32)
     s = np.float32(sigma)
-    noisy = np.sqrt((img + s * n1) ** 2 + (s * n2) ** 2)
+    noisy = np.multiply(noise[0], s)
+    noisy += img
+    np.square(noisy, out=noisy)
+    quad = np.multiply(noise[1], s)
+    np.square(quad, out=quad)
+    noisy += quad
+    np.sqrt(noisy, out=noisy)  # magnitude of complex signal + noise: Rician
     out = resample(noisy, out_shape)
     return np.maximum(out, 0.0, out=out)

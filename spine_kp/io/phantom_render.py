@@ -1,189 +1,19 @@
-"""Rasterise the phantom anatomy on one image plane: a vectorised painter's algorithm in numpy.
+"""Bones and discs of the phantom: vertebral bodies, discs with their pathology, posterior elements.
 
-Every structure is a signed distance (mm, < 0 inside) of its cross-section in the plane, anti-aliased over one
-pixel, times the share of the slice thickness it fills laterally (partial volume across the slab). Painting
-blends the structure's per-contrast signal into a (C, H, W) canvas, so T1, T2 and STIR of the same geometry
-come out of one pass. Bones and discs are evaluated only inside their projected bounding box.
-
-Coordinates: the canvas knows the anatomy-frame position (x, y, z) of every pixel centre (see
-``phantom_anatomy``); arrays are ``(H, W)`` = (row, col) of the render grid.
+Each painter evaluates a signed distance only inside the structure's projected box (see
+:class:`~spine_kp.io.phantom_canvas.Canvas`), in the structure's own midsagittal frame (u posterior,
+v superior), with the lateral coordinate treated as a scalar whenever the plane is sagittal.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from spine_kp.io.phantom_anatomy import Anatomy, Body, Disc, depth_profile
-
-Box = tuple[slice, slice]
-
-
-@dataclass(frozen=True)
-class PlaneGrid:
-    """An image plane in the anatomy frame: pixel (r, c) centre = origin + r * d_row + c * d_col (mm).
-
-    Attributes:
-        origin: (3,) anatomy-frame position of the centre of pixel (0, 0).
-        d_row: (3,) step per row; d_col: (3,) step per column.
-        shape: (H, W).
-        thickness: slab thickness across which structures are averaged laterally (partial volume), mm.
-    """
-
-    origin: np.ndarray
-    d_row: np.ndarray
-    d_col: np.ndarray
-    shape: tuple[int, int]
-    thickness: float
-
-    @property
-    def px(self) -> float:
-        return float(0.5 * (np.linalg.norm(self.d_row) + np.linalg.norm(self.d_col)))
-
-    def halved(self) -> PlaneGrid:
-        """The same plane at half resolution: pixel (i, j) covers pixels (2i..2i+1, 2j..2j+1) of this grid."""
-        return PlaneGrid(
-            origin=self.origin + 0.5 * (self.d_row + self.d_col),
-            d_row=2.0 * self.d_row,
-            d_col=2.0 * self.d_col,
-            shape=((self.shape[0] + 1) // 2, (self.shape[1] + 1) // 2),
-            thickness=self.thickness,
-        )
-
-
-class Canvas:
-    """Per-contrast image, structure label map and pixel coordinates of one plane."""
-
-    def __init__(
-        self,
-        grid: PlaneGrid,
-        anatomy: Anatomy,
-        signals: dict[str, np.ndarray],
-        textures: np.ndarray,
-    ) -> None:
-        """Args: grid; anatomy; signals: tissue -> (C,) signal per contrast; textures: (2, H, W) fine/coarse."""
-        h, w = grid.shape
-        r = np.arange(h, dtype=np.float32)[:, None]
-        c = np.arange(w, dtype=np.float32)[None, :]
-        o, dr, dc = (np.asarray(v, dtype=np.float32) for v in (grid.origin, grid.d_row, grid.d_col))
-        self.x, self.y, self.z = (o[i] + r * dr[i] + c * dc[i] for i in range(3))  # (H, W) each
-        self.grid = grid
-        self.anatomy = anatomy
-        self.signals = signals
-        self.tex_fine, self.tex_coarse = textures[0], textures[1]
-        n_c = len(next(iter(signals.values())))
-        self.img = np.zeros((n_c, h, w), dtype=np.float32)
-        self.label = np.zeros((h, w), dtype=np.int16)
-        self.px = grid.px
-        self.thk = max(grid.thickness, self.px)
-        self.idx = anatomy.table.lookup(self.z)
-        normal = np.cross(grid.d_row, grid.d_col)
-        self._normal = normal / np.linalg.norm(normal)
-
-    # ------------------------------------------------------------------ primitives
-    def col(self, name: str, box: Box | None = None) -> np.ndarray:
-        """Table column ``name`` at every pixel (or inside ``box``)."""
-        if box is None:
-            return self.anatomy.table.at(name, self.idx)
-        return self.anatomy.table.at(name, (self.idx[0][box], self.idx[1][box]))
-
-    def soft(self, sdf: np.ndarray, blur: float = 1.0) -> np.ndarray:
-        """In-plane coverage of a pixel from a signed distance (mm): a one-pixel ramp (``blur`` pixels)."""
-        return np.clip(0.5 - sdf * (1.0 / (self.px * blur)), 0.0, 1.0)
-
-    def lat(self, x: np.ndarray | float, centre: float, half: float) -> np.ndarray | float:
-        """Share of the slab thickness around ``x`` inside the lateral interval ``centre +- half``."""
-        t = self.thk
-        if isinstance(x, float):
-            if half <= 0:
-                return 0.0
-            return min(max(min(x - centre + t / 2, half) - max(x - centre - t / 2, -half), 0.0), t) / t
-        if half <= 0:
-            return np.zeros_like(x)
-        xr = x - centre
-        return np.clip(np.minimum(xr + t / 2, half) - np.maximum(xr - t / 2, -half), 0.0, t) * (1.0 / t)
-
-    def xs(self, box: Box) -> np.ndarray | float:
-        """Lateral coordinate inside ``box``: a float when it is constant there (a true sagittal plane)."""
-        g = self.grid
-        rr = (box[0].start, box[0].stop - 1)
-        cc = (box[1].start, box[1].stop - 1)
-        corners = [g.origin[0] + r * g.d_row[0] + c * g.d_col[0] for r in rr for c in cc]
-        if max(corners) - min(corners) < 0.02:
-            return float(0.5 * (max(corners) + min(corners)))
-        return self.x[box]
-
-    def box(self, aabb: tuple[float, float, float, float, float, float]) -> Box | None:
-        """Pixel box covering the projection of an anatomy-frame box, or None when the plane misses it."""
-        g = self.grid
-        corners = np.array([[x, y, z] for x in aabb[0:2] for y in aabb[2:4] for z in aabb[4:6]]) - g.origin
-        dist = corners @ self._normal
-        margin = self.thk
-        if (dist > margin).all() or (dist < -margin).all():
-            return None
-        rr = corners @ g.d_row / float(g.d_row @ g.d_row)
-        cc = corners @ g.d_col / float(g.d_col @ g.d_col)
-        h, w = g.shape
-        r0, r1 = max(int(math.floor(rr.min())) - 1, 0), min(int(math.ceil(rr.max())) + 2, h)
-        c0, c1 = max(int(math.floor(cc.min())) - 1, 0), min(int(math.ceil(cc.max())) + 2, w)
-        if r0 >= r1 or c0 >= c1:
-            return None
-        return (slice(r0, r1), slice(c0, c1))
-
-    def paint(
-        self,
-        box: Box | None,
-        frac: np.ndarray | float,
-        tissue: str | np.ndarray,
-        label: int = 0,
-        texture: float = 0.0,
-        coarse: bool = False,
-    ) -> None:
-        """Blend ``tissue`` (name or (C,) signal) into the canvas with coverage ``frac`` (shape of ``box``).
-
-        ``texture`` is the relative amplitude of the fine (or ``coarse``) texture field modulating the signal.
-        """
-        if isinstance(frac, float):
-            if frac <= 0.0:
-                return
-            frac = np.full(self.img.shape[1:] if box is None else self.label[box].shape, frac, np.float32)
-        sig = self.signals[tissue] if isinstance(tissue, str) else tissue
-        sl = (slice(None), slice(None)) if box is None else box
-        region = self.img[(slice(None), *sl)]
-        target = sig[:, None, None]
-        if texture:
-            tex = (self.tex_coarse if coarse else self.tex_fine)[sl]
-            target = target * (1.0 + texture * tex)
-        region += frac * (target - region)
-        if label:
-            self.label[sl][frac > 0.5] = label
-
-    def mix(self, a: str, b: str, t: float) -> np.ndarray:
-        """(C,) signal of a tissue mixture: (1 - t) * a + t * b."""
-        return (1.0 - t) * self.signals[a] + t * self.signals[b]
-
-    def marrow(self, ff: float, water: str = "marrow_water") -> np.ndarray:
-        """(C,) signal of bone marrow with fat fraction ``ff``."""
-        return self.mix(water, "fat", ff)
-
-
-def rounded_box(u: np.ndarray, v: np.ndarray, half_u: np.ndarray | float, half_v: np.ndarray | float,
-                r: float) -> np.ndarray:  # fmt: skip
-    """Signed distance of a box centred at 0 with rounded corners (radius ``r``)."""
-    qu = np.abs(u) - (half_u - r)
-    qv = np.abs(v) - (half_v - r)
-    return np.hypot(np.maximum(qu, 0.0), np.maximum(qv, 0.0)) + np.minimum(np.maximum(qu, qv), 0.0) - r
-
-
-def ellipse(u: np.ndarray, v: np.ndarray, ru: np.ndarray | float, rv: np.ndarray | float) -> np.ndarray:
-    """Approximate signed distance of an axis-aligned ellipse centred at 0."""
-    ru = max(float(ru), 1e-3) if np.isscalar(ru) else np.maximum(ru, np.float32(1e-3))
-    rv = max(float(rv), 1e-3) if np.isscalar(rv) else np.maximum(rv, np.float32(1e-3))
-    small = min(ru, rv) if np.isscalar(ru) and np.isscalar(rv) else np.minimum(ru, rv)
-    return (np.hypot(u / ru, v / rv) - 1.0) * small
+from spine_kp.io.phantom_canvas import Box, Canvas, ellipse, rounded_box
 
 
 def _local(cv: Canvas, s: Body | Disc, box: Box) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
@@ -245,7 +75,7 @@ def paint_disc(cv: Canvas, an: Anatomy, d: Disc, label: int) -> None:
         return
     cv.paint(box, frac, "annulus", label=label, texture=0.05)
     deg = look.degeneration
-    nuc = ellipse(u - (u_post - 0.55 * depth), v, 0.33 * depth + 1e-3, (0.32 - 0.08 * deg) * d.height)
+    nuc = ellipse(u - (u_post - 0.55 * depth), v, 0.37 * depth + 1e-3, (0.36 - 0.1 * deg) * d.height)
     nfrac = cv.soft(nuc, blur=2.5) * cv.lat(x, 0.0, 0.7 * d.half_width) * (1.0 - 0.35 * deg)
     cv.paint(box, nfrac, cv.mix("nucleus", "nucleus_degen", deg), texture=0.06)
     if deg < 0.5:  # intranuclear cleft of the adult disc
@@ -270,7 +100,7 @@ def paint_schmorl(cv: Canvas, an: Anatomy, d: Disc, label: int) -> None:
     lat = cv.lat(x, d.schmorl_x, 4.5)
     if missed(lat):
         return
-    node = ellipse(u - d.schmorl_u, v - vc, 0.45 * depth + 1.8, 0.55 * depth)
+    node = ellipse(u - d.schmorl_u, v - vc, 0.5 * depth + 2.5, 0.55 * depth)
     cv.paint(box, cv.soft(node - 1.3) * lat, "cortex")
     cv.paint(box, cv.soft(node) * lat, cv.mix("nucleus", "annulus", 0.3), label=label)
     cv.paint(box, cv.soft(node - 1.3) * (1.0 - cv.soft(node)) * lat * 0.7, "cortex")
@@ -330,6 +160,16 @@ def paint_body(cv: Canvas, b: Body, label: int) -> None:
         cv.paint(box, cv.soft(vein, 1.5) * cv.lat(x, 0.0, 2.0) * 0.6, "vein_slow")
 
 
+def _frame_box(cv: Canvas, s: Body | Disc, u: tuple[float, float], v: tuple[float, float],
+               x: tuple[float, float]) -> Box | None:  # fmt: skip
+    """Pixel box of a region given in a body's local (u, v) ranges and lateral range x."""
+    f = s.frame
+    c, sn = math.cos(f.tilt), math.sin(f.tilt)
+    ys = [f.y + uu * c - vv * sn for uu in u for vv in v]
+    zs = [f.z + uu * sn + vv * c for uu in u for vv in v]
+    return cv.box((x[0] - cv.thk, x[1] + cv.thk, min(ys) - 1.0, max(ys) + 1.0, min(zs) - 1.0, max(zs) + 1.0))
+
+
 def paint_posterior(cv: Canvas, b: Body, below: Disc | None, above: Disc | None) -> None:
     """Pedicles, articular pillars, lamina, spinous and transverse processes, exiting root (lumbar/thoracic)."""
     if b.posterior is None:
@@ -339,56 +179,68 @@ def paint_posterior(cv: Canvas, b: Body, below: Disc | None, above: Disc | None)
     canal = cv.anatomy.table.scalar("canal", b.frame.z)
     d_below = below.height if below is not None else 8.0
     d_above = above.height if above is not None else 8.0
-    box = cv.box(b.aabb(4.0))
-    if box is None:
-        return
-    u, v, x = _local(cv, b, box)
-    ax = abs(x) if isinstance(x, float) else np.abs(x)
     fat = cv.marrow(b.fat_fraction)
+    x_ped = ipd + ped_r
+    x_art = x_ped + 1.5
 
-    def bone(sdf: Callable[[], np.ndarray], xc: float, half: float, mirror: bool = True) -> None:
-        xx = ax if mirror else x
+    def element(
+        u: tuple[float, float], v: tuple[float, float], xc: float, half: float, mirror: bool,
+        sdf: Callable[[np.ndarray, np.ndarray, np.ndarray | float], np.ndarray], tissue: str | None = None,
+    ) -> None:  # fmt: skip
+        reach = abs(xc) + half
+        box = _frame_box(cv, b, u, v, (-reach, reach) if mirror else (xc - half, xc + half))
+        if box is None:
+            return
+        x = cv.xs(box)
+        xx = (abs(x) if isinstance(x, float) else np.abs(x)) if mirror else x
         lat = cv.lat(xx, xc, half)
         if missed(lat):
             return  # the slab misses this element: skip its distance field
-        d = sdf()
+        uu, vv = b.frame.local(cv.y[box], cv.z[box])
+        d = sdf(uu, vv, xx)
+        if tissue is not None:
+            cv.paint(box, cv.soft(d, 1.5) * lat, tissue)
+            return
         cv.paint(box, cv.soft(d) * lat, "cortex")
         cv.paint(box, cv.soft(d + 1.2) * cv.lat(xx, xc, half - 1.0), fat, texture=0.12)
 
-    x_ped = ipd + ped_r
-    x_art = x_ped + 1.5
     # exiting nerve root in the upper foramen, just below the pedicle
-    lat = cv.lat(ax, x_ped + 1.0, 3.0)
-    if not missed(lat):
-        root = ellipse(u - (hd + 0.45 * canal), v + 0.3 * hv, 2.8, 3.2)
-        cv.paint(box, cv.soft(root, 1.5) * lat, "nerve")
+    uc = hd + 0.45 * canal
+    element((uc - 4, uc + 4), (-0.3 * hv - 4.5, -0.3 * hv + 4.5), x_ped + 1.0, 3.0, True,
+            lambda u, v, x: ellipse(u - uc, v + 0.3 * hv, 2.8, 3.2), "nerve")  # fmt: skip
 
-    def pedicle() -> np.ndarray:  # an oval bar from the body to the articular pillar, upper half of the body
+    def pedicle(u: np.ndarray, v: np.ndarray, ax: np.ndarray | float) -> np.ndarray:
         ph = _f(0.5 * hv * np.sqrt(np.clip(1.0 - ((ax - x_ped) / ped_r) ** 2, 0.0, 1.0)))
         return np.maximum(np.abs(v - 0.25 * hv) - ph, np.abs(u - (hd + 0.3 * canal)) - (0.35 * canal + 2.0))
 
-    def pillar() -> np.ndarray:  # superior process up to the disc above, inferior process down to the disc below
-        top, bot = hv + 0.3 * d_above, -hv - 0.7 * d_below
-        return ellipse(u - (hd + 0.9 * canal), v - 0.5 * (top + bot), 6.5, 0.5 * (top - bot))
+    element((hd - 0.05 * canal - 3, hd + 0.65 * canal + 3), (-0.25 * hv - 1, 0.75 * hv + 1), x_ped, ped_r, True,
+            pedicle)  # fmt: skip
+    # articular pillar: superior process up to the disc above, inferior process down to the disc below
+    top, bot = hv + 0.3 * d_above, -hv - 0.7 * d_below
+    ua = hd + 0.9 * canal
+    element((ua - 7.5, ua + 7.5), (bot - 1, top + 1), x_art, 6.0, True,
+            lambda u, v, x: ellipse(u - ua, v - 0.5 * (top + bot), 6.5, 0.5 * (top - bot)))  # fmt: skip
+    # lamina: plate behind the canal between the pillars, its upper edge more anterior
+    ul = hd + canal + 2.0
+    element((ul - 4 - 0.25 * hv, ul + 4 + 0.25 * hv), (-0.85 * hv - 2, 0.55 * hv + 2), 0.0, ipd + 1.0, False,
+            lambda u, v, x: rounded_box(u - ul + 0.25 * v, v + 0.15 * hv, 3.0, 0.7 * hv, 1.5))  # fmt: skip
+    # spinous process: drooping, club-shaped tip
+    dr = math.radians(droop)
+    cd, sd = math.cos(dr), math.sin(dr)
+    us, vs = hd + canal + 1.0, -0.2 * hv
 
-    def lamina() -> np.ndarray:  # plate behind the canal, its upper edge more anterior
-        return rounded_box(u - (hd + canal + 2.0) + 0.25 * v, v + 0.15 * hv, 3.0, 0.7 * hv, 1.5)
-
-    def spinous() -> np.ndarray:  # drooping tip, club-shaped
-        dr = math.radians(droop)
-        pu, pv = u - (hd + canal + 1.0), v + 0.2 * hv
-        s = pu * math.cos(dr) - pv * math.sin(dr)
-        t = pu * math.sin(dr) + pv * math.cos(dr)
+    def spinous(u: np.ndarray, v: np.ndarray, x: np.ndarray | float) -> np.ndarray:
+        pu, pv = u - us, v - vs
+        s, t = pu * cd - pv * sd, pu * sd + pv * cd
         return rounded_box(s - 0.5 * sp_len, t, 0.5 * sp_len, sp_h * (0.8 + 0.25 * np.clip(s / sp_len, 0, 1)), 3.0)
 
-    def transverse() -> np.ndarray:
-        return ellipse(u - (hd + 0.4 * canal), v - 0.25 * hv, 4.0, 4.5)
-
-    bone(pedicle, x_ped, ped_r)
-    bone(pillar, x_art, 6.0)
-    bone(lamina, 0.0, ipd + 1.0, mirror=False)
-    bone(spinous, 0.0, 3.2, mirror=False)
-    bone(transverse, x_art + 16.0, 13.0)
+    reach = sp_len + 2.0
+    element((us - 3, us + reach * cd + 1.1 * sp_h * sd + 3), (vs - reach * sd - 1.1 * sp_h - 3, vs + 1.1 * sp_h + 3),
+            0.0, 3.2, False, spinous)  # fmt: skip
+    # transverse process, seen only far laterally
+    ut = hd + 0.4 * canal
+    element((ut - 5, ut + 5), (0.25 * hv - 5.5, 0.25 * hv + 5.5), x_art + 16.0, 13.0, True,
+            lambda u, v, x: ellipse(u - ut, v - 0.25 * hv, 4.0, 4.5))  # fmt: skip
 
 
 def paint_sacral_plate(cv: Canvas, b: Body) -> None:

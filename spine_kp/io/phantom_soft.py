@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from spine_kp.io.phantom_anatomy import FIRST_SACRAL
-from spine_kp.io.phantom_render import Box, Canvas
+from spine_kp.io.phantom_canvas import Box, Canvas
 
 
 def tube(cv: Canvas, w: np.ndarray, wc: np.ndarray | float, x: np.ndarray, xc: np.ndarray | float,
@@ -42,9 +42,10 @@ def paint_outline(cv: Canvas) -> np.ndarray:
     outside = np.maximum(np.maximum(yb - skin_post, -(ya + abd)), np.abs(x) - width)
     cv.paint(None, cv.soft(outside), "skin")
     cv.paint(None, cv.soft(outside + 2.5), "fat", texture=0.04)
-    mus_post = cv.col("muscle") - hab.groove * np.exp(-x2 / 200.0) - 0.003 * x2
-    muscle = np.maximum(yb - mus_post, 2.0 - yb)
-    cv.paint(None, cv.soft(muscle) * cv.lat(x, 0.0, 80.0), "muscle", texture=0.08)
+    # paraspinal muscles: a midline furrow, tapering laterally to meet the transverse processes' plane
+    mus_post = cv.col("muscle") - hab.groove * np.exp(-x2 / 200.0) - 0.006 * x2
+    muscle = np.maximum(yb - mus_post, (2.0 - 0.002 * x2) - yb)
+    cv.paint(None, cv.soft(muscle), "muscle", texture=0.08)
     wall_in = -abd + hab.fat_ant
     cv.paint(None, cv.soft(np.abs(ya - (wall_in + 5.5)) - 5.5), "muscle", texture=0.08)
     _paint_abdomen(cv, ya, wall_in + 11.0)
@@ -55,7 +56,7 @@ def _paint_abdomen(cv: Canvas, ya: np.ndarray, inner: np.ndarray) -> None:
     """Bowel loops (fluid, content, gas), liver, lung bases and bladder in front of the retroperitoneum."""
     hab = cv.anatomy.habitus
     x, z = cv.x, cv.z
-    region = cv.soft(np.maximum(ya + 24.0, inner - ya)) * cv.lat(x, 0.0, 120.0)
+    region = cv.soft(np.maximum(ya + 24.0 - 0.004 * x * x, inner - ya)) * cv.lat(x, 0.0, 120.0)
     rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
     if not len(rows):
         return
@@ -72,7 +73,9 @@ def _paint_abdomen(cv: Canvas, ya: np.ndarray, inner: np.ndarray) -> None:
     dome = hab.diaphragm_z + 0.004 * np.square(np.minimum(ya + 30.0, 0.0)) + 4.0 * tc
     lung = region * cv.soft(dome - z, 3.0)
     low = cv.anatomy.bodies[FIRST_SACRAL + 4].frame.z
-    bladder = region * cv.soft((np.hypot(np.hypot(x / 40.0, (ya + 90.0) / 35.0), (z - low + 10.0) / 28.0) - 1.0) * 28, 3)
+    bladder = region * cv.soft(
+        (np.hypot(np.hypot(x / 40.0, (ya + 90.0) / 35.0), (z - low + 10.0) / 28.0) - 1.0) * 28, 3
+    )
     for frac, tissue, tex in ((liver, "liver", 0.05), (lung, "lung", 0.2), (bladder, "bladder", 0.0)):
         if frac.any():
             cv.paint(box, frac, tissue, texture=tex)
@@ -98,42 +101,56 @@ def paint_retro(cv: Canvas) -> None:
         cv.paint(None, tube(cv, ya, -(0.8 * rv + 2.0), x, hab.ivc_x + s * split_v, rv, 0.8 * rv), vein)
 
 
-def canal_box(cv: Canvas) -> Box | None:
-    """Pixel box around the canal and posterior elements of the whole spine."""
-    t = cv.anatomy.table
-    b = cv.anatomy.bodies
-    z0, z1 = b[-1].frame.z - 20.0, b[0].frame.z + 40.0
-    post = t.columns["post_y"]
-    return cv.box((-30.0, 30.0, float(post.min()) - 5.0, float(post.max()) + 60.0, z0, z1))
+def canal_boxes(cv: Canvas, step: float = 60.0) -> list[tuple[Box, float, float]]:
+    """Pixel boxes around the canal and posterior soft tissues, one per ``step`` mm of z: (box, z0, z1)."""
+    an, t = cv.anatomy, cv.anatomy.table
+    post, cos_phi = t.columns["post_y"], t.columns["cos_phi"]
+    zs = t.z0 + t.dz * np.arange(len(post))
+    z_lo, z_hi = an.bodies[-1].frame.z - 20.0, an.bodies[0].frame.z + 40.0
+    out = []
+    for a in np.arange(z_lo, z_hi, step):
+        b = min(a + step, z_hi)
+        sel = (zs >= a - 5.0) & (zs <= b + 5.0)
+        y0 = float(post[sel].min()) - 8.0
+        y1 = float(post[sel].max()) + 50.0 / float(cos_phi[sel].min())
+        box = cv.box((-30.0, 30.0, y0, y1, float(a), float(b)))
+        if box is not None:
+            out.append((box, float(a), float(b)))
+    return out
 
 
 def paint_canal(cv: Canvas) -> None:
     """Epidural and foraminal fat, PLL, thecal sac with CSF, cord, cauda equina roots, ligamenta flava."""
-    box = canal_box(cv)
-    if box is None:
-        return
+    for box, z0, z1 in canal_boxes(cv):
+        _paint_canal(cv, box, z0, z1)
+
+
+def _paint_canal(cv: Canvas, box: Box, z0: float, z1: float) -> None:
     an = cv.anatomy
     x, z = cv.xs(box), cv.z[box]
+    own = ((z >= z0) & (z < z1)).astype(np.float32)  # each pixel belongs to exactly one segment
     n = (cv.y[box] - cv.col("post_y", box)) * cv.col("cos_phi", box)
     canal = cv.col("canal", box)
     s1 = an.bodies[FIRST_SACRAL]
     sacrum_top = s1.frame.z + s1.half_height
     lumbar = np.clip((z - sacrum_top) / 10.0, 0.0, 1.0)
-    cv.paint(box, cv.soft(np.maximum(-3.0 - n, n - canal - 1.0)) * cv.lat(x, 0.0, 22.0) * (canal > 0.5), "fat")
-    cv.paint(box, cv.soft(np.abs(n + 0.1) - 1.0) * cv.lat(x, 0.0, 13.0), "ligament")
+    cv.paint(box, cv.soft(np.maximum(-3.0 - n, n - canal - 1.0)) * cv.lat(x, 0.0, 22.0) * (canal > 0.5) * own, "fat")
+    cv.paint(box, cv.soft(np.abs(n + 0.1) - 1.0) * cv.lat(x, 0.0, 13.0) * own, "ligament")
     sac_a, sac_p, sac_w = cv.col("sac_ant", box), cv.col("sac_post", box), cv.col("sac_w", box)
     nc, half = 0.5 * (sac_a + sac_p), 0.5 * (sac_p - sac_a)
-    cv.paint(box, tube(cv, n, nc, x, 0.0, sac_w, half), "csf")
+    cv.paint(box, tube(cv, n, nc, x, 0.0, sac_w, half) * own, "csf")
     cord = cv.col("cord_r", box)
-    cv.paint(box, tube(cv, n, nc - 0.5, x, 0.0, 1.25 * cord, cord), "cord")
+    if cord.any():
+        cv.paint(box, tube(cv, n, nc - 0.5, x, 0.0, 1.25 * cord, cord) * own, "cord")
     x_lo, x_hi = (x, x) if isinstance(x, float) else (float(x.min()), float(x.max()))
-    below = np.clip((an.conus_z - z) / 8.0, 0.0, 1.0)
+    below = np.clip((an.conus_z - z) / 8.0, 0.0, 1.0) * own
     for xr, depth, exit_z, rad in an.roots.tolist():
-        if xr + rad + cv.thk < x_lo or xr - rad - cv.thk > x_hi:
+        if xr + rad + cv.thk < x_lo or xr - rad - cv.thk > x_hi or z0 > an.conus_z or z1 < exit_z:
             continue
         on = below * np.clip((z - exit_z) / 12.0, 0.0, 1.0)
         nr = sac_a + depth * (sac_p - sac_a)
         cv.paint(box, cv.soft(np.abs(n - nr) - rad) * cv.lat(x, xr, rad) * on * (sac_w > 2.0), "nerve")
+    lumbar *= own
     cv.paint(box, cv.soft(np.abs(n - canal + 1.2) - 2.0) * cv.lat(x, 0.0, 14.0) * lumbar, "ligament")
     spin = np.maximum(canal + 0.8 - n, n - canal - 28.0)
     cv.paint(box, cv.soft(spin, 3.0) * cv.lat(x, 0.0, 2.5) * lumbar, "interspinous", texture=0.1)

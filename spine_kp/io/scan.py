@@ -48,17 +48,20 @@ def _most_common(values: Iterable[T], default: T) -> T:
 def build_series(headers: Sequence[ImageHeader]) -> SeriesInfo:
     """Classify one series from the headers of its images (all of one StudyInstanceUID + SeriesInstanceUID).
 
-    Scouts (size or orientation unlike the majority, or LOCALIZER) are set apart; the remaining images are
-    sorted by their position along the slice normal, ties broken by InstanceNumber then SOPInstanceUID.
+    Scouts (see :func:`~spine_kp.io.classify.find_scouts`) are set apart; the remaining images are sorted by
+    their position along the normal of the largest group, ties broken by InstanceNumber then SOPInstanceUID.
     """
-    scout_mask = find_scouts([h.orientation for h in headers], [(h.rows, h.cols) for h in headers],
-                             [h.localizer for h in headers])  # fmt: skip
+    scout_mask, reference = find_scouts([h.orientation for h in headers], [(h.rows, h.cols) for h in headers],
+                                        [h.localizer for h in headers])  # fmt: skip
     stack = [h for h, s in zip(headers, scout_mask) if not s]
-    ref = stack[0]
+    ref = headers[reference]
     normal = slice_normal(ref.orientation)
 
-    def info(h: ImageHeader) -> InstanceInfo:
-        return InstanceInfo(h.path, h.sop_uid, h.instance_number, float(np.dot(h.position, normal)))
+    projections = (np.asarray([h.position for h in headers]) @ normal).tolist()  # (N,) mm along the normal
+
+    def info(i: int) -> InstanceInfo:
+        h = headers[i]
+        return InstanceInfo(h.path, h.sop_uid, h.instance_number, projections[i])
 
     def key(i: InstanceInfo) -> tuple[float, int, str]:
         return (round(i.position, 3), i.instance_number if i.instance_number is not None else 0, i.sop_instance_uid)
@@ -75,8 +78,8 @@ def build_series(headers: Sequence[ImageHeader]) -> SeriesInfo:
         description=description or protocol,
         plane=plane_of(ref.orientation),
         weighting=weighting,
-        instances=tuple(sorted((info(h) for h in stack), key=key)),
-        scouts=tuple(sorted((info(h) for h, s in zip(headers, scout_mask) if s), key=key)),
+        instances=tuple(sorted((info(i) for i, s in enumerate(scout_mask) if not s), key=key)),
+        scouts=tuple(sorted((info(i) for i, s in enumerate(scout_mask) if s), key=key)),
         spacing=(ref.spacing[0], ref.spacing[1]),
         rows=ref.rows,
         cols=ref.cols,

@@ -46,11 +46,11 @@ GRADE_LOOKS: dict[str, dict[str, GradeLook]] = {
     "disc": {
         "v1": GradeLook(normal=True),
         "v2": GradeLook(0.16, group="signal", follows=True, look={"degeneration": (0.65, 1.0)}),
-        "v3": GradeLook(0.10, group="contour", look={"bulge": (2.2, 3.5)}),
-        "v4": GradeLook(0.05, group="contour", look={"bulge": (2.4, 3.6), "asymmetry": (0.75, 0.95)}),
-        "v5": GradeLook(0.08, group="contour", look={"protrusion": (3.0, 5.0)}),
-        "v6": GradeLook(0.03, group="contour", look={"protrusion": (6.0, 9.0), "migration": (4.0, 9.0)}),
-        "v7": GradeLook(0.05, group="endplate", look={"schmorl": (3.0, 5.5)}),
+        "v3": GradeLook(0.10, group="contour", look={"bulge": (1.8, 3.0)}),
+        "v4": GradeLook(0.05, group="contour", look={"bulge": (2.0, 3.2), "asymmetry": (0.75, 0.95)}),
+        "v5": GradeLook(0.08, group="contour", look={"protrusion": (4.0, 6.5)}),
+        "v6": GradeLook(0.03, group="contour", look={"protrusion": (7.0, 10.0), "migration": (4.0, 9.0)}),
+        "v7": GradeLook(0.05, group="endplate", look={"schmorl": (3.5, 6.0)}),
     },
 }  # fmt: skip
 
@@ -123,9 +123,7 @@ def sample_grades(rng: np.random.Generator, schema: Schema) -> dict[str, tuple[s
         kind = schema.kind_of(name)
         same = schema.landmarks_of_kind(kind)
         factor = level_factor(same.index(name), len(same))
-        boost = "-" not in name and any(
-            name in n.split("-") and _abnormal(schema, n, out[n]) for n in out if "-" in n
-        )
+        boost = "-" not in name and any(name in n.split("-") and _abnormal(schema, n, out[n]) for n in out if "-" in n)
         out[name] = _draw(rng, schema, kind, factor, boost)
     return {n: out[n] for n in schema.landmarks}
 
@@ -136,7 +134,9 @@ def looks_for(
     """Phantom appearance of every graded landmark: normal variation plus each label's look ranges."""
     discs: dict[str, DiscLook] = {}
     bodies: dict[str, VertebraLook] = {}
+    streams = dict(zip(schema.landmarks, rng.spawn(len(schema.landmarks))))  # one stream per landmark
     for name, labels in grades.items():
+        rng = streams[name]
         table = GRADE_LOOKS[schema.kind_of(name)]
         if "-" in name:
             look: DiscLook | VertebraLook = DiscLook(
@@ -149,8 +149,10 @@ def looks_for(
             for key, (lo, hi) in table[label].look.items():
                 if key not in types:
                     raise ValueError(f"synth: grade {label!r} sets unknown look field {key!r} on {name}")
-                value = int(rng.integers(int(lo), int(hi) + 1)) if types[key] in (int, "int") else float(
-                    rng.uniform(lo, hi)
+                value = (
+                    int(rng.integers(int(lo), int(hi) + 1))
+                    if types[key] in (int, "int")
+                    else float(rng.uniform(lo, hi))
                 )
                 look = replace(look, **{key: value})
         if isinstance(look, DiscLook):

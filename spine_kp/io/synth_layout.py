@@ -16,7 +16,7 @@ import numpy as np
 
 from spine_kp.io.phantom import Pose, plane_grid
 from spine_kp.io.phantom_anatomy import Anatomy
-from spine_kp.io.phantom_render import PlaneGrid
+from spine_kp.io.phantom_canvas import PlaneGrid
 
 # Sagittal: columns run anterior -> posterior (+y), rows head -> feet (-z); normal = row x col = -x.
 SAGITTAL = (np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0]))

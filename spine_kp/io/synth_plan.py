@@ -138,12 +138,13 @@ def sample_plan(rng: np.random.Generator, index: int, size: int | None, tricky_e
     stir = t2 if size is not None else _matrix(rng, None, (320, 384), rect)
     ax_rows = max(int(round(0.625 * t2[0] / 16) * 16), 64)
     tr2, tr_stir = float(rng.uniform(3000, 5000)), float(rng.uniform(3000, 5000))
+    ti = fat_null_ti(tr_stir) * float(rng.uniform(0.95, 1.05))  # near the fat null: fat dark
     sequences = {
         "t2_sag": MRSequence(float(rng.uniform(80, 120)), tr2),
         "t1_sag": MRSequence(float(rng.uniform(8, 20)), float(rng.uniform(400, 700))),
-        "stir_sag": MRSequence(float(rng.uniform(30, 70)), tr_stir, fat_null_ti(tr_stir) * float(rng.uniform(0.95, 1.05))),
+        "stir_sag": MRSequence(float(rng.uniform(30, 70)), tr_stir, ti),
         "t2_ax": MRSequence(float(rng.uniform(80, 120)), float(rng.uniform(3000, 6000))),
-    }  # fmt: skip
+    }
     shapes = {"t2_sag": t2, "t1_sag": t1, "stir_sag": stir, "t2_ax": (ax_rows, ax_rows)}
     snr = {"t2_sag": (18, 35), "t1_sag": (20, 40), "stir_sag": (10, 20), "t2_ax": (15, 30)}
     numbers = rng.permutation(np.arange(2, 2 + len(ROLES))) * (100 if rng.random() < 0.2 else 1) + (
@@ -188,7 +189,7 @@ def sample_plan(rng: np.random.Generator, index: int, size: int | None, tricky_e
         thickness=thickness,
         fov=float(rng.uniform(260.0, 330.0)),
         aniso=float(rng.uniform(0.94, 1.06)) if rng.random() < 0.1 else 1.0,
-        acq_px=float(rng.uniform(0.9, 1.15)),
+        acq_px=float(rng.uniform(1.0, 1.2)),
         roll=float(rng.uniform(-15.0, 15.0)),
         coronal_tilt=float(rng.uniform(-0.03, 0.03)),
         offset=(float(rng.uniform(-15, 15)), float(rng.uniform(-40, 40)), float(rng.uniform(-250, 150))),

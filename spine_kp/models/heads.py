@@ -117,7 +117,9 @@ class GradeHead(nn.Module):
             ``{kind: (B, K_kind, G_kind)}`` logits, landmarks in schema order within each kind.
         """
         b, k, _ = points.shape
-        points = torch.nan_to_num(points.to(features.dtype), nan=0.0, posinf=0.0, neginf=0.0)
+        # Sample in float32: under bf16/fp16 autocast a 512-pixel coordinate would be rounded to 2-4 pixels.
+        features = features.float()
+        points = torch.nan_to_num(points.float(), nan=0.0, posinf=0.0, neginf=0.0)
         centre = sample_at_points(features, points, self.stride)  # (B, K, C)
         around = points[:, :, None, :] + self.offsets.to(points.dtype)  # (B, K, G2, 2)
         context = sample_at_points(self.pool(features), around.reshape(b, -1, 2), self.stride)  # (B, K*G2, C)

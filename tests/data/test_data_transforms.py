@@ -12,6 +12,7 @@ from scipy import ndimage
 
 from spine_kp.data.transforms import AugmentConfig, Augmenter, sample_spatial
 from spine_kp.data.transforms_geometric import SpatialTransform, flip_columns
+from spine_kp.io.synth import SynthOptions, make_study
 
 SIZE = (128, 128)
 OFF = AugmentConfig(
@@ -87,15 +88,11 @@ def test_flip_mirrors_columns_only() -> None:
     img, _, kps, _ = spine_phantom(size=SIZE[0])
     out, moved, vis = Augmenter(replace(OFF, flip_prob=1.0))(np.random.default_rng(0), torch.from_numpy(img), kps,
                                                             np.ones(len(kps), bool))  # fmt: skip
-    np.testing.assert_allclose(out.numpy(), _zscore(img[:, :, ::-1]), atol=1e-5)
+    np.testing.assert_allclose(out.numpy(), img[:, :, ::-1], atol=1e-5)
     np.testing.assert_allclose(moved[:, 0], SIZE[1] - 1 - kps[:, 0], atol=1e-5)
     np.testing.assert_allclose(moved[:, 1], kps[:, 1], atol=1e-5)
     assert vis.all()
     np.testing.assert_allclose(flip_columns(10) @ [2.0, 5.0, 1.0], [7.0, 5.0, 1.0])
-
-
-def _zscore(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / x.std(ddof=1)
 
 
 def test_cranio_caudal_order_is_never_reversed() -> None:
@@ -160,7 +157,7 @@ def test_augmented_landmarks_stay_on_their_structure(seed: int) -> None:
     assert checked > 50
 
 
-def test_intensity_is_seeded_and_zscored() -> None:
+def test_intensity_is_seeded_and_keeps_statistics() -> None:
     img, _, kps, _ = spine_phantom(size=SIZE[0])
     cfg = replace(OFF, bias_prob=1.0, gamma_prob=1.0, contrast_prob=1.0, blur_prob=1.0, noise_prob=1.0)
     aug = Augmenter(cfg)
@@ -170,8 +167,9 @@ def test_intensity_is_seeded_and_zscored() -> None:
     c, _, _ = aug(np.random.default_rng(8), torch.from_numpy(img), kps, vis)
     assert a.shape == (1, *SIZE) and a.dtype == torch.float32
     assert torch.equal(a, b) and not torch.allclose(a, c)
-    assert abs(float(a.mean())) < 1e-4 and abs(float(a.std()) - 1.0) < 1e-3
-    assert not torch.allclose(a, torch.from_numpy(_zscore(img)), atol=1e-2)
+    # the input's statistics are kept (the predictor's normalization makes them mean 0, std 1)
+    assert abs(float(a.mean()) - img.mean()) < 1e-4 and abs(float(a.std()) - img.std(ddof=1)) < 1e-3
+    assert not torch.allclose(a, torch.from_numpy(img), atol=1e-2)
     np.testing.assert_allclose(ka, kps, atol=1e-5)  # intensity never moves points
 
 
@@ -196,3 +194,29 @@ def test_warp_keeps_type_and_fills_background() -> None:
     lab = st.warp(np.ones((1, *SIZE), np.int64), mode="nearest", fill=0)
     assert lab.dtype == np.int64 and set(np.unique(lab)) == {0, 1}
     np.testing.assert_allclose(st.move_points(np.array([[1.0, 2.0]])), [[41.0, 2.0]])
+
+
+def test_phantom_landmarks_stay_on_their_own_structure() -> None:
+    """The synth phantom's label map of the annotated slice: each landmark must stay on ITS structure."""
+    study = make_study(11, 0, options=SynthOptions(size=128, axial=False, tricky=False))
+    t2 = study.get("t2_sag")
+    label = t2.labels[study.annotated_index].astype(np.int64)  # (H, W), one label per vertebra / disc
+    ann = study.record.primary
+    kps = np.array([p.coord for p in ann.points], np.float64)
+    ids = np.array([study.label_id(p.identification) for p in ann.points])
+    size = label.shape
+    cfg = replace(AugmentConfig(), affine_prob=1.0, elastic_prob=0.7, elastic_std_frac=0.03, crop_prob=0.5)
+    rng = np.random.default_rng(12)
+    checked = 0
+    for trial in range(12):
+        st = sample_spatial(rng, cfg, size, kps, np.ones(len(kps), bool))
+        mask = label[None] if trial == 0 else st.warp(label[None], mode="nearest", fill=0)
+        moved = kps if trial == 0 else st.move_points(kps)  # trial 0: the untouched phantom must pass too
+        for (x, y), lab, p in zip(moved, ids, ann.points):
+            if not st.inside(np.array([[x, y]]))[0]:
+                continue
+            r, c = int(round(y)), int(round(x))
+            hood = mask[0, max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2]
+            assert (hood == lab).any(), f"trial {trial}: {p.identification} at ({x:.1f}, {y:.1f}) left its structure"
+            checked += 1
+    assert checked > 100

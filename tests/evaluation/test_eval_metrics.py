@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from eval_fixtures import cls, counts, pt, run, study
@@ -179,3 +181,14 @@ def test_missing_score_ranks_as_one():
     # the unscored FP outranks the 0.9 TP: P = 0/1 then 1/2 at R = 1/2 -> AP = 0.5 * 0.5
     pred = [study("s", [pt("L3", 100, 400, "v2", None), pt("L1", 100, 100, "v2", 0.9)])]
     assert cls(run(gt, pred), "vertebra/v2").ap == pytest.approx(0.25)
+
+
+def test_empty_ground_truth_is_all_undefined_and_still_reports(tmp_path):
+    from spine_kp.evaluation.report import to_json, write_report
+
+    r = run([], [study("x", [pt("L1", 1, 1, "v1", 0.5)])])
+    assert r.map is None and r.f1_6mm is None and r.n_studies == 0 and r.unknown_studies == ("x",)
+    assert all(c.ap is None and c.fp == 0 for c in r.classes)  # an unknown study adds no FP
+    assert json.loads(to_json(r))["localization"]["overall"]["within_radius"] is None  # strict JSON: no NaN
+    written = write_report(r, tmp_path / "rep")
+    assert all(p.stat().st_size > 0 for p in written.values())

@@ -102,3 +102,9 @@ def test_spacing_from_the_data_root_through_the_ingest_scan(tmp_path):
     lost = [study("9.9.9", GT_POINTS, spacing=None, series="9.9.9.1")]
     with pytest.raises(SpacingError, match=r"study 9\.9\.9.*not under the data root"):
         fill_spacing(lost, data_root=tmp_path / "data")
+
+
+def test_bad_data_root_is_a_spacing_error(tmp_path):
+    gt = [study("s", GT_POINTS, spacing=None)]
+    with pytest.raises(SpacingError, match="nowhere"):
+        fill_spacing(gt, data_root=tmp_path / "nowhere")

@@ -83,6 +83,8 @@ def test_weighting_from_text(text: str | None, weighting: str) -> None:
         (100.0, 3000.0, None, "T2"),
         (85.0, 2500.0, None, "T2"),
         (70.0, 4000.0, 150.0, "T2FS"),  # STIR: short inversion time
+        (35.0, 4200.0, 180.0, "T2FS"),  # STIR with a moderate TE
+        (12.0, 2000.0, 850.0, "unknown"),  # T1 FLAIR: long inversion time is not STIR
         (12.0, 500.0, None, "T1"),
         (25.0, 800.0, None, "T1"),
         (30.0, 3000.0, None, "unknown"),  # proton density
@@ -107,11 +109,23 @@ def test_find_scouts_by_orientation_size_and_localizer_flag() -> None:
     orientations = [SAG, SAG, axial, SAG, SAG, SAG]
     sizes = [(64, 64), (64, 64), (64, 64), (32, 32), (64, 64), (64, 64)]
     localizer = [False, False, False, False, False, True]
-    assert find_scouts(orientations, sizes, localizer).tolist() == [False, False, True, True, False, True]
+    scouts, reference = find_scouts(orientations, sizes, localizer)
+    assert scouts.tolist() == [False, False, True, True, False, True]
+    assert reference == 0
 
 
-def test_find_scouts_tolerates_rounding_and_keeps_the_majority() -> None:
+def test_find_scouts_tolerates_jitter_and_keeps_the_majority() -> None:
     jitter = tuple(v + 0.004 for v in SAG)
-    assert not find_scouts([SAG, jitter, SAG], [(8, 8)] * 3).any()
+    assert not find_scouts([SAG, jitter, SAG], [(8, 8)] * 3)[0].any()
     # all flagged LOCALIZER: they are still the series, not scouts of nothing
-    assert not find_scouts([SAG, SAG], [(8, 8)] * 2, [True, True]).any()
+    assert not find_scouts([SAG, SAG], [(8, 8)] * 2, [True, True])[0].any()
+
+
+def test_multi_block_axial_has_no_scouts() -> None:
+    blocks = [(1.0, 0.0, 0.0, 0.0, float(np.cos(a)), float(np.sin(a))) for a in np.radians([-10.0, 5.0, 20.0])]
+    orientations = [blocks[i // 3] for i in range(9)]
+    scouts, reference = find_scouts(orientations, [(32, 32)] * 9)
+    assert not scouts.any() and reference == 0
+    # ... but a lone image in another plane among them is a scout, and a bigger block becomes the reference
+    scouts, reference = find_scouts([SAG, *orientations[3:], blocks[1]], [(32, 32)] * 8)
+    assert scouts.tolist() == [True] + [False] * 7 and reference == 1

@@ -251,3 +251,16 @@ def test_models_check_fails_with_exit_code_1(
     monkeypatch.setitem(DECODERS._entries, "broken_for_test", entry)
     assert main(["models", "--check", "--names", "broken_for_test", "--size", "64"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_grade_head_samples_in_float32_under_low_precision() -> None:
+    """bf16 cannot represent x = 301.3 (spacing 2 at 256-512): sampling must not round the coordinates."""
+    stride = 4
+    j = torch.arange(128, dtype=torch.float32)
+    ramp = ((j + 0.5) * stride - 0.5).expand(1, 1, 8, 128).contiguous()  # value = input x of the cell centre
+    head = GradeHead(1, load_schema(), stride=stride, context_grid=1)
+    pts = torch.full((1, load_schema().num_landmarks, 2), 301.3)
+    captured: dict[str, torch.Tensor] = {}
+    head.mlp.register_forward_hook(lambda m, inp, out: captured.setdefault("x", inp[0]))
+    head(ramp.bfloat16(), pts)
+    assert abs(captured["x"][0, 0, 0].item() - 301.3) < 0.01

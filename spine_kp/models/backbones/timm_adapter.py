@@ -19,7 +19,7 @@ from typing import Any
 import timm
 import torch
 import torch.nn.functional as F
-from timm.layers import PatchEmbed
+from timm.layers import Format, PatchEmbed
 from torch import nn
 
 from spine_kp.models.backbones.base import DEEPEST_REDUCTION, Backbone, align_to_input
@@ -102,7 +102,7 @@ class TimmBackbone(Backbone):
         self.body = body
         self.pyramid = pyramid
         self.levels = levels
-        self.channels_last = str(getattr(body, "output_fmt", "NCHW")) in ("NHWC", "Format.NHWC")
+        self.channels_last = getattr(body, "output_fmt", Format.NCHW) == Format.NHWC
         self.fixed_input_size = _fixed_input_size(body)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -135,7 +135,7 @@ def build_timm_backbone(
     Args:
         model_name: timm model name.
         in_chans: input channels.
-        name: registry name for messages (defaults to ``model_name``).
+        name: registry name for messages (defaults to ``"timm:" + model_name``).
         pyramid_channels: see :class:`TimmBackbone`.
         **kwargs: timm constructor arguments (``img_size``, ``drop_path_rate``, ``embed_dim``, ...).
 

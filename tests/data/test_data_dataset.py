@@ -1,0 +1,151 @@
+"""SpineDataset over a phantom data root: annotated instance, targets, cache, missing data, batch format."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pytorch_lightning.utilities import move_data_to_device
+from torch.utils.data import DataLoader
+
+import spine_kp.data.dataset as dataset_module
+from spine_kp.data.dataset import MissingDataError, SpineDataset, collate_samples
+from spine_kp.data.preprocess import prepare_slice, to_original
+from spine_kp.data.transforms import AugmentConfig
+from spine_kp.io.annotations import read_annotations
+from spine_kp.io.dicom import StudyIndex, load_instance, load_middle_slice, scan
+from spine_kp.schema import load_schema
+from spine_kp.types import ImageAnnotation, Slice, StudyRecord
+
+SCHEMA = load_schema()
+SIZE = (96, 96)
+
+
+@pytest.fixture(scope="module")
+def data(synth_root: Path) -> tuple[list[StudyRecord], dict]:
+    records = read_annotations(synth_root / "annotations.json", SCHEMA)
+    return records, scan(synth_root / "studies").studies
+
+
+def test_items_are_the_annotated_instance(data: tuple[list[StudyRecord], dict]) -> None:
+    records, studies = data
+    # point the first record at a slice that is not the middle one: the dataset must load exactly that one
+    study = studies[records[0].study_uid]
+    middle = load_middle_slice(study)
+    series = next(s for s in study.series if s.series_uid == middle.series_uid)
+    other = series.instances[0].sop_instance_uid
+    assert other != middle.instance_uid
+    ann = records[0].primary
+    moved = replace(records[0], images=(replace(ann, instance_uid=other),))
+    ds = SpineDataset([moved, *records[1:]], studies, SCHEMA, input_size=SIZE)
+    assert len(ds) == len(records)
+    for i, rec in enumerate(ds.records):
+        item = ds[i]
+        expected, geom = prepare_slice(load_instance(studies[rec.study_uid], rec.primary.instance_uid), SIZE)
+        assert item["instance_uid"] == rec.primary.instance_uid and item["study_uid"] == rec.study_uid
+        assert torch.equal(item["image"], expected)
+        assert item["geometry"] == geom
+    first, _ = prepare_slice(middle, SIZE)
+    assert not torch.equal(ds[0]["image"], first)
+
+
+def test_keypoints_map_back_to_the_annotation(data: tuple[list[StudyRecord], dict]) -> None:
+    records, studies = data
+    # drop two landmarks from one record: they must be masked, not background
+    ann = records[1].primary
+    kept = tuple(p for p in ann.points if p.identification not in ("L2", "L3-L4"))
+    recs = [records[0], replace(records[1], images=(replace(ann, points=kept),))]
+    ds = SpineDataset(recs, studies, SCHEMA, input_size=SIZE)
+    batch = collate_samples([ds[0], ds[1]])
+    back = to_original(batch["keypoints"], batch["geometry"])
+    for b, rec in enumerate(recs):
+        for p in rec.primary.points:
+            k = SCHEMA.index(p.identification)
+            assert batch["visible"][b, k]
+            np.testing.assert_allclose(back[b, k].numpy(), p.coord, atol=1e-3)
+    assert not batch["visible"][1, SCHEMA.index("L2")] and not batch["visible"][1, SCHEMA.index("L3-L4")]
+    discs = SCHEMA.landmarks_of_kind("disc")
+    assert not batch["grade_mask"]["disc"][1, discs.index("L3-L4")]
+    assert batch["visible"][0].all()  # the phantom annotates every landmark
+
+
+def test_batch_format_through_a_dataloader(data: tuple[list[StudyRecord], dict]) -> None:
+    records, studies = data
+    ds = SpineDataset(records, studies, SCHEMA, input_size=SIZE, neighbours=1, augment=AugmentConfig(), seed=3)
+    batch = next(iter(DataLoader(ds, batch_size=3, collate_fn=collate_samples)))
+    k = SCHEMA.num_landmarks
+    assert batch["image"].shape == (3, 3, *SIZE) and batch["image"].dtype == torch.float32
+    assert batch["keypoints"].shape == (3, k, 2) and batch["keypoints"].dtype == torch.float32
+    assert batch["visible"].shape == (3, k) and batch["visible"].dtype == torch.bool
+    assert set(batch["grades"]) == {kd.name for kd in SCHEMA.kinds} == set(batch["grade_mask"])
+    for kind in SCHEMA.kinds:
+        n = len(SCHEMA.landmarks_of_kind(kind.name))
+        assert batch["grades"][kind.name].shape == (3, n, len(kind.grades))
+        assert batch["grades"][kind.name].dtype == torch.float32
+        assert batch["grade_mask"][kind.name].shape == (3, n) and batch["grade_mask"][kind.name].dtype == torch.bool
+        idx = [SCHEMA.index(name) for name in SCHEMA.landmarks_of_kind(kind.name)]
+        assert not (batch["grade_mask"][kind.name] & ~batch["visible"][:, idx]).any()  # graded only where visible
+    assert len(batch["geometry"]) == 3 and batch["study_uid"] == [r.study_uid for r in records[:3]]
+    assert batch["instance_uid"] == [r.primary.instance_uid for r in records[:3]]
+    # Lightning moves batches with apply_to_collection, which cannot rebuild frozen dataclasses field by field
+    moved = move_data_to_device(batch, torch.device("cpu"))
+    assert moved["geometry"] == batch["geometry"] and torch.equal(moved["image"], batch["image"])
+
+
+def test_augmented_items_change_every_epoch(data: tuple[list[StudyRecord], dict]) -> None:
+    records, studies = data
+    plain = SpineDataset(records[:1], studies, SCHEMA, input_size=SIZE)
+    aug = SpineDataset(records[:1], studies, SCHEMA, input_size=SIZE, augment=AugmentConfig(), seed=1)
+    a, b = aug[0], aug[0]
+    assert not torch.equal(a["image"], b["image"])
+    assert not torch.allclose(a["keypoints"], plain[0]["keypoints"])
+    same_seed = SpineDataset(records[:1], studies, SCHEMA, input_size=SIZE, augment=AugmentConfig(), seed=1)
+    assert torch.equal(same_seed[0]["image"], a["image"])  # reproducible for a seed
+    off = SpineDataset(records[:1], studies, SCHEMA, input_size=SIZE, augment=replace(AugmentConfig(), enabled=False))
+    assert torch.equal(off[0]["image"], plain[0]["image"])
+
+
+def test_missing_study_or_instance(data: tuple[list[StudyRecord], dict], caplog: pytest.LogCaptureFixture) -> None:
+    records, studies = data
+    ghost = StudyRecord(study_uid="9.9.9", images=(ImageAnnotation("1.1", "1.1.1", points=()),))
+    ann = records[0].primary
+    bad_instance = replace(records[1], images=(replace(records[1].primary, instance_uid="7.7.7"),))
+    with pytest.raises(MissingDataError, match=r"study 9\.9\.9: not found") as err:
+        SpineDataset([*records, ghost, bad_instance], studies, SCHEMA, input_size=SIZE)
+    assert "7.7.7" in str(err.value) and "skip_missing" in str(err.value)
+    with caplog.at_level(logging.WARNING):
+        ds = SpineDataset([*records, ghost, bad_instance], studies, SCHEMA, input_size=SIZE, skip_missing=True)
+    assert len(ds) == len(records) and len(ds.skipped) == 2
+    assert "9.9.9" in caplog.text and "7.7.7" in caplog.text
+    assert ds.records[0].primary is ann
+
+
+def test_slices_are_decoded_once(
+    data: tuple[list[StudyRecord], dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records, studies = data
+    calls: list[str] = []
+
+    def counting(study: StudyIndex, instance_uid: str, neighbours: int = 0) -> Slice:
+        calls.append(instance_uid)
+        return load_instance(study, instance_uid, neighbours=neighbours)
+
+    monkeypatch.setattr(dataset_module, "load_instance", counting)
+    ds = SpineDataset(records[:2], studies, SCHEMA, input_size=SIZE, cache_dir=tmp_path / "cache")
+    first = [ds[0]["image"], ds[1]["image"]]
+    again = [ds[0]["image"], ds[1]["image"]]
+    assert len(calls) == 2 and all(torch.equal(a, b) for a, b in zip(first, again))
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    # a new dataset (another run, or another worker) reads the disk cache instead of the DICOM files
+    fresh = SpineDataset(records[:2], studies, SCHEMA, input_size=SIZE, cache=False, cache_dir=tmp_path / "cache")
+    item = fresh[1]
+    assert len(calls) == 2 and torch.equal(item["image"], first[1]) and item["geometry"] == ds[1]["geometry"]
+    # without any cache every access decodes again
+    nocache = SpineDataset(records[:1], studies, SCHEMA, input_size=SIZE, cache=False)
+    for _ in range(2):
+        nocache[0]
+    assert len(calls) == 4
