@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,12 @@ class LandmarkModule(pl.LightningModule):
             self.register_buffer(f"grade_mask_{kind.name}", mask)
         self.register_buffer("landmark_mask", torch.as_tensor(self.trained.landmarks, dtype=torch.float32))
         self._val_records: list[StudyRecord] = []
+
+    @staticmethod
+    def load_checkpoint_config(path: str | Path) -> dict[str, Any]:
+        """The plain-data experiment config stored in a checkpoint."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        return ckpt["hyper_parameters"]["config"]
 
     # ------------------------------------------------------------------ forward / losses
     def forward(self, images: Tensor, points: Tensor | None = None) -> dict[str, Any]:

@@ -122,35 +122,38 @@ def _walk(buf: bytes, at_eof: bool) -> RawHeader | None:
     raw: dict[str, bytes] = {}
     charset = b""
     n = len(buf)
-    while True:  # the hot loop of the whole scan: one struct call per element header
+    # the hot loop of the whole scan: one struct call per element header, globals bound to locals
+    unpack = (_IMPLICIT if implicit else _EXPLICIT).unpack_from
+    unpack_u32, long_vrs, short_vrs, wanted = _U32.unpack_from, _LONG_VRS, _SHORT_VRS, WANTED.get
+    while True:
         if pos + 12 > n:
             if pos + 8 > n and at_eof:
                 break  # the dataset ended (or the file was cut) before any pixel data
             if not at_eof:
                 raise _NeedMore
         if implicit:
-            group, element, length = _IMPLICIT.unpack_from(buf, pos)
+            group, element, length = unpack(buf, pos)
             vr, value = b"", pos + 8
         else:
-            group, element, vr, length = _EXPLICIT.unpack_from(buf, pos)
+            group, element, vr, length = unpack(buf, pos)
             value = pos + 8
-            if vr in _LONG_VRS:
-                length, value = _U32.unpack_from(buf, pos + 8)[0], pos + 12
-            elif vr not in _SHORT_VRS:
+            if vr in long_vrs:
+                length, value = unpack_u32(buf, value)[0], pos + 12
+            elif vr not in short_vrs:
                 raise _Unhandled
         if group > 0x0028:
             break
         if length == _UNDEFINED:
             pos = _skip_sequence(buf, value, implicit or vr == b"UN")
             continue
-        if value + length > n and not at_eof:
-            raise _NeedMore
-        keyword = WANTED.get(group << 16 | element)
-        if keyword is not None:
-            raw[keyword] = buf[value : value + length]
-        elif group == 0x0008 and element == 0x0005:
-            charset = buf[value : value + length]
         pos = value + length
+        if pos > n and not at_eof:
+            raise _NeedMore
+        keyword = wanted(group << 16 | element)
+        if keyword is not None:
+            raw[keyword] = buf[value:pos]
+        elif group == 0x0008 and element == 0x0005:
+            charset = buf[value:pos]
     return RawHeader(_decode(raw, charset), syntax, implicit, min(pos, n))
 
 
