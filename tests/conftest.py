@@ -1,10 +1,20 @@
-"""Suite-wide settings: one torch thread per test process (pytest-xdist runs one process per core)."""
+"""Suite-wide fixtures and settings.
+
+* one torch thread per test process (pytest-xdist runs one process per core);
+* ``synth_root``: one small phantom data set per test session (per xdist worker), shared by the data, engine and
+  predict tests: ``root/studies`` (DICOM folders, with the tricky files) and ``root/annotations.json``.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+N_STUDIES = 5
 
 
 def pytest_configure(config):
@@ -14,3 +24,13 @@ def pytest_configure(config):
         return
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five 128-row phantom studies (no axial series, to keep it quick)."""
+    from spine_kp.io.synth import make_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    make_dataset(root, n_studies=N_STUDIES, seed=2, size=128, axial=False)
+    return root

@@ -177,10 +177,10 @@ def nearest_index(n_in: int, n_out: int) -> np.ndarray:
 
 
 def make_textures(rng: np.random.Generator, n: int, shape: tuple[int, int], px: float, gap: float) -> np.ndarray:
-    """(n, 2, H, W) smooth unit-variance noise (fine ~2 mm, coarse ~10 mm) correlated across ``n`` parallel planes."""
+    """(n, 2, H, W) smooth unit-variance noise (fine ~3 mm, coarse ~10 mm) correlated across ``n`` parallel planes."""
     h, w = shape
     out = np.empty((n, 2, h, w), dtype=np.float32)
-    for ch, (step, sigma) in enumerate(((1.6, 0.9), (5.0, 1.6))):
+    for ch, (step, sigma) in enumerate(((2.0, 0.8), (5.0, 1.6))):
         hl, wl = max(int(h * px / step) + 2, 4), max(int(w * px / step) + 2, 4)
         field = rng.standard_normal((n, hl, wl)).astype(np.float32)
         along = (2.0 * step * sigma) / max(gap, 1e-3) if n > 1 else 0.0

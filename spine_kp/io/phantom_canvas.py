@@ -125,7 +125,7 @@ class Canvas:
         rr = (box[0].start, box[0].stop - 1)
         cc = (box[1].start, box[1].stop - 1)
         corners = [g.origin[0] + r * g.d_row[0] + c * g.d_col[0] for r in rr for c in cc]
-        if max(corners) - min(corners) < 0.5 * self.thk:  # finer than the slab averaging: treat as constant
+        if max(corners) - min(corners) < self.thk:  # within the slab averaging: treat as constant
             return float(0.5 * (max(corners) + min(corners)))
         return self.x[box]
 

@@ -155,9 +155,13 @@ def paint_body(cv: Canvas, b: Body, label: int) -> None:
             cv.paint(box, cv.soft(spur) * cv.lat(x, 0.0, 0.8 * b.half_width), "cortex")
             if length > 3.5:
                 cv.paint(box, cv.soft(spur + 1.0) * lat, cv.marrow(b.fat_fraction + 0.2))
-    if not b.sacral:  # basivertebral vein entering the posterior wall
-        vein = rounded_box(du - (half_u - 3.0), v, 2.5, 0.6, 0.3)
-        cv.paint(box, cv.soft(vein, 1.5) * cv.lat(x, 0.0, 2.0) * 0.6, "vein_slow")
+    vein_lat = cv.lat(x, 0.0, 2.0)
+    if not b.sacral and not missed(vein_lat):  # basivertebral vein entering the posterior wall
+        vbox = _frame_box(cv, b, (b.half_depth - 7.0, b.half_depth), (-2.0, 2.0), (-2.0, 2.0))
+        if vbox is not None:
+            vu, vv = b.frame.local(cv.y[vbox], cv.z[vbox])
+            vein = rounded_box(vu - (b.half_depth - 3.0), vv, 2.5, 0.6, 0.3)
+            cv.paint(vbox, cv.soft(vein, 1.5) * (cv.lat(cv.xs(vbox), 0.0, 2.0) * 0.6), "vein_slow")
 
 
 def _frame_box(cv: Canvas, s: Body | Disc, u: tuple[float, float], v: tuple[float, float],

@@ -101,8 +101,8 @@ def paint_retro(cv: Canvas) -> None:
         cv.paint(None, tube(cv, ya, -(0.8 * rv + 2.0), x, hab.ivc_x + s * split_v, rv, 0.8 * rv), vein)
 
 
-def canal_boxes(cv: Canvas, step: float = 60.0) -> list[tuple[Box, float, float]]:
-    """Pixel boxes around the canal and posterior soft tissues, one per ``step`` mm of z: (box, z0, z1)."""
+def canal_boxes(cv: Canvas, reach: float = 50.0, step: float = 60.0) -> list[tuple[Box, float, float]]:
+    """Pixel boxes from the posterior wall to ``reach`` mm behind it, one per ``step`` mm of z: (box, z0, z1)."""
     an, t = cv.anatomy, cv.anatomy.table
     post, cos_phi = t.columns["post_y"], t.columns["cos_phi"]
     zs = t.z0 + t.dz * np.arange(len(post))
@@ -112,7 +112,7 @@ def canal_boxes(cv: Canvas, step: float = 60.0) -> list[tuple[Box, float, float]
         b = min(a + step, z_hi)
         sel = (zs >= a - 5.0) & (zs <= b + 5.0)
         y0 = float(post[sel].min()) - 8.0
-        y1 = float(post[sel].max()) + 50.0 / float(cos_phi[sel].min())
+        y1 = float(post[sel].max()) + reach / float(cos_phi[sel].min())
         box = cv.box((-30.0, 30.0, y0, y1, float(a), float(b)))
         if box is not None:
             out.append((box, float(a), float(b)))
@@ -121,8 +121,10 @@ def canal_boxes(cv: Canvas, step: float = 60.0) -> list[tuple[Box, float, float]
 
 def paint_canal(cv: Canvas) -> None:
     """Epidural and foraminal fat, PLL, thecal sac with CSF, cord, cauda equina roots, ligamenta flava."""
-    for box, z0, z1 in canal_boxes(cv):
+    for box, z0, z1 in canal_boxes(cv, reach=24.0):
         _paint_canal(cv, box, z0, z1)
+    for box, z0, z1 in canal_boxes(cv, reach=50.0):
+        _paint_interspinous(cv, box, z0, z1)
 
 
 def _paint_canal(cv: Canvas, box: Box, z0: float, z1: float) -> None:
@@ -132,8 +134,7 @@ def _paint_canal(cv: Canvas, box: Box, z0: float, z1: float) -> None:
     n = (cv.y[box] - cv.col("post_y", box)) * cv.col("cos_phi", box)
     canal = cv.col("canal", box)
     s1 = an.bodies[FIRST_SACRAL]
-    sacrum_top = s1.frame.z + s1.half_height
-    lumbar = np.clip((z - sacrum_top) / 10.0, 0.0, 1.0)
+    lumbar = np.clip((z - s1.frame.z - s1.half_height) / 10.0, 0.0, 1.0)
     cv.paint(box, cv.soft(np.maximum(-3.0 - n, n - canal - 1.0)) * cv.lat(x, 0.0, 22.0) * (canal > 0.5) * own, "fat")
     cv.paint(box, cv.soft(np.abs(n + 0.1) - 1.0) * cv.lat(x, 0.0, 13.0) * own, "ligament")
     sac_a, sac_p, sac_w = cv.col("sac_ant", box), cv.col("sac_post", box), cv.col("sac_w", box)
@@ -152,5 +153,18 @@ def _paint_canal(cv: Canvas, box: Box, z0: float, z1: float) -> None:
         cv.paint(box, cv.soft(np.abs(n - nr) - rad) * cv.lat(x, xr, rad) * on * (sac_w > 2.0), "nerve")
     lumbar *= own
     cv.paint(box, cv.soft(np.abs(n - canal + 1.2) - 2.0) * cv.lat(x, 0.0, 14.0) * lumbar, "ligament")
+
+
+def _paint_interspinous(cv: Canvas, box: Box, z0: float, z1: float) -> None:
+    """Interspinous ligament and fat in the midline between the spinous processes (lumbar only)."""
+    x = cv.xs(box)
+    lat = cv.lat(x, 0.0, 2.5)
+    if isinstance(lat, float) and lat <= 0.0:
+        return
+    z = cv.z[box]
+    s1 = cv.anatomy.bodies[FIRST_SACRAL]
+    lumbar = np.clip((z - s1.frame.z - s1.half_height) / 10.0, 0.0, 1.0) * ((z >= z0) & (z < z1))
+    n = (cv.y[box] - cv.col("post_y", box)) * cv.col("cos_phi", box)
+    canal = cv.col("canal", box)
     spin = np.maximum(canal + 0.8 - n, n - canal - 28.0)
-    cv.paint(box, cv.soft(spin, 3.0) * cv.lat(x, 0.0, 2.5) * lumbar, "interspinous", texture=0.1)
+    cv.paint(box, cv.soft(spin, 3.0) * lat * lumbar, "interspinous", texture=0.1)

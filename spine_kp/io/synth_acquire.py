@@ -39,7 +39,7 @@ def quantize(vol: np.ndarray, sp: SeriesPlan, ref: float | None = None) -> np.nd
 
 def brightest(vol: np.ndarray) -> float:
     """99.9th percentile of a (subsampled) volume: the reference for the integer scaling of a series."""
-    step = max(1, int(math.sqrt(vol.size / 200_000)))
+    step = max(1, int(math.sqrt(vol.size / 50_000)))
     return float(np.percentile(vol[:, ::step, ::step], 99.9)) or 1.0
 
 
@@ -63,9 +63,10 @@ def render_planes(
     return imgs, labels
 
 
-def render_shape(stack: Stack, acq_px: float, cap: tuple[int, int]) -> tuple[int, int]:
-    h = min(cap[0], max(16, int(round(stack.spacing[0] * stack.shape[0] / acq_px))))
-    w = min(cap[1], max(16, int(round(stack.spacing[1] * stack.shape[1] / acq_px))))
+def render_shape(stack: Stack, acq_px: tuple[float, float], cap: tuple[int, int]) -> tuple[int, int]:
+    """Acquisition (render) matrix: the field of view at ``acq_px`` (row, col mm), never finer than ``cap``."""
+    h = min(cap[0], max(16, int(round(stack.spacing[0] * stack.shape[0] / acq_px[0]))))
+    w = min(cap[1], max(16, int(round(stack.spacing[1] * stack.shape[1] / acq_px[1]))))
     return h, w
 
 
@@ -87,6 +88,7 @@ class NoisePool:
 
 def acquired(imgs: np.ndarray, c: int, sp: SeriesPlan, signal_ref: float, noise: NoisePool,
               shape: tuple[int, int], scale_ref: float | None = None) -> np.ndarray:  # fmt: skip
+    """Contrast ``c`` of (N, C, h, w) renders -> (N, H, W) series pixels as stored (noise at SNR, matrix, scaling)."""
     vol = acquire(imgs[:, c], signal_ref / sp.snr, noise.draw(), shape)
     return quantize(vol, sp, scale_ref)
 
@@ -101,7 +103,7 @@ def scout(
     centre = pose.to_patient(np.zeros(3))
     stack = Stack.around(centre, CORONAL[0], CORONAL[1], 1, 0, 1.0, (sp, sp), (size, size), 8.0)
     t2p = plan.series["t2_sag"]
-    rshape = render_shape(stack, 2.0, (size, size))
+    rshape = render_shape(stack, (2.0, 2.0), (size, size))
     imgs, _ = render_planes([stack.grid(pose, 0, rshape)], anatomy, [t2p], 1e3, label_ids, bias, r_render)
     ref = float(tissue_signals([t2p.sequence])["csf"][0])
     pixels = acquired(imgs, 0, t2p, ref, NoisePool(r_noise, (1, *rshape)), (size, size))
@@ -139,7 +141,7 @@ def axial(
         centre = pose.to_patient(np.array([0.0, *disc.frame.point(0.6 * disc.half_depth, 0.0)]))
         stacks.append(Stack.around(centre, row, col, 3, 1, 4.5, spacing, sp.shape, 4.0))
     # axial images are distractors for the loader: a coarse acquisition grid keeps them cheap
-    rshape = render_shape(stacks[0], max(plan.acq_px, 1.4), sp.shape)
+    rshape = render_shape(stacks[0], (1.6, 1.6), sp.shape)
     grids = [st.grid(pose, j, rshape) for st in stacks for j in range(3)]
     imgs, _ = render_planes(grids, anatomy, [sp], 1e3, {}, bias, r_render)
     noise = NoisePool(r_noise, (imgs.shape[0], *rshape))

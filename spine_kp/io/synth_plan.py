@@ -71,7 +71,7 @@ class StudyPlan:
     thickness: float
     fov: float  # sagittal field of view along the rows (mm)
     aniso: float  # column spacing / row spacing
-    acq_px: float  # acquisition pixel (render grid) in mm
+    acq_px: tuple[float, float]  # acquisition pixel (row, col) in mm: frequency- and phase-encoding direction
     roll: float  # in-plane (sagittal) rotation of the anatomy, degrees
     coronal_tilt: float
     offset: tuple[float, float, float]
@@ -189,7 +189,7 @@ def sample_plan(rng: np.random.Generator, index: int, size: int | None, tricky_e
         thickness=thickness,
         fov=float(rng.uniform(260.0, 330.0)),
         aniso=float(rng.uniform(0.94, 1.06)) if rng.random() < 0.1 else 1.0,
-        acq_px=float(rng.uniform(1.0, 1.2)),
+        acq_px=(float(rng.uniform(1.0, 1.15)), float(rng.uniform(1.2, 1.4))),
         roll=float(rng.uniform(-15.0, 15.0)),
         coronal_tilt=float(rng.uniform(-0.03, 0.03)),
         offset=(float(rng.uniform(-15, 15)), float(rng.uniform(-40, 40)), float(rng.uniform(-250, 150))),

@@ -181,7 +181,8 @@ def make_dataset(
         n_studies: number of studies (study i is identical whatever this number).
         seed: data-set seed.
         size: sagittal matrix rows (None: 384-512 per study).
-        workers: processes; 1 runs in this process.
+        workers: processes; 1 runs in this process. Workers are spawned (safe after torch is imported), so a
+            script calling this with workers > 1 needs the usual ``if __name__ == "__main__":`` guard.
         preview: also save ``out/preview.png`` (annotated T2 slices of the first studies, T1/STIR of the first).
         schema: landmark schema (default: packaged).
         overwrite: replace an existing non-empty ``out/studies``.
@@ -193,12 +194,16 @@ def make_dataset(
 
     Raises:
         FileExistsError: ``out/studies`` exists and is not empty, and ``overwrite`` is False.
-        ValueError: bad counts or options.
+        ValueError: bad counts, unknown options, or a schema the phantom cannot draw.
     """
     if n_studies < 0:
         raise ValueError(f"n_studies must be >= 0, got {n_studies}")
     if size is not None and size < 32:
         raise ValueError(f"size must be at least 32 pixels, got {size}")
+    known = set(SynthOptions.__dataclass_fields__) - {"size"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"make_dataset: unknown option(s) {unknown}; known: {sorted(known)}")
     opts = SynthOptions(size=size, **options)  # type: ignore[arg-type]
     schema = schema or load_schema()
     out = Path(out)

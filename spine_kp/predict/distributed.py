@@ -48,6 +48,9 @@ class PredictModule(pl.LightningModule):
         self.model = predictor.model
         self.options = options
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return batch  # decoded slices stay on the CPU; the predictor moves the prepared tensors itself
+
     def predict_step(self, batch: list[Any], batch_idx: int, dataloader_idx: int = 0) -> list[Any]:
         self.predictor.device = self.device
         slices = [b for b in batch if not isinstance(b, StudyFailure)]
@@ -63,28 +66,34 @@ class PredictModule(pl.LightningModule):
 
 
 class ShardWriter(BasePredictionWriter):
-    """Writes each rank's predictions to ``<dir>/shard_<rank>.pkl`` at the end of the predict epoch."""
+    """Collects each rank's predictions batch by batch and writes ``<dir>/shard_<rank>.pkl`` at the epoch end.
+
+    Batch-wise collection keeps Lightning from moving the (frozen dataclass) results between devices, which
+    epoch-wise writing would do.
+    """
 
     def __init__(self, out_dir: str | Path) -> None:
-        super().__init__(write_interval="epoch")
+        super().__init__(write_interval="batch")
         self.out_dir = Path(out_dir)
+        self._items: list[Any] = []
 
-    def write_on_epoch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Sequence[Any], batch_indices: Any
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
     ) -> None:
-        flat = [item for batch in _flatten_batches(predictions) for item in batch]
+        self._items.extend(prediction)
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / f"shard_{trainer.global_rank}.pkl", "wb") as fh:
-            pickle.dump(flat, fh)
-
-
-def _flatten_batches(predictions: Sequence[Any]) -> Iterable[list[Any]]:
-    # One dataloader gives a list of batches; several give a list of lists of batches.
-    for item in predictions:
-        if item and isinstance(item, list) and item and isinstance(item[0], list):
-            yield from item
-        else:
-            yield item
+            pickle.dump(self._items, fh)
+        self._items = []
 
 
 def merge_shards(shards: Iterable[Sequence[SlicePrediction | StudyFailure]]) -> PredictRun:

@@ -22,3 +22,12 @@ def test_interrupted_write_keeps_old_file_and_no_partial(tmp_path):
             raise KeyboardInterrupt
     assert p.read_text() == "old"
     assert [f.name for f in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    p = atomic_write_text(tmp_path / "x.json", "{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask

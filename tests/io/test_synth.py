@@ -289,14 +289,14 @@ def test_tricky_cases_are_present(dataset: Path) -> None:
     images = [ds for ds in datasets if "PixelData" in ds]
     syntaxes = {ds.file_meta.TransferSyntaxUID for ds in images}
     assert syntaxes & {RLELossless, JPEG2000Lossless}  # a compressed series that still decodes
-    assert all(ds.pixel_array.size for ds in images if ds.file_meta.TransferSyntaxUID in (RLELossless, JPEG2000Lossless))
+    assert all(
+        ds.pixel_array.size for ds in images if ds.file_meta.TransferSyntaxUID in (RLELossless, JPEG2000Lossless)
+    )
     series: dict[str, list[pydicom.Dataset]] = defaultdict(list)
     for ds in images:
         series[ds.SeriesInstanceUID].append(ds)
     # a coronal scout filed inside a sagittal series
-    assert any(
-        len({round(abs(_normal(d)[0])) for d in members}) == 2 for members in series.values()
-    )
+    assert any(len({round(abs(_normal(d)[0])) for d in members}) == 2 for members in series.values())
     # a sagittal series whose InstanceNumber runs against the slice positions
     reversed_found = False
     for members in series.values():
@@ -331,3 +331,8 @@ def test_cli_writes_studies_annotations_and_preview(tmp_path: Path, capsys: pyte
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (out / "studies").iterdir()) == ["study0000", "study0001"]
     assert main(["synth", str(out), "--studies", "1", "--size", "64"]) == 2  # refuses a non-empty OUT
+
+
+def test_unknown_dataset_option_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown option"):
+        make_dataset(tmp_path / "x", 1, seed=0, size=48, colour=True)
