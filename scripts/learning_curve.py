@@ -28,7 +28,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     args, rest = ap.parse_known_args()
     cfg = load_experiment(args.config, parse_override_args(rest))
-    res = run_demo(cfg, args.out, args.train, args.test, seed=0, workers=args.workers, log=lambda m: print(m, flush=True))
+    res = run_demo(
+        cfg, args.out, args.train, args.test, seed=0, workers=args.workers, log=lambda m: print(m, flush=True)
+    )
     ev = res.evaluation
     overall = ev.localization.overall
     summary = {

@@ -64,9 +64,7 @@ def _axis_and_step(xy: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, flo
     return axis, max(step, 1e-3)
 
 
-def decode_level_order(
-    cand_xy: np.ndarray, cand_scores: np.ndarray, cfg: LevelOrderConfig | None = None
-) -> np.ndarray:
+def decode_level_order(cand_xy: np.ndarray, cand_scores: np.ndarray, cfg: LevelOrderConfig | None = None) -> np.ndarray:
     """Choose one candidate per landmark by dynamic programming.
 
     Args:

@@ -5,6 +5,7 @@ Shapes: B batch, C channels, H x W input, K landmarks (schema order), K_kind of 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +34,8 @@ class TrainedLabels:
     @classmethod
     def all(cls, schema: Schema) -> TrainedLabels:
         return cls(
-            np.ones(schema.num_landmarks, dtype=bool), {k.name: np.ones(len(k.grades), dtype=bool) for k in schema.kinds}
+            np.ones(schema.num_landmarks, dtype=bool),
+            {k.name: np.ones(len(k.grades), dtype=bool) for k in schema.kinds},
         )
 
 
@@ -53,9 +55,7 @@ class BatchLandmarks:
     grade_probs: dict[str, np.ndarray]
 
 
-def masked_grade_probabilities(
-    logits: dict[str, Tensor], schema: Schema, trained: TrainedLabels
-) -> dict[str, Tensor]:
+def masked_grade_probabilities(logits: dict[str, Tensor], schema: Schema, trained: TrainedLabels) -> dict[str, Tensor]:
     """Grade logits -> probabilities with untrained grades impossible (probability 0).
 
     Args:
@@ -78,6 +78,7 @@ def infer_batch(
     decode: LevelOrderConfig | None = None,
     flip_tta: bool = False,
     extra_images: Sequence[Tensor] = (),
+    timings: dict[str, float] | None = None,
 ) -> BatchLandmarks:
     """Run the network, decode landmarks with level-order DP, grade them at the decoded points.
 
@@ -89,7 +90,9 @@ def infer_batch(
             heatmaps (mirrored back) and the grade probabilities. It never swaps levels.
         extra_images: more (B, C, H, W) views of the same studies in the same frame (e.g. the neighbouring
             slices) whose heatmaps are averaged in; grading reads the main view.
+        timings: if given, seconds spent are added under "model" (network) and "decode" (peaks, DP, grading).
     """
+    t0 = time.perf_counter()
     out = model(images)
     views = [out["heatmaps"].float()]  # (B, K, h, w) each
     if flip_tta:
@@ -97,6 +100,7 @@ def infer_batch(
         views.append(torch.flip(out_f["heatmaps"].float(), dims=[-1]))
     views += [model(extra)["heatmaps"].float() for extra in extra_images]
     heatmaps = torch.stack(views).mean(0)
+    t1 = time.perf_counter()
     coords, peaks = decode_batch(heatmaps, codec, decode)  # (B, K, 2), (B, K)
     probs = masked_grade_probabilities(model.grade(out["features"], coords), schema, trained)
     if flip_tta:
@@ -105,8 +109,12 @@ def infer_batch(
         probs_f = masked_grade_probabilities(model.grade(out_f["features"], mirrored), schema, trained)
         probs = {k: 0.5 * (probs[k] + probs_f[k]) for k in probs}
     peaks = peaks.clamp(0.0, 1.0) * torch.as_tensor(trained.landmarks, device=peaks.device)
-    return BatchLandmarks(
+    result = BatchLandmarks(
         coords=coords.cpu().numpy(),
         peaks=peaks.cpu().numpy(),
         grade_probs={k: v.cpu().numpy() for k, v in probs.items()},
     )
+    if timings is not None:
+        timings["model"] = timings.get("model", 0.0) + t1 - t0
+        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t1
+    return result

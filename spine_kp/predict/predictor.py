@@ -8,6 +8,7 @@ sections it needs without importing the training code.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ class SlicePrediction:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error that says so."""
+    """ "auto" -> CUDA when available, else CPU; "cuda" without a GPU is an error that says so."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -163,7 +164,12 @@ class Predictor:
         return torch.stack(tensors).to(self.device), geoms
 
     def predict(
-        self, slices: Sequence[Slice], flip_tta: bool = False, fuse_neighbours: bool = False, top_k_grades: int = 0
+        self,
+        slices: Sequence[Slice],
+        flip_tta: bool = False,
+        fuse_neighbours: bool = False,
+        top_k_grades: int = 0,
+        timings: dict[str, float] | None = None,
     ) -> list[SlicePrediction]:
         """Predict a batch of slices (all fitted to the same input size).
 
@@ -172,15 +178,31 @@ class Predictor:
             flip_tta: average with the anterior-posterior mirrored input.
             fuse_neighbours: average the heatmaps of the neighbouring slices too (single-channel models only).
             top_k_grades: extra alternative grades per landmark (see :mod:`spine_kp.predict.records`).
+            timings: seconds are added under "preprocess", "model" and "decode".
         """
         if not slices:
             return []
+        t0 = time.perf_counter()
         images, geoms = self._prepare(slices)
         extra = []
-        if fuse_neighbours and self.neighbours == 0 and all(s.stack is not None and s.stack.shape[0] >= 3 for s in slices):
+        if (
+            fuse_neighbours
+            and self.neighbours == 0
+            and all(s.stack is not None and s.stack.shape[0] >= 3 for s in slices)
+        ):
             extra = [self._prepare(slices, offset)[0] for offset in (-1, 1)]
+        if timings is not None:
+            timings["preprocess"] = timings.get("preprocess", 0.0) + time.perf_counter() - t0
         pred = infer_batch(
-            self.model, images, self.codec, self.schema, self.trained, self.decode, flip_tta=flip_tta, extra_images=extra
+            self.model,
+            images,
+            self.codec,
+            self.schema,
+            self.trained,
+            self.decode,
+            flip_tta=flip_tta,
+            extra_images=extra,
+            timings=timings,
         )
         out = []
         for i, (s, g) in enumerate(zip(slices, geoms)):

@@ -51,7 +51,9 @@ class PredictRun:
     predictions: list[SlicePrediction] = field(default_factory=list)
     failures: list[StudyFailure] = field(default_factory=list)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=lambda: {"scan": 0.0, "load": 0.0, "model": 0.0})
+    timings: dict[str, float] = field(
+        default_factory=lambda: {"scan": 0.0, "load": 0.0, "preprocess": 0.0, "model": 0.0, "decode": 0.0}
+    )
 
     @property
     def records(self) -> list:
@@ -63,6 +65,12 @@ def _load(study: StudyIndex, neighbours: int) -> Slice | StudyFailure:
         return load_middle_slice(study, neighbours=neighbours)
     except Exception as exc:  # one bad study must not stop the batch; the reason is reported
         return StudyFailure(study.study_uid, study.folder, f"{type(exc).__name__}: {exc}")
+
+
+def _timed_load(study: StudyIndex, neighbours: int) -> tuple[Slice | StudyFailure, float]:
+    t0 = time.perf_counter()
+    item = _load(study, neighbours)
+    return item, time.perf_counter() - t0
 
 
 def _batches(items: Iterable[Slice], size: int) -> Iterator[list[Slice]]:
@@ -84,21 +92,19 @@ def predict_studies(
     want = max(predictor.neighbours, 1 if options.fuse_neighbours else 0)
     bar = tqdm(total=len(studies), unit="study", disable=not options.progress, file=sys.stderr, desc="predict")
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-        t0 = time.perf_counter()
-        loaded = pool.map(lambda s: _load(s, want), studies)
+        # Loading runs ahead in the pool while the model works; "load" sums the loader threads' time.
+        loaded = pool.map(lambda s: _timed_load(s, want), studies)
         slices: list[Slice] = []
-        for item in loaded:
+        for item, seconds in loaded:
+            run.timings["load"] += seconds
             if isinstance(item, StudyFailure):
                 run.failures.append(item)
                 bar.update(1)
             else:
                 slices.append(item)
             if len(slices) == options.batch_size:
-                run.timings["load"] += time.perf_counter() - t0
                 _run_batch(slices, predictor, options, run, bar)
                 slices = []
-                t0 = time.perf_counter()
-        run.timings["load"] += time.perf_counter() - t0
         if slices:
             _run_batch(slices, predictor, options, run, bar)
     bar.close()
@@ -107,10 +113,13 @@ def predict_studies(
 
 def _run_batch(slices: list[Slice], predictor: Predictor, options: PredictOptions, run: PredictRun, bar: tqdm) -> None:
     # Slices of different sizes are fine: every one is letterboxed to the network input size.
-    t0 = time.perf_counter()
     try:
         preds = predictor.predict(
-            slices, flip_tta=options.flip_tta, fuse_neighbours=options.fuse_neighbours, top_k_grades=options.top_k_grades
+            slices,
+            flip_tta=options.flip_tta,
+            fuse_neighbours=options.fuse_neighbours,
+            top_k_grades=options.top_k_grades,
+            timings=run.timings,
         )
         run.predictions.extend(preds)
     except Exception as exc:  # a failing batch is retried study by study so only the culprit is lost
@@ -121,7 +130,6 @@ def _run_batch(slices: list[Slice], predictor: Predictor, options: PredictOption
             for s in slices:
                 _run_batch([s], predictor, options, run, bar)
             return
-    run.timings["model"] += time.perf_counter() - t0
     bar.update(len(slices))
 
 

@@ -18,7 +18,9 @@ def test_every_packaged_config_loads_and_round_trips(name):
 def test_overrides_change_typed_values():
     cfg = load_experiment(
         "demo_cpu",
-        parse_override_args(["--model.backbone", "efficientnet_b0", "--optim.lr=3e-4", "--data.input_size", "[128, 96]"]),
+        parse_override_args(
+            ["--model.backbone", "efficientnet_b0", "--optim.lr=3e-4", "--data.input_size", "[128, 96]"]
+        ),
     )
     assert cfg.model.backbone == "efficientnet_b0"
     assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)

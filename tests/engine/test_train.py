@@ -32,8 +32,12 @@ def _cfg(synth_root, **overrides):
     "model",
     [
         {"model.backbone": "resnet18", "model.decoder": "unet"},
-        {"model.backbone": "none", "model.decoder": "hourglass", "model.output_stride": "4",
-         "model.decoder_kwargs": "{num_stacks: 2, depth: 2}"},
+        {
+            "model.backbone": "none",
+            "model.decoder": "hourglass",
+            "model.output_stride": "4",
+            "model.decoder_kwargs": "{num_stacks: 2, depth: 2}",
+        },
         {"model.backbone": "mobilenetv3_small_100", "model.decoder": "fpn", "model.output_stride": "4"},
         {"model.backbone": "pvt_v2_b0", "model.decoder": "segformer", "model.output_stride": "4"},
     ],

@@ -31,8 +31,20 @@ def test_merge_drops_padding_duplicates_and_sorts():
 
 def test_two_process_ddp_matches_single_process(synth_root, tiny_checkpoint, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    base = [sys.executable, "-m", "spine_kp", "predict", str(synth_root / "studies"), "--checkpoint",
-            str(tiny_checkpoint), "--device", "cpu", "--quiet", "--workers", "0"]
+    base = [
+        sys.executable,
+        "-m",
+        "spine_kp",
+        "predict",
+        str(synth_root / "studies"),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--workers",
+        "0",
+    ]
     single, multi = tmp_path / "single.json", tmp_path / "multi.json"
     subprocess.run([*base, "-o", str(single)], check=True, env=env, capture_output=True, timeout=300)
     proc = subprocess.run(

@@ -23,7 +23,9 @@ SCHEMA = load_schema()
 
 def _tree_digest(root: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -61,8 +63,21 @@ def messy_root(synth_root: Path, tmp_path: Path) -> Path:
 def test_predict_writes_json_csv_overlays_that_the_evaluator_reads(synth_root, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "out" / "pred.json"
     code = main(
-        ["predict", str(synth_root / "studies"), "--checkpoint", str(tiny_checkpoint), "-o", str(out), "--csv",
-         str(tmp_path / "out" / "pred.csv"), "--overlays", str(tmp_path / "ov"), "--quiet", "--top-k-grades", "2"]
+        [
+            "predict",
+            str(synth_root / "studies"),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "-o",
+            str(out),
+            "--csv",
+            str(tmp_path / "out" / "pred.csv"),
+            "--overlays",
+            str(tmp_path / "ov"),
+            "--quiet",
+            "--top-k-grades",
+            "2",
+        ]
     )
     assert code == 0
     records = read_annotations(out, SCHEMA)
@@ -108,7 +123,9 @@ def test_interrupted_write_leaves_no_partial_output(synth_root, tiny_checkpoint,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "fsync", interrupted)
-    code = main(["predict", str(synth_root / "studies"), "--checkpoint", str(tiny_checkpoint), "-o", str(out), "--quiet"])
+    code = main(
+        ["predict", str(synth_root / "studies"), "--checkpoint", str(tiny_checkpoint), "-o", str(out), "--quiet"]
+    )
     assert code == 130
     assert list(tmp_path.iterdir()) == []  # no pred.json, no temporary file
 
