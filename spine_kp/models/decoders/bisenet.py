@@ -58,6 +58,7 @@ class FeatureFusion(nn.Module):
         return x + x * self.gate(x)
 
 
+@DECODERS.register("bisenet", family="BiSeNet", source="own", paper="Yu et al. 2018")
 class BiSeNetDecoder(nn.Module):
     """Spatial path + context path (ARMs, global tail) + FFM, returning features at the output stride.
 
@@ -110,15 +111,3 @@ class BiSeNetDecoder(nn.Module):
             feat = features[level]
             context = refine(arm(feat) + resize_to(context, feat))  # the 1x1 tail resizes to a constant map
         return self.tail(self.ffm(spatial, resize_to(context, spatial)))
-
-
-@DECODERS.register("bisenet", family="BiSeNet", source="own", paper="Yu et al. 2018")
-def bisenet(
-    feature_channels: Sequence[int],
-    feature_reductions: Sequence[int],
-    out_channels: int,
-    output_stride: int = 4,
-    **kwargs: object,
-) -> BiSeNetDecoder:
-    """BiSeNet spatial + context paths fused by an FFM."""
-    return BiSeNetDecoder(feature_channels, feature_reductions, out_channels, output_stride, **kwargs)  # type: ignore[arg-type]

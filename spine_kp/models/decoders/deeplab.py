@@ -57,6 +57,7 @@ class ASPP(nn.Module):
         return self.project(torch.cat(outs, dim=1))
 
 
+@DECODERS.register("deeplab", family="DeepLab v3+", source="own", paper="Chen et al. 2018")
 class DeepLabV3PlusDecoder(nn.Module):
     """ASPP on the deepest level + low-level skip, returning features at the output stride.
 
@@ -110,15 +111,3 @@ class DeepLabV3PlusDecoder(nn.Module):
             skip = self.reduce(features[self.low])
             x = torch.cat([resize_to(x, skip), skip], dim=1)
         return self.tail(self.fuse(x))
-
-
-@DECODERS.register("deeplab", family="DeepLab v3+", source="own", paper="Chen et al. 2018")
-def deeplab(
-    feature_channels: Sequence[int],
-    feature_reductions: Sequence[int],
-    out_channels: int,
-    output_stride: int = 4,
-    **kwargs: object,
-) -> DeepLabV3PlusDecoder:
-    """DeepLab v3+ (ASPP + low-level skip)."""
-    return DeepLabV3PlusDecoder(feature_channels, feature_reductions, out_channels, output_stride, **kwargs)  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ class _ScaleUp(nn.Module):
         return x
 
 
+@DECODERS.register("fpn", family="FPN", source="own", paper="Lin et al. 2017 (RetinaNet pyramid)")
 class FPNDecoder(nn.Module):
     """FPN top-down pyramid + Panoptic-FPN-style merge, returning features at the output stride.
 
@@ -83,15 +84,3 @@ class FPNDecoder(nn.Module):
         for up, p in zip(self.scale_up, pyramid):
             merged = merged + resize_to(up(p), pyramid[0])
         return self.tail(merged)
-
-
-@DECODERS.register("fpn", family="FPN", source="own", paper="Lin et al. 2017 (RetinaNet pyramid)")
-def fpn(
-    feature_channels: Sequence[int],
-    feature_reductions: Sequence[int],
-    out_channels: int,
-    output_stride: int = 4,
-    **kwargs: object,
-) -> FPNDecoder:
-    """FPN pyramid merged to the output stride."""
-    return FPNDecoder(feature_channels, feature_reductions, out_channels, output_stride, **kwargs)  # type: ignore[arg-type]

@@ -17,6 +17,14 @@ from spine_kp.models.hourglass import StackedHourglass
 from spine_kp.models.registry import DECODERS
 
 
+@DECODERS.register(
+    "hourglass",
+    family="Stacked Hourglass",
+    source="own",
+    paper="Newell et al. 2016",
+    standalone=True,
+    intermediate_supervision=True,
+)
 class HourglassDecoder(nn.Module):
     """Stacked hourglass over the deepest level at or finer than the output stride (else the finest, upsampled).
 
@@ -64,22 +72,3 @@ class HourglassDecoder(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # -> features (B, out_channels, H/s, W/s), num_stacks - 1 intermediate heatmaps (B, K, H/s, W/s)
         return self.net(upsample(features[self.level], self.pre_upsample))
-
-
-@DECODERS.register(
-    "hourglass",
-    family="Stacked Hourglass",
-    source="own",
-    paper="Newell et al. 2016",
-    standalone=True,
-    intermediate_supervision=True,
-)
-def hourglass(
-    feature_channels: Sequence[int],
-    feature_reductions: Sequence[int],
-    out_channels: int,
-    output_stride: int = 4,
-    **kwargs: object,
-) -> HourglassDecoder:
-    """Stacked hourglass (complete network on the image when used without a backbone)."""
-    return HourglassDecoder(feature_channels, feature_reductions, out_channels, output_stride, **kwargs)  # type: ignore[arg-type]

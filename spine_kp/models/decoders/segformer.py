@@ -16,6 +16,7 @@ from spine_kp.models.decoders.common import UpsampleTail, conv_gn_act, resize_to
 from spine_kp.models.registry import DECODERS
 
 
+@DECODERS.register("segformer", family="SegFormer", source="own", paper="Xie et al. 2021")
 class SegFormerDecoder(nn.Module):
     """All-MLP decoder returning features at the output stride.
 
@@ -52,15 +53,3 @@ class SegFormerDecoder(nn.Module):
         mixed = [resize_to(lin(features[i]), target) for lin, i in zip(self.linear, self.levels)]
         # Deep-to-shallow concatenation order, as in the reference implementation.
         return self.tail(self.project(self.fuse(torch.cat(mixed[::-1], dim=1))))
-
-
-@DECODERS.register("segformer", family="SegFormer", source="own", paper="Xie et al. 2021")
-def segformer(
-    feature_channels: Sequence[int],
-    feature_reductions: Sequence[int],
-    out_channels: int,
-    output_stride: int = 4,
-    **kwargs: object,
-) -> SegFormerDecoder:
-    """SegFormer all-MLP decoder."""
-    return SegFormerDecoder(feature_channels, feature_reductions, out_channels, output_stride, **kwargs)  # type: ignore[arg-type]

@@ -46,6 +46,7 @@ class UpBlock(nn.Module):
         return self.convs(torch.cat([x, skip], dim=1))
 
 
+@DECODERS.register("unet", family="U-Net", source="own", paper="Ronneberger et al. 2015")
 class UNetDecoder(nn.Module):
     """U-Net decoder returning features at the output stride.
 
@@ -95,15 +96,3 @@ class UNetDecoder(nn.Module):
         for block, level in zip(self.blocks, reversed(self.levels[:-1])):
             x = block(x, features[level])
         return self.tail(self.single(x))
-
-
-@DECODERS.register("unet", family="U-Net", source="own", paper="Ronneberger et al. 2015")
-def unet(
-    feature_channels: Sequence[int],
-    feature_reductions: Sequence[int],
-    out_channels: int,
-    output_stride: int = 4,
-    **kwargs: object,
-) -> UNetDecoder:
-    """U-Net expanding path (the default decoder)."""
-    return UNetDecoder(feature_channels, feature_reductions, out_channels, output_stride, **kwargs)  # type: ignore[arg-type]
