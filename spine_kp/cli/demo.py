@@ -16,8 +16,8 @@ ACCEPTS_OVERRIDES = True
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="spine_kp_demo", help="output folder (default: ./spine_kp_demo)")
     p.add_argument("--config", default="demo_cpu", help="training config (default: packaged demo_cpu)")
-    p.add_argument("--train-studies", type=int, default=200)
-    p.add_argument("--test-studies", type=int, default=50)
+    p.add_argument("--train-studies", type=int, default=150)
+    p.add_argument("--test-studies", type=int, default=30)
     p.add_argument("--seed", type=int, default=0, help="training set seed; the held-out set uses seed + 1")
     p.add_argument("--workers", type=int, default=2)
     p.epilog = "Config overrides work as in train: --trainer.max_epochs 5"
