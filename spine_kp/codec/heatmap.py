@@ -87,8 +87,9 @@ def _extend(heatmaps: torch.Tensor, pad: int) -> torch.Tensor:
 
 
 def _gather(maps: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-    """maps (N, h, w), flat (N,) -> (N,) values at the flat indices."""
-    return maps.reshape(maps.shape[0], -1).gather(1, flat[:, None])[:, 0]
+    """maps (N, h, w), flat (N,) or (N, M) -> values at the flat indices, shaped like ``flat``."""
+    n = maps.shape[0]
+    return maps.reshape(n, -1).gather(1, flat.reshape(n, -1)).reshape(flat.shape)
 
 
 def refine_dark(heatmaps: torch.Tensor, uv: torch.Tensor, blur_sigma: float) -> torch.Tensor:
@@ -96,11 +97,12 @@ def refine_dark(heatmaps: torch.Tensor, uv: torch.Tensor, blur_sigma: float) -> 
 
     Args:
         heatmaps: (N, h, w).
-        uv: (N, 2) integer argmax cell xy (float tensor).
+        uv: (N, 2) integer argmax cell xy (float tensor), or (N, M, 2) several peak cells per map (the map is
+            blurred once for all of them).
         blur_sigma: sigma (cells) of the Gaussian modulation that smooths predicted maps before the Taylor step.
 
     Returns:
-        (N, 2) refined xy in heatmap cells.
+        Refined xy in heatmap cells, shaped like ``uv``.
     """
     n, h, w = heatmaps.shape
     kernel = _gaussian_kernel1d(blur_sigma, heatmaps.dtype, heatmaps.device)
@@ -115,7 +117,7 @@ def refine_dark(heatmaps: torch.Tensor, uv: torch.Tensor, blur_sigma: float) -> 
     dxx = logs[:, 1:-1, 2:] - 2 * c + logs[:, 1:-1, :-2]
     dyy = logs[:, 2:, 1:-1] - 2 * c + logs[:, :-2, 1:-1]
     dxy = (logs[:, 2:, 2:] - logs[:, 2:, :-2] - logs[:, :-2, 2:] + logs[:, :-2, :-2]) / 4
-    flat = (uv[:, 1] * w + uv[:, 0]).long()
+    flat = (uv[..., 1] * w + uv[..., 0]).long()
     gx, gy, hxx, hyy, hxy = (_gather(t, flat) for t in (dx, dy, dxx, dyy, dxy))
     det = hxx * hyy - hxy * hxy
     ok = (det > 1e-12) & (hxx < 0)  # a proper maximum; otherwise keep the integer peak
@@ -249,21 +251,25 @@ class HeatmapCodec:
 
         Args:
             maps: (N, h, w) heatmaps.
-            uv: (N, 2) integer cell xy (float tensor) of a peak on each map.
+            uv: (N, 2) integer cell xy (float tensor) of a peak on each map, or (N, M, 2) several peaks per map.
 
         Returns:
-            (N, 2) refined xy in heatmap cells (the configured method; "none" returns ``uv``), clamped to the
-            image extent ``[-0.5, w - 0.5] x [-0.5, h - 0.5]``: a refinement step on a border peak of a noisy map
-            could otherwise leave the image.
+            Refined xy (shaped like ``uv``) in heatmap cells (the configured method; "none" returns ``uv``),
+            clamped to the image extent ``[-0.5, w - 0.5] x [-0.5, h - 0.5]``: a refinement step on a border
+            peak of a noisy map could otherwise leave the image.
         """
         with torch.no_grad():
             maps, uv = maps.detach().float(), uv.float()
             if self.refine == "dark":
                 uv = refine_dark(maps, uv, self.blur_sigma)
             elif self.refine == "soft_argmax":
-                uv = refine_soft_argmax(maps, uv, max(1, math.ceil(3 * self.sigma)))
+                m = uv.shape[1] if uv.ndim == 3 else 1
+                flat_maps = maps.repeat_interleave(m, dim=0) if m > 1 else maps
+                uv = refine_soft_argmax(flat_maps, uv.reshape(-1, 2), max(1, math.ceil(3 * self.sigma))).reshape(
+                    uv.shape
+                )
             h, w = maps.shape[-2:]
-            return torch.stack([uv[:, 0].clamp(-0.5, w - 0.5), uv[:, 1].clamp(-0.5, h - 0.5)], dim=-1)
+            return torch.stack([uv[..., 0].clamp(-0.5, w - 0.5), uv[..., 1].clamp(-0.5, h - 0.5)], dim=-1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for checkpoints (:meth:`from_dict` reads it back)."""

@@ -139,8 +139,7 @@ def heatmap_candidates(heatmaps: torch.Tensor, codec: HeatmapCodec, top_k: int) 
     flat = torch.where(real, flat, first)
     scores = torch.where(real, scores, torch.zeros_like(scores))
     uv = torch.stack([flat % w, torch.div(flat, w, rounding_mode="floor")], dim=-1).to(hm.dtype)  # (B, K, M, 2)
-    maps = hm[:, :, None].expand(b, k, m, h, w).reshape(-1, h, w)
-    refined = codec.refine_cells(maps, uv.reshape(-1, 2)).reshape(b, k, m, 2)
+    refined = codec.refine_cells(hm.reshape(b * k, h, w), uv.reshape(b * k, m, 2)).reshape(b, k, m, 2)
     return cells_to_pixels(refined, codec.stride), scores
 
 

@@ -96,3 +96,16 @@ def test_candidates_are_local_maxima_best_first():
     assert np.allclose(xy[0, 0, 0].numpy(), pts[0], atol=0.1)
     assert np.allclose(xy[0, 0, 1].numpy(), pts[1], atol=0.1)
     assert abs(float(sc[0, 0, 1]) - 0.5) < 0.05
+
+
+def test_refining_several_candidates_per_map_equals_one_at_a_time():
+    for refine in ("dark", "soft_argmax"):
+        codec = HeatmapCodec((64, 64), stride=2, sigma=1.5, refine=refine)
+        maps = torch.from_numpy(_heatmaps(np.array([[10.3, 20.6], [40.2, 44.9]]), codec))  # (2, 32, 32)
+        uv = torch.tensor([[[5.0, 10.0], [20.0, 22.0]], [[20.0, 22.0], [3.0, 3.0]]])  # (2, M=2, 2)
+        together = codec.refine_cells(maps, uv)
+        alone = torch.stack(
+            [codec.refine_cells(maps[:, None].expand(2, 2, 32, 32)[:, j], uv[:, j]) for j in range(2)], 1
+        )
+        assert together.shape == (2, 2, 2)
+        assert torch.allclose(together, alone, atol=1e-5), refine
