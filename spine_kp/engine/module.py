@@ -39,12 +39,6 @@ def build_codec(cfg: ExperimentConfig) -> HeatmapCodec:
     )
 
 
-def trained_labels(schema: Schema, stats: LabelStats | None) -> TrainedLabels:
-    if stats is None:
-        return TrainedLabels.all(schema)
-    return TrainedLabels(stats.landmark_mask(), {k.name: stats.grade_mask(k.name) for k in schema.kinds})
-
-
 class LandmarkModule(pl.LightningModule):
     """Heatmap landmark localisation + grading.
 
@@ -62,7 +56,7 @@ class LandmarkModule(pl.LightningModule):
         self.model = create_model(self.cfg.model, self.schema)
         self.codec = build_codec(self.cfg)
         self.stats = LabelStats.from_dict(label_stats, self.schema) if label_stats else None
-        self.trained = trained_labels(self.schema, self.stats)
+        self.trained = TrainedLabels.from_stats(self.schema, self.stats)
         for kind in self.schema.kinds:
             mask = torch.as_tensor(self.trained.grades[kind.name], dtype=torch.float32)
             if self.stats is not None and self.cfg.loss.class_weights:

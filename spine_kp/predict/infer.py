@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig, decode_batch
+from spine_kp.data.labels import LabelStats
 from spine_kp.models.heads import grade_probabilities
 from spine_kp.schema import Schema
 
@@ -37,6 +38,13 @@ class TrainedLabels:
             np.ones(schema.num_landmarks, dtype=bool),
             {k.name: np.ones(len(k.grades), dtype=bool) for k in schema.kinds},
         )
+
+    @classmethod
+    def from_stats(cls, schema: Schema, stats: LabelStats | None) -> TrainedLabels:
+        """What the training label statistics say was trained (everything when there are none)."""
+        if stats is None:
+            return cls.all(schema)
+        return cls(stats.landmark_mask(), {k.name: stats.grade_mask(k.name) for k in schema.kinds})
 
 
 @dataclass(frozen=True)

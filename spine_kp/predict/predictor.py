@@ -123,11 +123,7 @@ class Predictor:
             refine=codec_cfg["refine"],
         )
         stats = LabelStats.from_dict(stats_dict, schema) if stats_dict else None
-        trained = (
-            TrainedLabels(stats.landmark_mask(), {k.name: stats.grade_mask(k.name) for k in schema.kinds})
-            if stats is not None
-            else TrainedLabels.all(schema)
-        )
+        trained = TrainedLabels.from_stats(schema, stats)
         decode = from_dict(LevelOrderConfig, cfg.get("decode", {}), source=f"{p} decode")
         decode = overrides.pop("decode", decode)
         return cls(
