@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ import torchvision
 from safetensors.torch import save_file
 
 from spine_kp.models.backbones import create_backbone, load_backbone_weights, read_state_dict
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _outputs(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:

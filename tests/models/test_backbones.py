@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -23,15 +21,6 @@ REQUIRED_FAMILIES = {
     "MobileNet v3", "EfficientNet", "IBN-Net", "VoVNet", "CSPNet", "DenseNet", "SqueezeNet", "ViT", "DeiT",
     "Swin", "PVT", "SegFormer MiT", "Twins", "ConViT", "BEiT", "ResMLP", "U-Net", "Stacked Hourglass",
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Batch-1 64x64 passes gain nothing from threads; on a shared 2-core machine they thrash (5x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _build_small(name: str, in_chans: int = 1) -> tuple[torch.nn.Module, int]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -19,15 +17,6 @@ PYRAMIDS = {
     "deep3": ([12, 20, 28], [8, 16, 32]),
 }
 SIZE = 64
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny convs on a shared 2-core box: intra-op threads only add contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _features(pyramid: str, batch: int = 2) -> list[torch.Tensor]:

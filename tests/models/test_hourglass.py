@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -11,15 +9,6 @@ from spine_kp.models.hourglass import Hourglass, Residual, StackedHourglass
 from spine_kp.models.net import ModelConfig, create_model
 from spine_kp.models.norm import has_batchnorm
 from spine_kp.schema import load_schema
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny convs on a shared 2-core box: intra-op threads only add contention (50x slower under load).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("num_stacks", [1, 2, 3])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -19,15 +17,6 @@ from spine_kp.schema import Schema, load_schema
 SIZE = 64
 # A CNN with 5 levels (stride 2..32) and a hierarchical transformer with 4 levels (stride 4..32).
 REAL_BACKBONES = ["resnet18", "pvt_v2_b0"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny convs on a shared 2-core box: intra-op threads only add contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class StubBackbone(nn.Module):
