@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("spine_kp.cli.inspect", "show which series/slice the loader picks for each study"),
     "evaluate": ("spine_kp.cli.evaluate", "score predictions against annotations with the 8 mm rules"),
     "models": ("spine_kp.cli.models", "list (and check) registered backbones and decoders"),
+    "pretrain": ("spine_kp.cli.pretrain", "train a general checkpoint on domain-randomised phantoms (for --init)"),
     "train": ("spine_kp.cli.train", "train a landmark + grading model under PyTorch Lightning"),
     "predict": ("spine_kp.cli.predict", "batch-predict a folder of DICOM studies to competition JSON"),
     "demo": ("spine_kp.cli.demo", "synth -> train -> predict -> evaluate on phantom studies"),

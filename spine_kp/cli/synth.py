@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema", default=None, help="landmark schema YAML or packaged name (default: default)")
     parser.add_argument("--no-axial", action="store_true", help="omit the T2 axial series")
     parser.add_argument("--no-tricky", action="store_true", help="omit the tricky cases")
+    parser.add_argument("--randomize", action="store_true",
+                        help="domain randomisation for pretraining: wide/tight fields of view, fat-suppressed T2, "
+                        "clean to noisy images")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT/studies")
 
 
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             axial=not args.no_axial,
             tricky=not args.no_tricky,
+            randomize=args.randomize,
         )
     except (FileExistsError, ValueError, SchemaError) as exc:
         print(f"spine-kp synth: {exc}", file=sys.stderr)

@@ -14,6 +14,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--annotations", required=True, help="competition-format annotations.json")
     p.add_argument("--out", required=True, help="run directory (checkpoints/, logs/, config.yaml)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
+    p.add_argument(
+        "--init",
+        metavar="CKPT",
+        default=None,
+        help="warm start from any spine_kp checkpoint: loads every tensor that fits (backbone, decoder, the heads' "
+        "rows of the landmarks and grades both schemas share); a fresh run otherwise (epoch 0, new optimizer); "
+        "ignored with --resume",
+    )
     p.add_argument("--fold", type=int, default=None, help="k-fold split index (data.num_folds folds)")
     p.add_argument("--fast-dev-run", action="store_true", help="one train and one val batch, no checkpoints")
     p.epilog = "Any config key can be overridden: --model.backbone efficientnet_b0 --trainer.max_epochs 5"
@@ -23,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from spine_kp.config import ConfigError, parse_override_args
     from spine_kp.engine.config import load_experiment
     from spine_kp.engine.train import train
+    from spine_kp.predict.predictor import CheckpointError
 
     try:
         overrides = parse_override_args(list(getattr(args, "overrides", []) or []))
@@ -34,7 +43,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = train(cfg, args.out, resume=args.resume, fast_dev_run=args.fast_dev_run)
+    try:
+        result = train(cfg, args.out, resume=args.resume, fast_dev_run=args.fast_dev_run, init=args.init)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if result.init_report is not None:
+        print(f"init: {result.init_report.summary()}")
     print(f"run directory: {result.run_dir}")
     print(f"best checkpoint: {result.best_checkpoint} ({cfg.trainer.monitor} = {result.best_score})")
     print(f"last checkpoint: {result.last_checkpoint}")

@@ -35,6 +35,8 @@ class DataConfig:
         annotations: competition-format annotation JSON.
         schema: schema YAML path or packaged name; None for the default schema.
         input_size: (H, W) network input.
+        target_spacing: mm per input pixel: images are scaled so anatomy has one size in the input whatever the
+            field of view (shrunk only when the image would not fit); None fits each image to ``input_size``.
         neighbours: k neighbouring slices on each side as extra channels (2k+1 channels).
         val_fraction: share of studies held out for validation when ``fold`` is None.
         fold: validation fold in [0, num_folds) for a k-fold split by study; None for a fraction split.
@@ -52,6 +54,7 @@ class DataConfig:
     annotations: str = ""
     schema: str | None = None
     input_size: tuple[int, int] = (256, 256)
+    target_spacing: float | None = None
     neighbours: int = 0
     val_fraction: float = 0.2
     fold: int | None = None
@@ -75,6 +78,8 @@ class DataConfig:
             raise ValueError(f"DataConfig.fold must be in [0, {self.num_folds}), got {self.fold}")
         if self.neighbours < 0 or self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("DataConfig: neighbours and num_workers must be >= 0, batch_size >= 1")
+        if self.target_spacing is not None and not self.target_spacing > 0:
+            raise ValueError(f"DataConfig.target_spacing must be > 0 mm or null, got {self.target_spacing}")
         if len(self.input_size) != 2 or min(self.input_size) < 8:
             raise ValueError(f"DataConfig.input_size must be (H, W) of at least 8 pixels, got {self.input_size}")
 
@@ -137,6 +142,7 @@ class SpineDataModule(pl.LightningDataModule):
         common = dict(
             schema=self.schema,
             input_size=cfg.input_size,
+            target_spacing=cfg.target_spacing,
             neighbours=cfg.neighbours,
             cache=cfg.cache,
             cache_dir=cfg.cache_dir,

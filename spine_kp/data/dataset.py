@@ -101,6 +101,7 @@ class SpineDataset(Dataset):
         skip_missing: skip records whose study or image is missing, with a warning, instead of failing.
         seed: seed of the augmentation stream in the main process (workers use their DataLoader seed).
         percentiles: intensity clip percentiles (must match the predictor's).
+        target_spacing: mm per input pixel (None: fit the image to ``input_size``); must match the predictor's.
         root: data root, named in messages.
     """
 
@@ -118,6 +119,7 @@ class SpineDataset(Dataset):
         seed: int = 0,
         percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
         root: str = "",
+        target_spacing: float | None = None,
     ) -> None:
         self.records, self.skipped = resolve_records(records, studies, skip_missing, root)
         self.studies = {r.study_uid: studies[r.study_uid] for r in self.records}  # only what is used: small pickles
@@ -128,6 +130,7 @@ class SpineDataset(Dataset):
         self.cache = SliceCache(memory=cache, directory=cache_dir)
         self.seed = int(seed)
         self.percentiles = (float(percentiles[0]), float(percentiles[1]))
+        self.target_spacing = None if target_spacing is None else float(target_spacing)
         self._kind_index = kind_indices(schema)
         self._targets: dict[int, Targets] = {}  # per record; encoded once so warnings are logged once
         self._rng: np.random.Generator | None = None
@@ -159,12 +162,15 @@ class SpineDataset(Dataset):
         rec = self.records[index]
         ann = rec.primary
         assert ann is not None  # resolve_records keeps annotated records only
-        key = f"{rec.study_uid}|{ann.instance_uid}|{self.input_size}|{self.neighbours}|{self.percentiles}"
+        key = (
+            f"{rec.study_uid}|{ann.instance_uid}|{self.input_size}|{self.neighbours}|{self.percentiles}"
+            f"|{self.target_spacing}"
+        )
         hit = self.cache.get(key)
         if hit is not None:
             return torch.from_numpy(hit[0].copy()), hit[1]
         slc = load_instance(self.studies[rec.study_uid], ann.instance_uid, neighbours=self.neighbours)
-        image, geom = prepare_slice(slc, self.input_size, self.neighbours, self.percentiles)
+        image, geom = prepare_slice(slc, self.input_size, self.neighbours, self.percentiles, self.target_spacing)
         self.cache.put(key, image.numpy(), geom)
         return image.clone(), geom
 

@@ -3,8 +3,11 @@
 Nothing here knows about annotations, so the predictor applies exactly the same steps to an unseen study.
 
 Resizing is a **letterbox**: one scale for the whole image chosen so that it fits the input size, then centred
-padding. Because the resized size is rounded to whole pixels, the realised scales along x and y may differ by
-less than one pixel over the image; :class:`Geometry` stores both, so the mapping stays exact.
+padding. With a ``target_spacing`` (mm per input pixel) the scale is chosen in millimetres instead, so a vertebra
+covers the same number of input pixels whatever the field of view (nnU-Net's target spacing): a tight 220 mm
+field of view is padded, a 300 mm one fills the input, and one too large to fit at that spacing is shrunk to fit.
+Because the resized size is rounded to whole pixels, the realised scales along x and y may differ by less than one
+pixel over the image; :class:`Geometry` stores both, so the mapping stays exact.
 
 Coordinate frame (see :mod:`spine_kp.types`): a point is ``(x, y)`` = (column, row) in pixels, origin at the
 centre of the top-left pixel. Resizing uses half-pixel centres (``align_corners=False``), so a point maps as
@@ -146,6 +149,7 @@ def fit_to_size(
     size: tuple[int, int],
     spacing: tuple[float, float] | None = None,
     pad_value: float | None = None,
+    target_spacing: float | None = None,
 ) -> tuple[np.ndarray, Geometry]:
     """Letterbox an image into ``size``: aspect-preserving bilinear resize (antialiased), centred padding.
 
@@ -154,6 +158,8 @@ def fit_to_size(
         size: (H_out, W_out) network input size.
         spacing: (row_mm, col_mm) of the image, stored in the Geometry for mm conversions.
         pad_value: value of the padding; default the image minimum (MR background is dark).
+        target_spacing: mm per input pixel along the rows; the image is scaled to it (never beyond what fits
+            ``size``). None scales the image to fit ``size``. Needs ``spacing``.
 
     Returns:
         (C, H_out, W_out) float32 image and the Geometry mapping original pixels to input pixels.
@@ -164,6 +170,10 @@ def fit_to_size(
     h, w = int(img.shape[1]), int(img.shape[2])
     out_h, out_w = int(size[0]), int(size[1])
     s = min(out_h / h, out_w / w)
+    if target_spacing is not None:
+        if spacing is None:
+            raise ValueError("fit_to_size: target_spacing needs the image's pixel spacing")
+        s = min(s, float(spacing[0]) / float(target_spacing))
     new_h, new_w = min(out_h, max(1, round(h * s))), min(out_w, max(1, round(w * s)))
     if (new_h, new_w) != (h, w):
         resized = F.interpolate(img[None], size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)[0]
@@ -208,7 +218,11 @@ def slice_channels(slc: Slice, neighbours: int) -> np.ndarray:
 
 
 def prepare_slice(
-    slc: Slice, size: tuple[int, int], neighbours: int = 0, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    slc: Slice,
+    size: tuple[int, int],
+    neighbours: int = 0,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    target_spacing: float | None = None,
 ) -> tuple[torch.Tensor, Geometry]:
     """Turn a decoded slice into a network input: channels, normalization, letterbox.
 
@@ -217,10 +231,11 @@ def prepare_slice(
         size: (H, W) network input size.
         neighbours: k; the input gets 2k+1 channels ordered by slice position, the image in the centre.
         percentiles: intensity clip percentiles.
+        target_spacing: mm per input pixel (see :func:`fit_to_size`); None fits the image to ``size``.
 
     Returns:
         (2k+1, H, W) float32 tensor and its Geometry (original pixels <-> input pixels, with the spacing).
     """
     channels = normalize_intensity(slice_channels(slc, neighbours), percentiles)
-    image, geom = fit_to_size(channels, size, spacing=slc.spacing)
+    image, geom = fit_to_size(channels, size, spacing=slc.spacing, target_spacing=target_spacing)
     return torch.from_numpy(image), geom

@@ -24,6 +24,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
+from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.schema import load_schema
@@ -33,13 +34,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where a training run left its checkpoints, and the best monitored value."""
+    """Where a training run left its checkpoints, the best monitored value, and what ``init`` loaded."""
 
     run_dir: Path
     best_checkpoint: Path | None
     last_checkpoint: Path | None
     best_score: float | None
     epochs: int
+    init_report: InitReport | None = None
 
 
 def build_trainer(
@@ -103,6 +105,7 @@ def train(
     resume: bool = False,
     fast_dev_run: bool | int = False,
     callbacks: list[Any] | None = None,
+    init: str | Path | None = None,
 ) -> TrainResult:
     """Train a model; ``cfg.data`` names the data root and annotations.
 
@@ -111,6 +114,13 @@ def train(
         run_dir: output folder (created).
         resume: continue from ``run_dir/checkpoints/last.ckpt`` (epoch, optimizer and scheduler state).
         fast_dev_run: Lightning's smoke test (one batch of train and val, no checkpoints).
+        callbacks: extra Lightning callbacks.
+        init: warm start from this spine_kp checkpoint (every tensor that fits, heads mapped by landmark and
+            grade name; see :mod:`spine_kp.engine.init_weights`). Ignored with ``resume``: last.ckpt wins.
+
+    Raises:
+        FileNotFoundError: ``resume`` without ``run_dir/checkpoints/last.ckpt``.
+        CheckpointError: ``init`` is not a spine_kp checkpoint, or nothing of it fits the model.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +134,10 @@ def train(
         stored = LandmarkModule.load_checkpoint_config(last)
         if stored != experiment_to_dict(cfg):
             log.warning("resuming %s with a config that differs from the checkpoint's; using the new one", last)
+        if init is not None:
+            log.warning("--init %s ignored: resuming from %s (its weights, epoch and optimizer state)", init, last)
+    # Read the init checkpoint before the data set-up, so a wrong path fails at once.
+    source = read_spine_checkpoint(init) if init is not None and not resume else None
     schema = load_schema(cfg.schema)
     datamodule = SpineDataModule(cfg.data, schema=schema)
     datamodule.setup("fit")
@@ -137,6 +151,7 @@ def train(
     config = experiment_to_dict(cfg)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     module = LandmarkModule(config, schema.to_dict(), stats.to_dict())
+    init_report = init_from_checkpoint(module, source) if source is not None else None
     trainer = build_trainer(cfg, run_dir, fast_dev_run=fast_dev_run, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     ckpt_cb = trainer.checkpoint_callback
@@ -148,6 +163,7 @@ def train(
         last_checkpoint=last if last.exists() else None,
         best_score=float(score) if score is not None else None,
         epochs=trainer.current_epoch,
+        init_report=init_report,
     )
 
 

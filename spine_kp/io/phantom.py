@@ -51,6 +51,7 @@ class MRSequence:
     te: float
     tr: float
     ti: float | None = None
+    fat_scale: float = 1.0  # < 1: spectral fat suppression / water image (fat signal scaled, others unchanged)
 
     def signal(self, pd: float, t1: float, t2: float) -> float:
         """Magnitude signal of a tissue."""
@@ -75,7 +76,9 @@ def tissue_signals(
         if rng is not None and jitter > 0:
             pd *= float(np.exp(rng.normal(0.0, jitter)))
             t2 *= float(np.exp(rng.normal(0.0, jitter)))
-        out[name] = np.array([s.signal(pd, t1, t2) for s in sequences], dtype=np.float32)
+        out[name] = np.array(
+            [s.signal(pd, t1, t2) * (s.fat_scale if name == "fat" else 1.0) for s in sequences], dtype=np.float32
+        )
     return out
 
 

@@ -7,7 +7,7 @@ studies every kind occurs at least once) and occasional afterwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -203,4 +203,31 @@ def sample_plan(rng: np.random.Generator, index: int, size: int | None, tricky_e
         annotator=int(rng.choice([52, 54, 70, 71])),
         study_date=f"{year:04d}{month:02d}{day:02d}",
         bias=(float(rng.uniform(0.25, 0.5)), float(rng.uniform(90.0, 180.0)), float(rng.uniform(0.0, 0.12))),
+    )
+
+
+def randomize_plan(rng: np.random.Generator, plan: StudyPlan) -> StudyPlan:
+    """Widen one study's protocol for domain-randomised pretraining (``SynthOptions.randomize``).
+
+    Draws, from the study's own plan generator (after :func:`sample_plan`, so ordinary phantoms are unchanged):
+
+    - field of view 240-380 mm along the rows (log-uniform): from a tight crop to the whole lower spine;
+    - where the spine sits: 30-72 % of the width, 40-60 % of the height;
+    - the T2 sagittal contrast: TE 70-140 ms, TR 2-6 s, and in 45 % of studies fat suppressed to 3-35 % of its
+      signal (fat-saturated T2, or the water image of a water-fat acquisition) instead of bright FSE fat;
+    - the T2 sagittal signal-to-noise ratio 12-90 (log-uniform): clean to noisy images;
+    - the in-plane rotation of the anatomy, up to 20 degrees.
+    """
+    t2 = plan.series["t2_sag"]
+    fat = float(rng.uniform(0.03, 0.35)) if rng.random() < 0.45 else 1.0
+    seq = MRSequence(float(rng.uniform(70.0, 140.0)), float(rng.uniform(2000.0, 6000.0)), fat_scale=fat)
+    snr = float(np.exp(rng.uniform(np.log(12.0), np.log(90.0))))
+    series = dict(plan.series)
+    series["t2_sag"] = replace(t2, sequence=seq, snr=snr)
+    return replace(
+        plan,
+        series=series,
+        fov=float(np.exp(rng.uniform(np.log(240.0), np.log(380.0)))),
+        placement=(float(rng.uniform(0.3, 0.72)), float(rng.uniform(0.4, 0.6))),
+        roll=float(rng.uniform(-20.0, 20.0)),
     )

@@ -22,7 +22,7 @@ from spine_kp.io.phantom_sample import sample_anatomy
 from spine_kp.io.synth_acquire import NoisePool, acquired, axial, render_planes, render_shape, scout
 from spine_kp.io.synth_grades import looks_for, sample_grades
 from spine_kp.io.synth_layout import SAGITTAL, Stack, fit_in_view, landmark_point, rotation
-from spine_kp.io.synth_plan import StudyPlan, sample_plan
+from spine_kp.io.synth_plan import StudyPlan, randomize_plan, sample_plan
 from spine_kp.io.synth_types import SynthOptions, SynthSeries, SynthStudy, series_meta, synth_uid
 from spine_kp.schema import Schema, load_schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
@@ -100,6 +100,8 @@ def make_study(
         if name not in drawn:
             raise ValueError(f"synth: schema landmark {name!r} is not drawn by the phantom (it draws {drawn})")
     plan = sample_plan(r_plan, index, options.size, options.tricky)
+    if options.randomize:
+        plan = randomize_plan(r_plan, plan)
     pose = Pose.make(plan.roll, plan.coronal_tilt, plan.offset)
     label_names = ("", *schema.landmarks, *[n for n in drawn if n not in schema.landmarks])
     label_ids = {n: i for i, n in enumerate(label_names) if n}

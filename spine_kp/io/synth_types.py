@@ -23,12 +23,16 @@ class SynthOptions:
         axial: add the T2 axial blocks.
         tricky: add the tricky cases (see ``synth_plan.TRICKY_KINDS``).
         empty_grade_rate: share of annotated points written with an empty grade ("ignore" in evaluation).
+        randomize: domain randomisation for pretraining (see ``synth_plan.randomize_plan``): fields of view from
+            tight to the whole lower spine, fat-suppressed and water-image T2 contrasts, clean to noisy images,
+            the spine anywhere in the image.
     """
 
     size: int | None = None
     axial: bool = True
     tricky: bool = True
     empty_grade_rate: float = 0.0
+    randomize: bool = False
 
 
 @dataclass(eq=False)

@@ -187,7 +187,7 @@ def make_dataset(
         schema: landmark schema (default: packaged).
         overwrite: replace an existing non-empty ``out/studies``.
         **options: further :class:`~spine_kp.io.synth.SynthOptions` fields (``axial``, ``tricky``,
-            ``empty_grade_rate``).
+            ``empty_grade_rate``, ``randomize``).
 
     Returns:
         A summary of what was written.

@@ -69,6 +69,8 @@ class Predictor:
         schema, codec, trained: from the checkpoint.
         input_size: (H, W) network input; neighbours: k extra slices per side as channels.
         decode: level-order decoding settings.
+        percentiles: intensity clip percentiles (None: the default); target_spacing: mm per input pixel, as
+            trained (None: each image fitted to ``input_size``).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Predictor:
         neighbours: int = 0,
         decode: LevelOrderConfig | None = None,
         percentiles: tuple[float, float] | None = None,
+        target_spacing: float | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
@@ -92,6 +95,7 @@ class Predictor:
         self.neighbours = int(neighbours)
         self.decode = decode or LevelOrderConfig()
         self.percentiles = percentiles
+        self.target_spacing = target_spacing
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", **overrides: Any) -> Predictor:
@@ -133,6 +137,7 @@ class Predictor:
             trained,
             input_size=tuple(data["input_size"]),
             neighbours=int(data.get("neighbours", 0)),
+            target_spacing=data.get("target_spacing"),
             decode=decode,
             device=resolve_device(device),
             **overrides,
@@ -154,7 +159,9 @@ class Predictor:
                 centre = s.stack.shape[0] // 2
                 src = dataclasses.replace(s, pixels=s.stack[centre + offset], stack=None)
             kwargs = {"percentiles": self.percentiles} if self.percentiles else {}
-            t, g = prepare_slice(src, self.input_size, self.neighbours if not offset else 0, **kwargs)
+            t, g = prepare_slice(
+                src, self.input_size, self.neighbours if not offset else 0, target_spacing=self.target_spacing, **kwargs
+            )
             tensors.append(t)
             geoms.append(g)
         return torch.stack(tensors).to(self.device), geoms

@@ -113,3 +113,38 @@ def test_prepare_slice_channels_and_geometry() -> None:
     assert single.shape == (1, 64, 64)
     with pytest.raises(ValueError, match="load it with neighbours=1"):
         prepare_slice(_slice(None, stack[2]), (64, 64), neighbours=1)
+
+
+# ---------------------------------------------------------------- target spacing (mm per input pixel)
+def _bar_image(fov_mm: float, spacing: float, bar_mm: float = 30.0) -> np.ndarray:
+    """(1, H, W) image of a ``bar_mm`` tall bright bar centred in a square ``fov_mm`` field of view."""
+    n = int(round(fov_mm / spacing))
+    img = np.zeros((1, n, n), np.float32)
+    half = int(round(bar_mm / spacing / 2))
+    img[0, n // 2 - half : n // 2 + half, n // 2 - 2 : n // 2 + 2] = 1.0
+    return img
+
+
+@pytest.mark.parametrize("fov, spacing", [(220.0, 1.0), (300.0, 0.6), (280.0, 0.73)])
+def test_target_spacing_gives_anatomy_one_size_whatever_the_field_of_view(fov: float, spacing: float) -> None:
+    out, geom = fit_to_size(_bar_image(fov, spacing), (192, 192), spacing=(spacing, spacing), target_spacing=1.6)
+    assert geom.input_spacing == pytest.approx((1.6, 1.6), rel=0.01)
+    rows = np.nonzero(out[0].max(axis=1) > 0.5)[0]
+    assert rows.max() - rows.min() + 1 == pytest.approx(30.0 / 1.6, abs=1.5)  # 30 mm is ~19 input pixels
+    # the mapping stays exact both ways
+    pts = np.array([[10.0, 20.0], [50.5, 100.25]])
+    np.testing.assert_allclose(geom.to_original(geom.to_input(pts)), pts, atol=1e-9)
+
+
+def test_target_spacing_shrinks_a_field_of_view_that_does_not_fit() -> None:
+    img = _bar_image(420.0, 0.82)  # 420 mm > 192 px * 1.6 mm
+    out, geom = fit_to_size(img, (192, 192), spacing=(0.82, 0.82), target_spacing=1.6)
+    assert out.shape == (1, 192, 192)
+    assert geom.input_spacing[0] == pytest.approx(420.0 / 192, rel=0.02)
+    plain, g2 = fit_to_size(img, (192, 192), spacing=(0.82, 0.82))
+    assert geom.scale_x == g2.scale_x
+
+
+def test_target_spacing_needs_the_pixel_spacing() -> None:
+    with pytest.raises(ValueError, match="spacing"):
+        fit_to_size(_bar_image(220.0, 1.0), (64, 64), target_spacing=1.6)
