@@ -9,6 +9,7 @@ Batch format (the engine codes against it)::
     {"image": (B, C, H, W) float32,
      "keypoints": (B, K, 2) float32  (x, y) in input pixels, schema landmark order,
      "visible": (B, K) bool,
+     "absent": (B, K) bool            annotated, but moved out of view by augmentation: known not to be in the image,
      "grades": {kind: (B, K_kind, G_kind) float32 multi-hot},   # schema.landmarks_of_kind(kind) order
      "grade_mask": {kind: (B, K_kind) bool},
      "geometry": list[Geometry] (len B),
@@ -191,6 +192,7 @@ class SpineDataset(Dataset):
             # copies: the cached targets must not be changed through the returned tensors
             "keypoints": torch.tensor(keypoints, dtype=torch.float32),
             "visible": torch.tensor(visible, dtype=torch.bool),
+            "absent": torch.tensor(t.visible & ~visible, dtype=torch.bool),
             "grades": {k: torch.tensor(v, dtype=torch.float32) for k, v in t.grades.items()},
             "grade_mask": {k: torch.tensor(v, dtype=torch.bool) for k, v in grade_mask.items()},
             "geometry": geom,
@@ -208,6 +210,7 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "image": torch.stack([s["image"] for s in samples]),
         "keypoints": torch.stack([s["keypoints"] for s in samples]),
         "visible": torch.stack([s["visible"] for s in samples]),
+        "absent": torch.stack([s["absent"] for s in samples]),
         "grades": {k: torch.stack([s["grades"][k] for s in samples]) for k in first["grades"]},
         "grade_mask": {k: torch.stack([s["grade_mask"][k] for s in samples]) for k in first["grade_mask"]},
         "geometry": [s["geometry"] for s in samples],

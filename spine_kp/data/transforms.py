@@ -43,6 +43,10 @@ class AugmentConfig:
         crop_prob: probability of the crop around the spine (all visible keypoints kept, zoomed to full size).
         crop_margin_frac: (min, max) margin around the keypoints, fraction of the image size.
         crop_max_zoom: the crop never magnifies more than this.
+        fov_cut_prob: probability of a smaller field of view at the same scale: everything outside a random window
+            becomes background and the landmarks outside it become invisible (real series often end just below L5
+            or start at L1, while phantoms always show the whole chain).
+        fov_cut_frac: (min, max) window height and width, fractions of the input drawn independently.
         bias_prob, bias_coeff: MR bias field (``RandBiasField`` coefficients range).
         gamma_prob, gamma_range: gamma curve (``RandAdjustContrast``).
         contrast_prob, contrast_points: random non-linear contrast curve (``RandHistogramShift``).
@@ -63,6 +67,8 @@ class AugmentConfig:
     crop_prob: float = 0.3
     crop_margin_frac: tuple[float, float] = (0.05, 0.25)
     crop_max_zoom: float = 2.0
+    fov_cut_prob: float = 0.0
+    fov_cut_frac: tuple[float, float] = (0.55, 1.0)
     bias_prob: float = 0.3
     bias_coeff: tuple[float, float] = (-0.05, 0.05)
     gamma_prob: float = 0.3
@@ -75,11 +81,13 @@ class AugmentConfig:
     noise_std: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("flip_prob", "affine_prob", "elastic_prob", "crop_prob", "bias_prob", "gamma_prob",
-                     "contrast_prob", "blur_prob", "noise_prob"):  # fmt: skip
+        for name in ("flip_prob", "affine_prob", "elastic_prob", "crop_prob", "fov_cut_prob", "bias_prob",
+                     "gamma_prob", "contrast_prob", "blur_prob", "noise_prob"):  # fmt: skip
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {p}")
+        if not 0.0 < self.fov_cut_frac[0] <= self.fov_cut_frac[1] <= 1.0:
+            raise ValueError(f"AugmentConfig.fov_cut_frac must be (min, max) within (0, 1], got {self.fov_cut_frac}")
         for name in ("scale_range", "crop_margin_frac", "bias_coeff", "gamma_range", "contrast_points", "blur_sigma"):
             lo, hi = getattr(self, name)
             if lo > hi:
@@ -125,6 +133,35 @@ def sample_spatial(
     return SpatialTransform(matrix=m, size=(h, w), displacement=field)
 
 
+def sample_fov_window(rng: np.random.Generator, cfg: AugmentConfig, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A random window ``(top, left, bottom, right)`` (exclusive ends) in an image of ``size`` (H, W)."""
+    h, w = size
+    wh = max(1, int(round(h * rng.uniform(*cfg.fov_cut_frac))))
+    ww = max(1, int(round(w * rng.uniform(*cfg.fov_cut_frac))))
+    top, left = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
+    return top, left, top + wh, left + ww
+
+
+def cut_to_window(
+    image: torch.Tensor, keypoints: np.ndarray, visible: np.ndarray, window: tuple[int, int, int, int]
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Blank everything outside ``window`` (to the image minimum) and hide the keypoints outside it.
+
+    Args:
+        image: (C, H, W); keypoints: (K, 2) (x, y) input pixels; visible: (K,) bool.
+        window: (top, left, bottom, right), exclusive ends.
+
+    Returns:
+        (C, H, W) image and the (K,) visibility.
+    """
+    top, left, bottom, right = window
+    out = torch.full_like(image, float(image.min()))
+    out[:, top:bottom, left:right] = image[:, top:bottom, left:right]
+    x, y = keypoints[:, 0], keypoints[:, 1]
+    inside = (x >= left - 0.5) & (x <= right - 0.5) & (y >= top - 0.5) & (y <= bottom - 0.5)
+    return out, visible & inside
+
+
 class Augmenter:
     """Applies an :class:`AugmentConfig` to (image, keypoints, visible) samples.
 
@@ -167,6 +204,8 @@ class Augmenter:
         image = spatial.warp(image)
         moved = spatial.move_points(keypoints).astype(np.float32)
         visible = visible & spatial.inside(moved)
+        if self.cfg.fov_cut_prob > 0 and rng.random() < self.cfg.fov_cut_prob:
+            image, visible = cut_to_window(image, moved, visible, sample_fov_window(rng, self.cfg, size))
         moved[~visible] = 0.0
         self.intensity.set_random_state(int(rng.integers(2**31)))
         return self.intensity(image), moved, visible

@@ -32,6 +32,7 @@ class LossConfig:
 
     heatmap: str = "mse"  # "mse" | "focal"
     heatmap_weight: float = 1.0
+    absent_weight: float = 0.0  # > 0: landmarks moved out of view are trained towards an empty heatmap
     grade_weight: float = 1.0
     grade_focal_gamma: float = 0.0  # > 0: focal BCE for the multi-label kinds
     class_weights: bool = True  # re-weight rare grades (inverse sqrt frequency / BCE pos_weight)

@@ -82,13 +82,21 @@ class LandmarkModule(pl.LightningModule):
         return self.model(images, points)
 
     def _heatmap_targets(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """(B, K, h, w) Gaussian targets and (B, K) weights (missing or untrained landmarks weigh 0)."""
+        """(B, K, h, w) Gaussian targets and (B, K) weights.
+
+        Unannotated and untrained landmarks weigh 0. A landmark the augmentation moved out of view is known to be
+        absent: its target is an all-zero map weighted ``loss.absent_weight``, so a channel learns not to fire on
+        a neighbouring level when its own is outside the field of view.
+        """
         kps = batch["keypoints"].detach().cpu().numpy()
         vis = batch["visible"].detach().cpu().numpy()
         maps, weights = zip(*(self.codec.encode(kps[i], vis[i]) for i in range(len(kps))))
         target = torch.from_numpy(np.stack(maps)).to(self.device)
-        weight = torch.from_numpy(np.stack(weights)).to(self.device) * self.landmark_mask
-        return target, weight
+        weight = torch.from_numpy(np.stack(weights)).to(self.device)
+        absent = batch.get("absent")
+        if absent is not None and self.cfg.loss.absent_weight > 0:
+            weight = torch.maximum(weight, absent.to(weight) * self.cfg.loss.absent_weight)
+        return target, weight * self.landmark_mask
 
     def compute_losses(self, batch: dict[str, Any], out: dict[str, Any]) -> dict[str, Tensor]:
         lc = self.cfg.loss

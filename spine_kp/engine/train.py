@@ -56,10 +56,12 @@ def build_trainer(
             filename="best",
             monitor=tc.monitor,
             mode=tc.monitor_mode,
-            save_last=True,
             save_top_k=1,
             enable_version_counter=False,
         ),
+        # Lightning's save_last=True only refreshes last.ckpt when the monitored value improves; --resume needs
+        # the latest epoch, so a second callback without a monitor rewrites last.ckpt every epoch.
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),
     ]
     if tc.early_stopping_patience > 0:

@@ -120,6 +120,37 @@ def test_points_leaving_the_image_become_invisible() -> None:
     assert lost > 0
 
 
+def test_fov_cut_blanks_outside_the_window_and_hides_its_landmarks() -> None:
+    _, _, kps, _ = spine_phantom(size=SIZE[0])
+    aug = Augmenter(replace(OFF, fov_cut_prob=1.0, fov_cut_frac=(0.4, 0.6)))
+    rng = np.random.default_rng(8)
+    img = torch.rand((1, *SIZE)) + 1.0
+    hidden = kept = 0
+    for _ in range(20):
+        out, moved, vis = aug(rng, img, kps, np.ones(len(kps), bool))
+        blank = out[0] == float(img.min())
+        rows, cols = np.nonzero(~blank.numpy())
+        top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+        assert 0.35 * SIZE[0] <= bottom - top + 1 <= 0.65 * SIZE[0]
+        # inside the window the image is untouched, and so are the visible points (no zoom, no shift)
+        torch.testing.assert_close(
+            out[0, top : bottom + 1, left : right + 1], img[0, top : bottom + 1, left : right + 1]
+        )
+        np.testing.assert_allclose(moved[vis], kps[vis], atol=1e-4)
+        inside = (kps[:, 0] >= left - 0.5) & (kps[:, 0] <= right + 0.5) & (kps[:, 1] >= top - 0.5)
+        inside &= kps[:, 1] <= bottom + 0.5
+        assert (vis == inside).all()
+        hidden += int((~vis).sum())
+        kept += int(vis.sum())
+    assert hidden > 0 and kept > 0
+
+
+def test_fov_cut_off_by_default_and_validated() -> None:
+    assert AugmentConfig().fov_cut_prob == 0.0
+    with pytest.raises(ValueError, match="fov_cut_frac"):
+        AugmentConfig(fov_cut_frac=(0.0, 1.0))
+
+
 def test_crop_keeps_visible_keypoints_and_zooms_in() -> None:
     _, _, kps, _ = spine_phantom(size=SIZE[0])
     visible = np.ones(len(kps), bool)

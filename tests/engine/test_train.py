@@ -79,3 +79,15 @@ def test_fit_resume_and_self_contained_checkpoint(synth_root, tmp_path):
 def test_resume_without_checkpoint_is_an_error(synth_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="last.ckpt"):
         train(_cfg(synth_root), tmp_path / "empty", resume=True)
+
+
+def test_last_checkpoint_is_the_latest_epoch_when_the_best_is_older(synth_root, tmp_path):
+    """``--resume`` must continue from the latest epoch, not from the best one (Lightning's save_last does not)."""
+    # "step" only grows, so with mode "min" the best checkpoint stays at epoch 0
+    cfg = _cfg(synth_root, **{"trainer.max_epochs": "2", "trainer.monitor": "step", "trainer.monitor_mode": "min",
+                              "trainer.limit_train_batches": "1", "trainer.limit_val_batches": "1"})  # fmt: skip
+    result = train(cfg, tmp_path / "run")
+    best = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
+    last = torch.load(result.last_checkpoint, map_location="cpu", weights_only=False)
+    assert best["epoch"] == 0
+    assert last["epoch"] == 1 and last["global_step"] == 2

@@ -1,0 +1,59 @@
+"""Landmarks moved out of view by augmentation are trained as absent (``loss.absent_weight``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from spine_kp.data.dataset import SpineDataset, collate_samples
+from spine_kp.data.transforms import AugmentConfig
+from spine_kp.engine.config import experiment_to_dict, load_experiment
+from spine_kp.engine.module import LandmarkModule
+from spine_kp.io.annotations import read_annotations
+from spine_kp.io.dicom import scan
+from spine_kp.schema import load_schema
+
+HOURGLASS = {
+    "model.backbone": "none",
+    "model.decoder": "hourglass",
+    "model.output_stride": "4",
+    "model.decoder_channels": "8",
+    "model.decoder_kwargs": "{num_stacks: 1, depth: 2}",
+    "data.input_size": "[64, 64]",
+}
+CUT_ONLY = replace(
+    AugmentConfig(),
+    flip_prob=0.0, affine_prob=0.0, elastic_prob=0.0, crop_prob=0.0, bias_prob=0.0, gamma_prob=0.0,
+    contrast_prob=0.0, blur_prob=0.0, noise_prob=0.0, fov_cut_prob=1.0, fov_cut_frac=(0.4, 0.5),
+)  # fmt: skip
+
+
+def _batch(synth_root, n: int = 4) -> dict:
+    schema = load_schema()
+    ds = SpineDataset(
+        read_annotations(synth_root / "annotations.json", schema), scan(synth_root / "studies").studies, schema,
+        input_size=(64, 64), augment=CUT_ONLY, skip_missing=True,
+    )  # fmt: skip
+    return collate_samples([ds[i] for i in range(min(n, len(ds)))])
+
+
+def test_cut_landmarks_are_flagged_absent(synth_root) -> None:
+    batch = _batch(synth_root)
+    absent, visible = batch["absent"].numpy(), batch["visible"].numpy()
+    assert absent.any() and visible.any()
+    assert not (absent & visible).any()
+
+
+def test_absent_landmarks_get_an_empty_target_with_weight(synth_root) -> None:
+    batch = _batch(synth_root)
+    absent = batch["absent"]
+    for weight_value, expected in ((0.0, 0.0), (1.0, 1.0)):
+        cfg = load_experiment("demo_cpu", {**HOURGLASS, "loss.absent_weight": str(weight_value)})
+        module = LandmarkModule(experiment_to_dict(cfg), load_schema().to_dict())
+        target, weight = module._heatmap_targets(batch)
+        assert torch.all(weight[batch["visible"]] == 1.0)
+        assert torch.all(weight[absent] == expected)
+        assert torch.all(target[absent] == 0.0)  # the channel must be empty everywhere
+        assert np.isclose(float(target[batch["visible"]].amax(dim=(-1, -2)).min()), 1.0, atol=0.2)
