@@ -281,7 +281,11 @@ def predict(
     from spine_kp.predict.outputs import write_outputs
     from spine_kp.predict.runner import PredictOptions, predict_studies
 
-    run = predict_studies(studies, predictor, PredictOptions(workers=args.workers, progress=False))
+    run = predict_studies(
+        studies,
+        predictor,
+        PredictOptions(workers=args.workers, progress=False, flip_tta=getattr(args, "flip_tta", False)),
+    )
     run.predictions.sort(key=lambda p: p.slice.study_uid)
     write_outputs(run, predictor.schema, out_json)
     return run.records, [f.to_dict() for f in run.failures]
@@ -299,7 +303,10 @@ def run_fold(cfg: ExperimentConfig, fold: int, args: argparse.Namespace, init_kw
     t = time.perf_counter()
     result = train(cfg, out, **init_kwargs)
     train_s = time.perf_counter() - t
-    ckpt = result.best_checkpoint or result.last_checkpoint
+    # The fold's held-out studies are also the run's validation split, so "best" would be chosen on the test data:
+    # score the last epoch (a fixed budget) unless --checkpoint best is asked for.
+    ckpt = result.best_checkpoint if getattr(args, "checkpoint", "last") == "best" else result.last_checkpoint
+    ckpt = ckpt or result.last_checkpoint or result.best_checkpoint
     if ckpt is None:
         raise RuntimeError(f"fold {fold}: training in {out} wrote no checkpoint")
     t = time.perf_counter()
@@ -419,6 +426,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
     ap.add_argument("--radius", type=float, default=8.0, help="radius in mm (default 8)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="prediction device")
     ap.add_argument("--workers", type=int, default=2, help="threads loading DICOM for prediction")
+    ap.add_argument(
+        "--checkpoint",
+        choices=["last", "best"],
+        default="last",
+        help="which checkpoint of a fold to score (best is selected on the held-out fold: optimistic)",
+    )
+    ap.add_argument("--flip-tta", action="store_true", help="predict with the anterior-posterior flip averaged in")
     args, rest = ap.parse_known_args(argv)
     try:
         overrides = parse_override_args([f"--{s}" for s in args.set] + rest)

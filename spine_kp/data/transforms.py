@@ -47,6 +47,10 @@ class AugmentConfig:
             becomes background and the landmarks outside it become invisible (real series often end just below L5
             or start at L1, while phantoms always show the whole chain).
         fov_cut_frac: (min, max) window height and width, fractions of the input drawn independently.
+        fov_cut_keep_caudal: probability that a cut keeps the most caudal visible landmark (the last in schema
+            order, e.g. L5-S1) and ``fov_cut_caudal_margin`` (fraction of the height) below it: clinical series
+            almost always show the sacrum, the anchor levels are counted from, while the top may end anywhere.
+        fov_cut_caudal_margin: see ``fov_cut_keep_caudal``.
         bias_prob, bias_coeff: MR bias field (``RandBiasField`` coefficients range).
         gamma_prob, gamma_range: gamma curve (``RandAdjustContrast``).
         contrast_prob, contrast_points: random non-linear contrast curve (``RandHistogramShift``).
@@ -69,6 +73,8 @@ class AugmentConfig:
     crop_max_zoom: float = 2.0
     fov_cut_prob: float = 0.0
     fov_cut_frac: tuple[float, float] = (0.55, 1.0)
+    fov_cut_keep_caudal: float = 0.0
+    fov_cut_caudal_margin: float = 0.1
     bias_prob: float = 0.3
     bias_coeff: tuple[float, float] = (-0.05, 0.05)
     gamma_prob: float = 0.3
@@ -81,7 +87,8 @@ class AugmentConfig:
     noise_std: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("flip_prob", "affine_prob", "elastic_prob", "crop_prob", "fov_cut_prob", "bias_prob",
+        for name in ("flip_prob", "affine_prob", "elastic_prob", "crop_prob", "fov_cut_prob", "fov_cut_keep_caudal",
+                     "bias_prob",
                      "gamma_prob", "contrast_prob", "blur_prob", "noise_prob"):  # fmt: skip
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
@@ -133,12 +140,27 @@ def sample_spatial(
     return SpatialTransform(matrix=m, size=(h, w), displacement=field)
 
 
-def sample_fov_window(rng: np.random.Generator, cfg: AugmentConfig, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A random window ``(top, left, bottom, right)`` (exclusive ends) in an image of ``size`` (H, W)."""
+def sample_fov_window(
+    rng: np.random.Generator,
+    cfg: AugmentConfig,
+    size: tuple[int, int],
+    keypoints: np.ndarray | None = None,
+    visible: np.ndarray | None = None,
+) -> tuple[int, int, int, int]:
+    """A random window ``(top, left, bottom, right)`` (exclusive ends) in an image of ``size`` (H, W).
+
+    With probability ``cfg.fov_cut_keep_caudal`` (and visible ``keypoints`` (K, 2) in cranio-caudal schema order)
+    the window reaches ``cfg.fov_cut_caudal_margin`` below the most caudal visible keypoint and contains it.
+    """
     h, w = size
     wh = max(1, int(round(h * rng.uniform(*cfg.fov_cut_frac))))
     ww = max(1, int(round(w * rng.uniform(*cfg.fov_cut_frac))))
     top, left = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
+    if keypoints is not None and visible is not None and visible.any() and rng.random() < cfg.fov_cut_keep_caudal:
+        x, y = keypoints[np.flatnonzero(visible)[-1]]
+        bottom = min(h, int(np.ceil(y + 0.5 + cfg.fov_cut_caudal_margin * h)))  # lowest row the window must reach
+        top = int(np.clip(min(top, int(np.floor(y))), max(0, bottom - wh), h - wh))
+        left = int(np.clip(left, max(0, int(np.ceil(x)) + 1 - ww), min(max(0, int(np.floor(x))), w - ww)))
     return top, left, top + wh, left + ww
 
 
@@ -205,7 +227,8 @@ class Augmenter:
         moved = spatial.move_points(keypoints).astype(np.float32)
         visible = visible & spatial.inside(moved)
         if self.cfg.fov_cut_prob > 0 and rng.random() < self.cfg.fov_cut_prob:
-            image, visible = cut_to_window(image, moved, visible, sample_fov_window(rng, self.cfg, size))
+            window = sample_fov_window(rng, self.cfg, size, moved, visible)
+            image, visible = cut_to_window(image, moved, visible, window)
         moved[~visible] = 0.0
         self.intensity.set_random_state(int(rng.integers(2**31)))
         return self.intensity(image), moved, visible

@@ -251,3 +251,20 @@ def test_phantom_landmarks_stay_on_their_own_structure() -> None:
             assert (hood == lab).any(), f"trial {trial}: {p.identification} at ({x:.1f}, {y:.1f}) left its structure"
             checked += 1
     assert checked > 100
+
+
+def test_fov_cut_can_keep_the_caudal_anchor() -> None:
+    """With fov_cut_keep_caudal=1 every cut keeps the last landmark (the sacral end) and a margin below it."""
+    _, _, kps, _ = spine_phantom(size=SIZE[0])
+    cfg = replace(OFF, fov_cut_prob=1.0, fov_cut_frac=(0.4, 0.6), fov_cut_keep_caudal=1.0, fov_cut_caudal_margin=0.1)
+    aug = Augmenter(cfg)
+    rng = np.random.default_rng(9)
+    img = torch.rand((1, *SIZE)) + 1.0
+    top_cut = 0
+    for _ in range(30):
+        out, _, vis = aug(rng, img, kps, np.ones(len(kps), bool))
+        assert vis[-1], "the most caudal landmark must stay in view"
+        rows = np.nonzero((out[0] != float(img.min())).any(dim=1).numpy())[0]
+        assert rows.max() >= min(SIZE[0] - 1, kps[-1, 1] + 0.1 * SIZE[0] - 1)
+        top_cut += int(not vis[0])
+    assert top_cut > 0  # the cranial end is still cut away

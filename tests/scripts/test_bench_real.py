@@ -137,6 +137,11 @@ def test_parse_args_collects_overrides_and_guards_the_split():
     )
     assert ov == {"optim.lr": "1e-3", "trainer.max_epochs": "1", "data.input_size": "[96, 96]"}
     assert args.data == "d" and args.folds == 5
+    assert args.checkpoint == "last" and not args.flip_tta  # held-out folds are scored on a fixed budget
+    args, _ = bench.parse_args(
+        ["--data", "d", "--annotations", "a", "--out", "o", "--checkpoint", "best", "--flip-tta"]
+    )
+    assert args.checkpoint == "best" and args.flip_tta
     with pytest.raises(SystemExit):
         bench.parse_args(["--data", "d", "--annotations", "a", "--out", "o", "--data.fold", "1"])
     with pytest.raises(SystemExit):
