@@ -1,6 +1,8 @@
 """Suite-wide fixtures and settings.
 
 * one torch thread per test process (pytest-xdist runs one process per core);
+* ``one_thread``: one intra-op thread for a module of tiny convolutions, also outside xdist (more only thrash on a
+  shared 2-core machine);
 * ``synth_root``: one small phantom data set per test session (per xdist worker), shared by the data, engine and
   predict tests: ``root/studies`` (DICOM folders, with the tricky files) and ``root/annotations.json``.
 """
@@ -8,6 +10,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,16 @@ def pytest_configure(config):
         return
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

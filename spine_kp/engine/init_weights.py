@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from spine_kp.engine.module import LandmarkModule
-from spine_kp.models.backbones.weights import _short
+from spine_kp.models.backbones.weights import short_names
 from spine_kp.predict.predictor import CheckpointError
 from spine_kp.schema import Schema, SchemaError
 
@@ -111,21 +111,21 @@ class InitReport:
             f"({len(self.loaded)} whole, {len(self.mapped)} by landmark/grade name)"
         ]
         if self.mapped:
-            parts.append(f"row-mapped: {_short(self.mapped, 4)}")
+            parts.append(f"row-mapped: {short_names(self.mapped, 4)}")
         names = (
             (self.new_landmarks, "new landmarks, fresh init"),
             (self.dropped_landmarks, "checkpoint landmarks dropped"),
             (self.new_grades, "new grades, fresh init"),
             (self.dropped_grades, "checkpoint grades dropped"),
         )
-        parts += [f"{what} ({len(items)}): {_short(items)}" for items, what in names if items]
+        parts += [f"{what} ({len(items)}): {short_names(items)}" for items, what in names if items]
         parts.extend(self.groups)
         if self.skipped:
-            parts.append(f"{len(self.skipped)} skipped: {_short(self.skipped, 4)}")
+            parts.append(f"{len(self.skipped)} skipped: {short_names(self.skipped, 4)}")
         if self.missing:
-            parts.append(f"{len(self.missing)} missing, left at init: {_short(self.missing)}")
+            parts.append(f"{len(self.missing)} missing, left at init: {short_names(self.missing)}")
         if self.unexpected:
-            parts.append(f"{len(self.unexpected)} unexpected, ignored: {_short(self.unexpected)}")
+            parts.append(f"{len(self.unexpected)} unexpected, ignored: {short_names(self.unexpected)}")
         return "; ".join(parts)
 
 

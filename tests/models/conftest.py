@@ -1,16 +1,10 @@
-"""Model tests run tiny convolutions: one intra-op thread (more only thrash on a shared 2-core machine)."""
+"""Model tests run tiny convolutions: one intra-op thread (the suite-wide ``one_thread`` fixture)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """Every module of this folder runs single-threaded."""

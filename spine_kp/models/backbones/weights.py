@@ -200,7 +200,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> LoadReport:
     return report
 
 
-def _short(names: list[str], limit: int = 8) -> str:
+def short_names(names: list[str], limit: int = 8) -> str:
+    """``a, b, c (+N more)``: at most ``limit`` names for a one-line report."""
     more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
@@ -208,13 +209,13 @@ def _short(names: list[str], limit: int = 8) -> str:
 def _describe(path: str | Path, report: LoadReport, total: int) -> str:
     parts = [f"{path}: loaded {len(report.loaded)}/{total} backbone tensors"]
     if report.adapted:
-        parts.append(f"adapted (input conv / position grid): {_short(report.adapted)}")
+        parts.append(f"adapted (input conv / position grid): {short_names(report.adapted)}")
     if report.missing:
-        parts.append(f"{len(report.missing)} missing, left at init: {_short(report.missing)}")
+        parts.append(f"{len(report.missing)} missing, left at init: {short_names(report.missing)}")
     if report.mismatched:
-        parts.append(f"{len(report.mismatched)} skipped for shape: {_short(report.mismatched)}")
+        parts.append(f"{len(report.mismatched)} skipped for shape: {short_names(report.mismatched)}")
     if report.unexpected:
-        parts.append(f"{len(report.unexpected)} unexpected, ignored: {_short(report.unexpected)}")
+        parts.append(f"{len(report.unexpected)} unexpected, ignored: {short_names(report.unexpected)}")
     if report.dropped_bn_stats:
         parts.append(f"{report.dropped_bn_stats} BatchNorm running statistics dropped (GroupNorm has none)")
     return "; ".join(parts)
