@@ -77,6 +77,33 @@ def masked_grade_probabilities(logits: dict[str, Tensor], schema: Schema, traine
 
 
 @torch.no_grad()
+def decode_trained(
+    heatmaps: Tensor, codec: HeatmapCodec, decode: LevelOrderConfig | None, landmarks: np.ndarray
+) -> tuple[Tensor, Tensor]:
+    """Level-order decoding of the trained channels only; untrained landmarks get (0, 0) and peak 0.
+
+    An untrained channel (a landmark the training set never annotated, e.g. T12 in an L1-L5 data set) still
+    outputs whatever its initial or pretrained weights say. Left in the chain it would pull its trained
+    neighbours off their peaks, so the dynamic programme never sees it.
+
+    Args:
+        heatmaps: (B, K, h, w) in schema order.
+        landmarks: (K,) bool, the trained landmarks.
+
+    Returns:
+        ``(coords (B, K, 2) input pixels, peaks (B, K))``.
+    """
+    keep = torch.as_tensor(np.asarray(landmarks, dtype=bool), device=heatmaps.device)
+    if bool(keep.all()):
+        return decode_batch(heatmaps, codec, decode)
+    b, k = heatmaps.shape[:2]
+    coords = heatmaps.new_zeros((b, k, 2))
+    peaks = heatmaps.new_zeros((b, k))
+    if bool(keep.any()):
+        coords[:, keep], peaks[:, keep] = decode_batch(heatmaps[:, keep], codec, decode)
+    return coords, peaks
+
+
 def infer_batch(
     model: nn.Module,
     images: Tensor,
@@ -109,7 +136,7 @@ def infer_batch(
     views += [model(extra)["heatmaps"].float() for extra in extra_images]
     heatmaps = torch.stack(views).mean(0)
     t1 = time.perf_counter()
-    coords, peaks = decode_batch(heatmaps, codec, decode)  # (B, K, 2), (B, K)
+    coords, peaks = decode_trained(heatmaps, codec, decode, trained.landmarks)  # (B, K, 2), (B, K)
     probs = masked_grade_probabilities(model.grade(out["features"], coords), schema, trained)
     if flip_tta:
         width = images.shape[-1]
