@@ -76,7 +76,6 @@ def masked_grade_probabilities(logits: dict[str, Tensor], schema: Schema, traine
     return grade_probabilities(masked, schema)
 
 
-@torch.no_grad()
 def decode_trained(
     heatmaps: Tensor, codec: HeatmapCodec, decode: LevelOrderConfig | None, landmarks: np.ndarray
 ) -> tuple[Tensor, Tensor]:
@@ -104,6 +103,7 @@ def decode_trained(
     return coords, peaks
 
 
+@torch.no_grad()
 def infer_batch(
     model: nn.Module,
     images: Tensor,
