@@ -15,6 +15,13 @@ direction of the best peaks, oriented down the image: sagittal MR is shown head 
 DICOM row order, whose column direction points to the feet in standard sagittal acquisitions). Vertebrae and
 discs alternate in the default schema, so one step is half a motion segment.
 
+Ends outside the image: a field of view often starts below T12 or ends above S1. A chain that must place every
+landmark then pushes the levels it does see along by one (T12 put on the topmost visible body, L1 on L2, ...).
+So the landmarks at either END of the chain may instead be declared absent, at a fixed cost
+``-w_peak * log(absent_score)`` each and with no step terms: the chain keeps a landmark only when its peak and
+its geometry together cost less than calling it outside the image. Only a prefix and a suffix of the chain can
+be absent; a gap in the middle cannot (a visible spine has no missing level). ``absent_score = 0`` disables this.
+
 Frames: candidates are (x, y) in any pixel frame with square-enough pixels (the input frame of the network).
 """
 
@@ -41,6 +48,11 @@ class LevelOrderConfig:
     w_order: float = 20.0
     order_margin: float = 0.3
     min_score: float = 1e-4
+    absent_score: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.absent_score < 1.0:
+            raise ValueError(f"decode.absent_score must be in [0, 1), got {self.absent_score}")
 
 
 def _axis_and_step(xy: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
@@ -72,7 +84,8 @@ def decode_level_order(cand_xy: np.ndarray, cand_scores: np.ndarray, cfg: LevelO
         cand_scores: (K, M) candidate peak values in [0, 1]; pad missing candidates with 0.
 
     Returns:
-        (K,) int index of the chosen candidate per landmark.
+        (K,) int index of the chosen candidate per landmark; -1 for a landmark at an end of the chain declared
+        outside the image (only when ``cfg.absent_score > 0``).
     """
     cfg = cfg or LevelOrderConfig()
     cand_xy = np.asarray(cand_xy, dtype=np.float64)
@@ -85,23 +98,39 @@ def decode_level_order(cand_xy: np.ndarray, cand_scores: np.ndarray, cfg: LevelO
         return best.astype(np.int64)
     axis, step = _axis_and_step(cand_xy[np.arange(num_k), best], cand_scores[np.arange(num_k), best])
 
-    unary = -cfg.w_peak * np.log(np.clip(cand_scores, cfg.min_score, None))  # (K, M)
-    cost = unary[0].copy()  # (M,)
-    back = np.zeros((num_k, num_m), dtype=np.int64)
+    # States per landmark: its M candidates, then (when enabled) "not started yet" and "already ended".
+    ends = cfg.absent_score > 0
+    pre, post = num_m, num_m + 1
+    num_s = num_m + 2 if ends else num_m
+    absent_cost = -cfg.w_peak * np.log(cfg.absent_score) if ends else np.inf
+    unary = np.full((num_k, num_s), absent_cost)
+    unary[:, :num_m] = -cfg.w_peak * np.log(np.clip(cand_scores, cfg.min_score, None))
+    cost = unary[0].copy()  # (S,)
+    if ends:
+        cost[post] = np.inf  # the chain cannot end before it starts
+    back = np.zeros((num_k, num_s), dtype=np.int64)
+    trans = np.full((num_s, num_s), np.inf)
+    if ends:
+        trans[pre, pre] = trans[post, post] = 0.0
+        trans[pre, :num_m] = 0.0  # the chain starts here: no step into the first visible landmark
+        trans[:num_m, post] = 0.0  # ... or ended at the previous one
     for k in range(1, num_k):
         d = cand_xy[k][None, :, :] - cand_xy[k - 1][:, None, :]  # (M_prev, M_cur, 2)
         length = np.linalg.norm(d, axis=-1)
         along = d @ axis
         pair = cfg.w_step * ((length - step) / (cfg.step_tolerance * step)) ** 2
         pair += cfg.w_order * np.maximum(cfg.order_margin * step - along, 0.0) / step
-        total = cost[:, None] + pair  # (M_prev, M_cur)
+        trans[:num_m, :num_m] = pair
+        total = cost[:, None] + trans  # (S_prev, S_cur)
         back[k] = np.argmin(total, axis=0)
-        cost = total[back[k], np.arange(num_m)] + unary[k]
+        cost = total[back[k], np.arange(num_s)] + unary[k]
     choice = np.zeros(num_k, dtype=np.int64)
     choice[-1] = int(np.argmin(cost))
     for k in range(num_k - 1, 0, -1):
         choice[k - 1] = back[k, choice[k]]
-    return choice
+    if (choice >= num_m).all():  # nothing worth keeping: fall back to the per-channel best peaks
+        return best.astype(np.int64)
+    return np.where(choice >= num_m, -1, choice)
 
 
 def order_violations(xy: np.ndarray) -> int:
@@ -152,7 +181,8 @@ def decode_batch(
         heatmaps: (B, K, h, w), channels in schema (cranio-caudal) order.
 
     Returns:
-        ``(coords (B, K, 2) input pixels, scores (B, K) peak values)`` on the heatmaps' device.
+        ``(coords (B, K, 2) input pixels, scores (B, K) peak values)`` on the heatmaps' device. A landmark declared
+        outside the image (see the module docstring) gets its channel's best peak as position and score 0.
     """
     cfg = cfg or LevelOrderConfig()
     if not cfg.enabled or heatmaps.shape[1] < 2:
@@ -160,6 +190,7 @@ def decode_batch(
     xy, scores = heatmap_candidates(heatmaps, codec, cfg.top_k)
     xy_np, sc_np = xy.cpu().numpy(), scores.cpu().numpy()
     choice = np.stack([decode_level_order(xy_np[i], sc_np[i], cfg) for i in range(len(xy_np))])  # (B, K)
-    idx = torch.from_numpy(choice).to(xy.device)
+    absent = torch.from_numpy(choice < 0).to(xy.device)
+    idx = torch.from_numpy(np.maximum(choice, 0)).to(xy.device)  # candidate 0 is the channel's best peak
     coords = xy.gather(2, idx[:, :, None, None].expand(-1, -1, 1, 2))[:, :, 0]
-    return coords, scores.gather(2, idx[:, :, None])[:, :, 0]
+    return coords, scores.gather(2, idx[:, :, None])[:, :, 0].masked_fill(absent, 0.0)

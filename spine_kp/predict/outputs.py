@@ -46,7 +46,7 @@ def csv_text(predictions: Sequence[SlicePrediction], schema: Schema) -> str:
             j = counters[kind]
             counters[kind] += 1
             points = [p for p in pred.record.points if p.identification == name]
-            if not points:  # untrained landmark: never predicted
+            if not points:  # untrained, or decoded as outside the image: never predicted
                 continue
             best = max(points, key=lambda p: p.score or 0.0)
             x, y = (float(v) for v in pred.coords[k])

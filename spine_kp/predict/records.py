@@ -55,7 +55,8 @@ def landmarks_to_record(
 
     Args:
         coords: (K, 2) xy in ORIGINAL pixels of the image, schema order.
-        peaks: (K,) heatmap peak values in [0, 1].
+        peaks: (K,) heatmap peak values in [0, 1]; 0 marks a landmark the decoder placed outside the image, which
+            gets no point.
         grade_probs: kind -> (K_kind, G) probabilities (landmarks of the kind in schema order).
         spacing: (row_mm, col_mm), written as ``pixelSpacing`` so the file can be evaluated on its own.
     """
@@ -65,7 +66,7 @@ def landmarks_to_record(
         kind = schema.landmark_kinds[k]
         j = counters[kind]
         counters[kind] += 1
-        if not trained.landmarks[k]:
+        if not trained.landmarks[k] or peaks[k] <= 0:  # untrained, or decoded as outside the image
             continue
         probs = grade_probs[kind][j]
         labels = schema.kind(kind).grades

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from spine_kp.codec.heatmap import HeatmapCodec
@@ -109,3 +110,51 @@ def test_refining_several_candidates_per_map_equals_one_at_a_time():
         )
         assert together.shape == (2, 2, 2)
         assert torch.allclose(together, alone, atol=1e-5), refine
+
+
+def _candidates_of(points: np.ndarray, score: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 2, 2) candidates: the point itself (scored ``score``) and a far decoy (scored 0.01)."""
+    cand = np.stack([points, points + np.array([80.0, 0.0])], axis=1)
+    scores = np.tile([score, 0.01], (len(points), 1))
+    return cand, scores
+
+
+def test_chain_drops_ends_outside_the_image_instead_of_shifting():
+    # The image shows landmarks 2..11 only: channels 0 and 1 respond weakly on the two topmost visible
+    # levels (the usual failure: "T12" on the topmost body in view), their own levels being above the image.
+    truth = _spine()
+    cand, scores = _candidates_of(truth)
+    cand[0, 0], scores[0, 0] = truth[2], 0.04
+    cand[1, 0], scores[1, 0] = truth[3], 0.03
+    shifted = decode_level_order(cand, scores, LevelOrderConfig(absent_score=0.0))
+    assert (shifted >= 0).all()  # without absent ends every channel must be placed
+    choice = decode_level_order(cand, scores, LevelOrderConfig(absent_score=0.05))
+    assert list(choice[:2]) == [-1, -1]
+    assert (choice[2:] == 0).all()  # the visible levels keep their own peaks
+
+
+def test_chain_keeps_weak_but_consistent_ends_and_never_drops_the_middle():
+    truth = _spine()
+    cand, scores = _candidates_of(truth)
+    scores[0, 0] = scores[-1, 0] = 0.06  # weak ends at the right place and step: kept
+    scores[5, 0] = 0.001  # a very weak middle level cannot be dropped (no gaps in a visible spine)
+    choice = decode_level_order(cand, scores, LevelOrderConfig(absent_score=0.05))
+    assert (choice >= 0).all()
+    assert choice[0] == 0 and choice[-1] == 0
+
+
+def test_decode_batch_marks_absent_ends_with_score_zero():
+    codec = HeatmapCodec((160, 128), stride=1, sigma=2.0)
+    truth = _spine()
+    maps = _heatmaps(truth, codec)
+    maps[0] = 0.04 * _heatmaps(truth[2:3], codec)[0]  # channel 0 only echoes a visible level, weakly
+    xy, sc = decode_batch(torch.from_numpy(maps)[None], codec, LevelOrderConfig(absent_score=0.05))
+    assert float(sc[0, 0]) == 0.0 and float(sc[0, 1:].min()) > 0.5
+    assert np.linalg.norm(xy[0, 1:].numpy() - truth[1:], axis=1).max() < 0.5
+    _, sc_off = decode_batch(torch.from_numpy(maps)[None], codec, LevelOrderConfig(absent_score=0.0))
+    assert float(sc_off[0, 0]) > 0.0
+
+
+def test_absent_score_is_validated():
+    with pytest.raises(ValueError, match="absent_score"):
+        LevelOrderConfig(absent_score=1.0)

@@ -55,3 +55,24 @@ def test_record_scores_coords_and_untrained_labels():
     vert = next(p for p in rec.points if p.identification == "L1")
     assert abs(vert.score - peaks[2] * 0.5) < 1e-5
     assert rec.primary.pixel_spacing == (0.5, 0.6)
+
+
+def test_landmark_decoded_outside_the_image_gets_no_point():
+    k = SCHEMA.num_landmarks
+    coords = np.stack([np.full(k, 50.0), np.arange(k) * 10.0], axis=1)
+    peaks = np.full(k, 0.8)
+    peaks[[0, k - 1]] = 0.0  # T12 and L5-S1 above / below the field of view
+    probs = {"vertebra": np.full((6, 2), 0.5), "disc": np.full((6, 7), 0.1)}
+    rec = landmarks_to_record(
+        coords,
+        peaks,
+        probs,
+        SCHEMA,
+        TrainedLabels.all(SCHEMA),
+        study_uid="s",
+        series_uid="se",
+        instance_uid="i",
+        z_index=0,
+    )
+    names = {p.identification for p in rec.points}
+    assert names == set(SCHEMA.landmarks[1:-1])
