@@ -24,11 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spine_kp.data.intensity import DEFAULT_PERCENTILES, normalize_intensity
 from spine_kp.types import Slice
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
-
-DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 
 
 @dataclass(frozen=True)
@@ -112,36 +111,6 @@ def to_original(coords: ArrayT, geometry: Geometry | Sequence[Geometry]) -> Arra
     if isinstance(coords, torch.Tensor):
         return torch.stack(rows) if rows else coords.clone()
     return np.stack(rows) if rows else np.array(coords, copy=True)
-
-
-def normalize_intensity(
-    pixels: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES, eps: float = 1e-6
-) -> np.ndarray:
-    """Robust per-image normalization: clip to percentiles, then z-score.
-
-    The statistics are taken over all channels together so that neighbouring slices keep their relative
-    brightness. A constant image becomes all zeros.
-
-    Args:
-        pixels: (C, H, W) raw intensities.
-        percentiles: (low, high) clip percentiles.
-        eps: standard deviations below this count as a constant image.
-
-    Returns:
-        (C, H, W) float32, zero mean and unit variance after clipping.
-    """
-    x = np.asarray(pixels, dtype=np.float32)
-    if x.ndim != 3:
-        raise ValueError(f"normalize_intensity expects (C, H, W), got shape {x.shape}")
-    finite = np.isfinite(x)
-    if not finite.all():  # a corrupt pixel must not poison the statistics
-        x = np.where(finite, x, np.nanmedian(np.where(finite, x, np.nan)) if finite.any() else 0.0)
-    lo, hi = np.percentile(x, percentiles)
-    x = np.clip(x, lo, hi)
-    mean, std = float(x.mean()), float(x.std())
-    if std < eps:
-        return np.zeros_like(x, dtype=np.float32)
-    return ((x - mean) / std).astype(np.float32)
 
 
 def fit_to_size(

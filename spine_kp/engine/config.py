@@ -2,7 +2,8 @@
 
 Sections: ``model`` (registry keys and widths), ``codec`` (heatmap stride/sigma), ``data`` (input size,
 augmentation, split), ``loss``, ``optim``, ``trainer`` (Lightning: accelerator, devices, precision,
-strategy), ``decode`` (level-order decoding) and ``seed``/``deterministic``.
+strategy), ``decode`` (level-order decoding), ``grade_stage`` (the optional crop grading stage, see
+:mod:`spine_kp.grading`) and ``seed``/``deterministic``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from spine_kp.data.datamodule import DataConfig
+from spine_kp.grading.config import GradeStageConfig
 from spine_kp.models.net import ModelConfig
 from spine_kp.schema import CONFIG_DIR
 
@@ -87,6 +89,7 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     decode: LevelOrderConfig = field(default_factory=LevelOrderConfig)
+    grade_stage: GradeStageConfig = field(default_factory=GradeStageConfig)
 
 
 def resolve_config_path(name: str | Path) -> Path:

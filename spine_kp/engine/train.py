@@ -5,7 +5,10 @@ Run directory layout::
     RUN_DIR/config.yaml            the resolved experiment config
     RUN_DIR/checkpoints/best.ckpt  best by ``trainer.monitor`` (self-contained: predict needs only it)
     RUN_DIR/checkpoints/last.ckpt  always the latest epoch (``--resume`` continues from it)
-    RUN_DIR/logs/                  TensorBoard and CSV logs
+    RUN_DIR/logs/                  TensorBoard and CSV logs (``logs/grade_stage``: the crop grading stage)
+
+With ``grade_stage.enabled`` the crop grader (:mod:`spine_kp.grading`) is trained once the landmark network is done,
+on the same split, and stored in best.ckpt and last.ckpt under ``"grade_stage"``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
 from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
+from spine_kp.grading.stage import attach_grade_stage, train_grade_stage
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.schema import load_schema
 
@@ -42,6 +46,7 @@ class TrainResult:
     best_score: float | None
     epochs: int
     init_report: InitReport | None = None
+    grade_stage: dict[str, Any] | None = None
 
 
 def build_trainer(
@@ -159,6 +164,23 @@ def train(
     ckpt_cb = trainer.checkpoint_callback
     best = Path(ckpt_cb.best_model_path) if ckpt_cb is not None and ckpt_cb.best_model_path else None
     score = ckpt_cb.best_model_score if ckpt_cb is not None else None
+    stage_metrics = None
+    if cfg.grade_stage.enabled and not fast_dev_run and trainer.is_global_zero:
+        payload = train_grade_stage(
+            cfg.grade_stage,
+            schema,
+            stats,
+            datamodule.train_records,
+            datamodule.val_records,
+            datamodule.studies,
+            run_dir=run_dir,
+            seed=cfg.seed,
+            accelerator="cpu" if cfg.trainer.accelerator == "cpu" else "auto",
+            progress_bar=cfg.trainer.progress_bar,
+        )
+        written = attach_grade_stage([best, last if last.exists() else None], payload)
+        log.info("grade stage written into %s", ", ".join(str(p) for p in written))
+        stage_metrics = payload["metrics"]
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,
@@ -166,6 +188,7 @@ def train(
         best_score=float(score) if score is not None else None,
         epochs=trainer.current_epoch,
         init_report=init_report,
+        grade_stage=stage_metrics,
     )
 
 

@@ -46,6 +46,7 @@ class PredictModule(pl.LightningModule):
         super().__init__()
         self.predictor = predictor
         self.model = predictor.model
+        self.grader = predictor.grade_stage.model if predictor.grade_stage is not None else None
         self.options = options
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:

@@ -2,7 +2,9 @@
 
 The checkpoint (written by the training recipe) holds the experiment config, the schema and the training label
 statistics as hyper-parameters next to the weights, so nothing else is needed here; this module reads the
-sections it needs without importing the training code.
+sections it needs without importing the training code. A checkpoint trained with ``grade_stage.enabled`` also holds
+the crop grading stage (key ``"grade_stage"``): its grades are then combined with the grade head's
+(:mod:`spine_kp.predict.crop_stage`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from spine_kp.config import from_dict
 from spine_kp.data.labels import LabelStats
 from spine_kp.data.preprocess import Geometry, prepare_slice
 from spine_kp.models.net import LandmarkNet, ModelConfig, create_model
+from spine_kp.predict.crop_stage import CropStage
 from spine_kp.predict.infer import TrainedLabels, infer_batch
 from spine_kp.predict.records import landmarks_to_record
 from spine_kp.schema import Schema
@@ -71,6 +74,7 @@ class Predictor:
         decode: level-order decoding settings.
         percentiles: intensity clip percentiles (None: the default); target_spacing: mm per input pixel, as
             trained (None: each image fitted to ``input_size``).
+        grade_stage: the crop grading stage, None to grade with the head alone.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class Predictor:
         percentiles: tuple[float, float] | None = None,
         target_spacing: float | None = None,
         device: str | torch.device = "cpu",
+        grade_stage: CropStage | None = None,
     ) -> None:
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.model = model.to(self.device).eval()
@@ -96,13 +101,15 @@ class Predictor:
         self.decode = decode or LevelOrderConfig()
         self.percentiles = percentiles
         self.target_spacing = target_spacing
+        self.grade_stage = grade_stage
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", **overrides: Any) -> Predictor:
         """Rebuild from a training checkpoint (``best.ckpt`` / ``last.ckpt``).
 
         Args:
-            overrides: replace fields of the stored decode config, e.g. ``decode=LevelOrderConfig(enabled=False)``.
+            overrides: replace fields of the stored decode config, e.g. ``decode=LevelOrderConfig(enabled=False)``;
+                ``grade_stage=None`` ignores a stored crop grading stage.
         """
         p = Path(path)
         if not p.is_file():
@@ -130,6 +137,13 @@ class Predictor:
         trained = TrainedLabels.from_stats(schema, stats)
         decode = from_dict(LevelOrderConfig, cfg.get("decode", {}), source=f"{p} decode")
         decode = overrides.pop("decode", decode)
+        stage = None
+        if ckpt.get("grade_stage") is not None:
+            try:
+                stage = CropStage.from_payload(ckpt["grade_stage"], schema, trained, source=str(p))
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise CheckpointError(f"{p}: damaged grade_stage entry ({exc!r})") from None
+        stage = overrides.pop("grade_stage", stage)
         return cls(
             model,
             schema,
@@ -140,6 +154,7 @@ class Predictor:
             target_spacing=data.get("target_spacing"),
             decode=decode,
             device=resolve_device(device),
+            grade_stage=stage,
             **overrides,
         )
 
@@ -148,6 +163,13 @@ class Predictor:
         clone = object.__new__(Predictor)
         clone.__dict__.update(self.__dict__)
         clone.decode = decode
+        return clone
+
+    def with_grade_stage(self, stage: CropStage | None) -> Predictor:
+        """The same model with another crop grading stage, or none (grade head alone); shares the weights."""
+        clone = object.__new__(Predictor)
+        clone.__dict__.update(self.__dict__)
+        clone.grade_stage = stage
         return clone
 
     def _prepare(self, slices: Sequence[Slice], offset: int = 0) -> tuple[torch.Tensor, list[Geometry]]:
@@ -181,7 +203,10 @@ class Predictor:
             flip_tta: average with the anterior-posterior mirrored input.
             fuse_neighbours: average the heatmaps of the neighbouring slices too (single-channel models only).
             top_k_grades: extra alternative grades per landmark (see :mod:`spine_kp.predict.records`).
-            timings: seconds are added under "preprocess", "model" and "decode".
+            timings: seconds are added under "preprocess", "model" and "decode" (and "grade_stage").
+
+        With a crop grading stage, every slice's landmarks are also graded on crops of its native pixels at the
+        decoded points (the main view only, also with ``flip_tta``), combined with the head's grades.
         """
         if not slices:
             return []
@@ -207,10 +232,19 @@ class Predictor:
             extra_images=extra,
             timings=timings,
         )
+        coords_all = [g.to_original(pred.coords[i].astype(np.float64)) for i, g in enumerate(geoms)]
+        probs_all = [{k: v[i] for k, v in pred.grade_probs.items()} for i in range(len(slices))]
+        if self.grade_stage is not None:
+            t1 = time.perf_counter()
+            found = [(pred.peaks[i] > 0) & self.trained.landmarks for i in range(len(slices))]
+            points = [np.where(f[:, None], c, np.nan) for f, c in zip(found, coords_all)]
+            crop_probs = self.grade_stage.grade(slices, points, self.device)
+            probs_all = [self.grade_stage.combine(h, c) for h, c in zip(probs_all, crop_probs)]
+            if timings is not None:
+                timings["grade_stage"] = timings.get("grade_stage", 0.0) + time.perf_counter() - t1
         out = []
-        for i, (s, g) in enumerate(zip(slices, geoms)):
-            coords = g.to_original(pred.coords[i].astype(np.float64))
-            probs = {k: v[i] for k, v in pred.grade_probs.items()}
+        for i, s in enumerate(slices):
+            coords, probs = coords_all[i], probs_all[i]
             record = landmarks_to_record(
                 coords,
                 pred.peaks[i],

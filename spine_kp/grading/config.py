@@ -1,0 +1,63 @@
+"""The ``grade_stage`` section of the experiment config: crop geometry, the crop CNN, its training, how to combine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COMBINE_MODES = ("replace", "average")
+
+
+@dataclass(frozen=True)
+class GradeStageConfig:
+    """Second grading stage on landmark-centred crops (off by default).
+
+    Attributes:
+        enabled: train the stage after the landmark network and store it in the run's checkpoints.
+        size_px: crop side in pixels.
+        window_mm: crop side in mm (``window_mm / size_px`` mm per crop pixel; the phantoms' native pixels are
+            0.5-0.9 mm).
+        align: rotate each crop so the local spine axis (from the neighbouring landmarks) points down.
+        channels: widths of the stride-2 conv blocks.
+        embed_dim: width of the landmark-identity embedding.
+        hidden: width of the layer before the per-kind classifiers.
+        dropout: dropout before the classifiers.
+        epochs, lr, weight_decay, batch_size: training (AdamW, cosine schedule; batch of slices, all landmarks).
+        jitter_mm: uniform shift of the crop centre in training (covers the localization error at predict time).
+        rotate_deg: uniform extra rotation in training.
+        intensity: amplitude of the random intensity scale (1 +- a) and shift (+- a) in training.
+        combine: "replace" (crop probabilities only) or "average" (mean with the grade head's) at predict time.
+        load_workers: threads decoding the training slices.
+    """
+
+    enabled: bool = False
+    size_px: int = 48
+    window_mm: float = 40.0
+    align: bool = True
+    channels: tuple[int, ...] = (16, 32, 64, 96)
+    embed_dim: int = 16
+    hidden: int = 128
+    dropout: float = 0.1
+    epochs: int = 30
+    lr: float = 0.002
+    weight_decay: float = 0.0001
+    batch_size: int = 16
+    jitter_mm: float = 2.0
+    rotate_deg: float = 8.0
+    intensity: float = 0.15
+    combine: str = "average"
+    load_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.combine not in COMBINE_MODES:
+            raise ValueError(f"grade_stage.combine must be one of {COMBINE_MODES}, got {self.combine!r}")
+        if self.size_px < 8 or not self.window_mm > 0:
+            raise ValueError(f"grade_stage: size_px must be >= 8 and window_mm > 0 ({self.size_px}, {self.window_mm})")
+        if not self.channels or min(self.channels) < 1:
+            raise ValueError(f"grade_stage.channels must be positive widths, got {self.channels}")
+        if self.epochs < 0 or self.batch_size < 1 or self.jitter_mm < 0 or self.rotate_deg < 0 or self.intensity < 0:
+            raise ValueError("grade_stage: epochs, jitter_mm, rotate_deg, intensity must be >= 0 and batch_size >= 1")
+
+    @property
+    def step_mm(self) -> float:
+        """mm per crop pixel."""
+        return self.window_mm / self.size_px

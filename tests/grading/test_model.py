@@ -1,0 +1,57 @@
+"""The crop grader's outputs per kind, and the augmentation re-crop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spine_kp.grading.config import GradeStageConfig
+from spine_kp.grading.cropset import outer_size, random_recrop
+from spine_kp.grading.model import create_crop_grader
+from spine_kp.schema import load_schema
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return load_schema()
+
+
+def test_output_shapes_per_kind_follow_the_schema(schema, one_thread):
+    cfg = GradeStageConfig(size_px=24, channels=(8, 16))
+    model = create_crop_grader(cfg, schema).eval()
+    out = model(torch.randn(3, schema.num_landmarks, 24, 24))
+    assert set(out) == {k.name for k in schema.kinds}
+    for kind in schema.kinds:
+        assert out[kind.name].shape == (3, len(schema.landmarks_of_kind(kind.name)), len(kind.grades))
+    with pytest.raises(ValueError, match="crops per slice"):
+        model(torch.randn(1, schema.num_landmarks - 1, 24, 24))
+
+
+def test_landmark_identity_changes_the_logits(schema, one_thread):
+    """The same crop at every landmark: the identity embedding still tells the discs apart."""
+    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,)), schema).eval()
+    crops = torch.randn(1, 1, 16, 16).expand(1, schema.num_landmarks, 16, 16)
+    discs = model(crops)["disc"][0]
+    assert not torch.allclose(discs[0], discs[1])
+
+
+def test_recrop_without_augmentation_is_the_central_window():
+    big = torch.randn(2, 3, 30, 30)
+    out = random_recrop(big, 20)
+    torch.testing.assert_close(out, big[..., 5:25, 5:25], atol=1e-5, rtol=0)
+
+
+def test_recrop_shift_moves_the_content_and_the_margin_covers_the_largest_move():
+    cfg = GradeStageConfig(size_px=20, window_mm=20.0, jitter_mm=3.0, rotate_deg=10.0)
+    so = outer_size(cfg)
+    r = math.radians(cfg.rotate_deg)
+    assert (so - 1) / 2 >= 10 * (math.cos(r) + math.sin(r)) + math.sqrt(2) * 3.0  # corners stay inside
+    big = torch.zeros(1, 1, so, so)
+    big[0, 0, so // 2, so // 2] = 1.0
+    g = torch.Generator().manual_seed(0)
+    moved = [random_recrop(big, 20, shift_px=3.0, rotate_rad=r, generator=g)[0, 0] for _ in range(4)]
+    centre = random_recrop(big, 20)[0, 0]
+    assert all(not torch.allclose(m, centre) for m in moved)
+    assert all(abs(float(m.sum()) - 1.0) < 0.05 for m in moved)  # the dot stays inside the re-crop

@@ -1,0 +1,102 @@
+"""The crop grading stage end to end: trained after the landmark network, stored in the checkpoints, used by predict."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from spine_kp.engine.config import load_experiment
+from spine_kp.engine.train import replace_data_paths, train
+from spine_kp.io.dicom import read_study
+from spine_kp.predict.predictor import CheckpointError, Predictor
+
+TINY = {
+    "data.input_size": "[64, 64]",
+    "data.batch_size": "2",
+    "data.val_fraction": "0.4",
+    "model.decoder_channels": "16",
+    "trainer.max_epochs": "1",
+    "trainer.progress_bar": "false",
+    "trainer.log_every_n_steps": "1",
+    "grade_stage.enabled": "true",
+    "grade_stage.epochs": "1",
+    "grade_stage.size_px": "24",
+    "grade_stage.channels": "[8, 16]",
+    "grade_stage.batch_size": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def run(synth_root, tmp_path_factory, one_thread):
+    cfg = load_experiment("demo_cpu", TINY)
+    cfg = replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json")
+    return train(cfg, tmp_path_factory.mktemp("stage") / "run")
+
+
+@pytest.fixture(scope="module")
+def slices(synth_root):
+    return [read_study(p) for p in sorted((synth_root / "studies").iterdir())[:2]]
+
+
+def test_train_writes_the_stage_into_best_and_last(run):
+    assert run.grade_stage is not None and run.grade_stage["train_slices"] == 3
+    for path in (run.best_checkpoint, run.last_checkpoint):
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        stage = ckpt["grade_stage"]
+        assert stage["config"]["size_px"] == 24 and stage["config"]["channels"] == [8, 16]
+        assert any(k.startswith("classifiers.") for k in stage["state_dict"])
+    assert (run.run_dir / "logs" / "grade_stage" / "metrics.csv").exists()
+
+
+def test_predictor_uses_the_stage_and_combines_as_configured(run, slices, one_thread):
+    with_stage = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
+    assert with_stage.grade_stage is not None and with_stage.grade_stage.config.combine == "average"
+    head_only = with_stage.with_grade_stage(None)
+    replace = with_stage.with_grade_stage(with_stage.grade_stage.with_combine("replace"))
+    a, b, c = (p.predict(slices) for p in (with_stage, head_only, replace))
+    for pa, pb, pc in zip(a, b, c):
+        np.testing.assert_array_equal(pa.coords, pb.coords)  # localization is untouched
+        for kind in pa.grade_probs:
+            assert not np.allclose(pa.grade_probs[kind], pb.grade_probs[kind])
+            mean = 0.5 * (pb.grade_probs[kind] + pc.grade_probs[kind])
+            np.testing.assert_allclose(pa.grade_probs[kind], mean, atol=1e-6)
+    # the crop grader alone: what CropStage.grade gives at the decoded points
+    found = [(p.peaks > 0) & with_stage.trained.landmarks for p in b]
+    points = [np.where(f[:, None], p.coords, np.nan) for f, p in zip(found, b)]
+    direct = with_stage.grade_stage.grade(slices, points)
+    for pc, d in zip(c, direct):
+        for kind in d:
+            np.testing.assert_allclose(pc.grade_probs[kind], d[kind], atol=1e-6)
+
+
+def test_checkpoint_without_the_stage_loads_and_predicts_as_the_head(run, slices, tmp_path, one_thread):
+    ckpt = torch.load(run.last_checkpoint, map_location="cpu", weights_only=False)
+    del ckpt["grade_stage"]
+    del ckpt["hyper_parameters"]["config"]["grade_stage"]  # as written before the stage existed
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    predictor = Predictor.from_checkpoint(old, device="cpu")
+    assert predictor.grade_stage is None
+    reference = Predictor.from_checkpoint(run.last_checkpoint, device="cpu", grade_stage=None)
+    for p, r in zip(predictor.predict(slices), reference.predict(slices)):
+        assert p.record == r.record
+
+
+def test_a_damaged_stage_entry_names_the_file(run, tmp_path):
+    ckpt = torch.load(run.last_checkpoint, map_location="cpu", weights_only=False)
+    ckpt["grade_stage"] = dict(ckpt["grade_stage"], state_dict={"nonsense": torch.zeros(1)})
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match="bad.ckpt.*grade_stage"):
+        Predictor.from_checkpoint(bad, device="cpu")
+
+
+def test_config_rejects_an_unknown_combine_mode():
+    from spine_kp.config import ConfigError
+
+    with pytest.raises(ConfigError, match="combine"):
+        load_experiment("demo_cpu", {"grade_stage.combine": "max"})
+    assert dataclasses.asdict(load_experiment("demo_cpu").grade_stage)["enabled"] is False
