@@ -27,6 +27,7 @@ from torch import Tensor
 from spine_kp.data.labels import encode_targets
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.crops import extract_crops, spine_axis_angles
+from spine_kp.grading.model import graded_landmarks
 from spine_kp.io.dicom import StudyIndex, load_instance
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord
@@ -39,9 +40,10 @@ class CropSet:
     """Crops of N annotated slices at their ground-truth points.
 
     Attributes:
-        crops: (N, K, S, S) float32, schema landmark order; all-zero for a landmark not annotated.
-        grades: kind -> (N, K_kind, G_kind) float32 multi-hot.
-        grade_mask: kind -> (N, K_kind) bool, False where the landmark or its grade is missing.
+        crops: (N, L, S, S) float32, one per graded landmark (``graded_landmarks(schema, cfg.kinds)``, schema
+            order); all-zero for a landmark not annotated.
+        grades: graded kind -> (N, K_kind, G_kind) float32 multi-hot.
+        grade_mask: graded kind -> (N, K_kind) bool, False where the landmark or its grade is missing.
         study_uids: (N,) the slices' studies.
     """
 
@@ -71,9 +73,15 @@ def _one(
     slc = load_instance(study, ann.instance_uid)
     t = encode_targets(ann, schema, image_shape=slc.shape, source=f"study {record.study_uid}")
     points = np.where(t.visible[:, None], t.keypoints.astype(np.float64), np.nan)
-    angles = spine_axis_angles(points, slc.spacing) if cfg.align else None
-    crops = extract_crops(slc.pixels, points, slc.spacing, size_px, cfg.step_mm * size_px, angles)
-    return crops, t.grades, t.grade_mask
+    angles = spine_axis_angles(points, slc.spacing) if cfg.align else np.zeros(len(points))  # from ALL landmarks
+    sel = list(graded_landmarks(schema, cfg.kinds))
+    crops = extract_crops(slc.pixels, points[sel], slc.spacing, size_px, cfg.step_mm * size_px, angles[sel])
+    kinds = {schema.landmark_kinds[i] for i in sel}
+    return (
+        crops,
+        {k: v for k, v in t.grades.items() if k in kinds},
+        {k: v for k, v in t.grade_mask.items() if k in kinds},
+    )
 
 
 def build_cropset(
@@ -109,11 +117,11 @@ def build_cropset(
     with ThreadPoolExecutor(max_workers=max(1, cfg.load_workers)) as pool:
         results = list(pool.map(work, usable))
     kept = [(r, out) for r, out in zip(usable, results) if out is not None]
-    kinds = [k.name for k in schema.kinds]
+    sel = graded_landmarks(schema, cfg.kinds)
+    kinds = [k.name for k in schema.kinds if k.name in {schema.landmark_kinds[i] for i in sel}]
     if not kept:
-        k = schema.num_landmarks
         return CropSet(
-            np.zeros((0, k, size, size), np.float32),
+            np.zeros((0, len(sel), size, size), np.float32),
             {n: np.zeros((0, len(schema.landmarks_of_kind(n)), len(schema.kind(n).grades)), np.float32) for n in kinds},
             {n: np.zeros((0, len(schema.landmarks_of_kind(n))), bool) for n in kinds},
             (),

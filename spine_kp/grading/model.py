@@ -19,19 +19,31 @@ def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), group_norm(c_out, 8), nn.GELU())
 
 
-class CropGrader(nn.Module):
-    """Grade logits per kind from one crop per landmark.
+def graded_landmarks(schema: Schema, kinds: Sequence[str] = ()) -> tuple[int, ...]:
+    """Schema indices of the landmarks of ``kinds`` (all kinds when empty), in schema order.
 
-    A full-resolution stem (conv3x3-GN-GELU; the cue is a few pixels, so nothing is thrown away before the first
-    features), then one block per entry of ``channels`` (a stride-2 conv3x3-GN-GELU and a conv3x3-GN-GELU), global
-    average pooling, concatenation with a learned embedding of the landmark's identity (every level has its own
-    prior), a hidden layer, and one linear classifier per kind: softmax logits for single-label kinds, independent
-    sigmoid logits for multi-label kinds (the loss and ``grade_probabilities`` differ, the logits do not). The
-    output matches :class:`spine_kp.models.heads.GradeHead`'s, so both can be combined landmark by landmark.
+    Raises:
+        KeyError: a kind the schema does not have (the message lists the schema's kinds).
+    """
+    wanted = {schema.kind(k).name for k in kinds} if kinds else {k.name for k in schema.kinds}
+    return tuple(i for i, k in enumerate(schema.landmark_kinds) if k in wanted)
+
+
+class CropGrader(nn.Module):
+    """Grade logits per kind from one crop per graded landmark.
+
+    One block per entry of ``channels``: a stride-2 conv3x3-GN-GELU, then ``depth - 1`` conv3x3-GN-GELU at that
+    stride; global average pooling; concatenation with a learned embedding of the landmark's identity (every level
+    has its own prior); a hidden layer; one linear classifier per graded kind: softmax logits for single-label kinds,
+    independent sigmoid logits for multi-label kinds (the loss and ``grade_probabilities`` differ, the logits do
+    not). The output matches :class:`spine_kp.models.heads.GradeHead`'s for the graded kinds, so both can be
+    combined landmark by landmark.
 
     Args:
         schema: the landmark set.
-        channels: widths of the stride-2 blocks (the stem has the first width).
+        kinds: the kinds it grades (their landmarks are its inputs, ``landmarks`` in schema order); empty: all.
+        channels: widths of the stride-2 blocks.
+        depth: convolutions per block (the first one downsamples).
         embed_dim: identity embedding width.
         hidden: hidden layer width.
         dropout: before the classifiers.
@@ -40,39 +52,42 @@ class CropGrader(nn.Module):
     def __init__(
         self,
         schema: Schema,
+        kinds: Sequence[str] = (),
         channels: Sequence[int] = (16, 32, 64, 96),
+        depth: int = 1,
         embed_dim: int = 16,
         hidden: int = 128,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        widths = [int(c) for c in channels]
-        layers: list[nn.Module] = [_conv(1, widths[0], 1)]
-        c_in = widths[0]
-        for c in widths:
-            layers += [_conv(c_in, c, 2), _conv(c, c, 1)]
+        self.landmarks = graded_landmarks(schema, kinds)
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c in (int(w) for w in channels):
+            layers += [_conv(c_in, c, 2)] + [_conv(c, c, 1) for _ in range(max(1, depth) - 1)]
             c_in = c
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.embedding = nn.Embedding(schema.num_landmarks, embed_dim)
+        self.embedding = nn.Embedding(len(self.landmarks), embed_dim)
         self.mlp = nn.Sequential(nn.Linear(c_in + embed_dim, hidden), nn.GELU(), nn.Dropout(dropout))
-        self.kind_names = [k.name for k in schema.kinds]
+        graded_kinds = [schema.landmark_kinds[i] for i in self.landmarks]
+        self.kind_names = [k.name for k in schema.kinds if k.name in graded_kinds]
         for i, kind in enumerate(self.kind_names):
-            idx = [j for j, k in enumerate(schema.landmark_kinds) if k == kind]
-            self.register_buffer(f"_index_{i}", torch.tensor(idx, dtype=torch.long), persistent=False)
-        self.classifiers = nn.ModuleList(nn.Linear(hidden, len(k.grades)) for k in schema.kinds)
+            rows = [j for j, k in enumerate(graded_kinds) if k == kind]
+            self.register_buffer(f"_index_{i}", torch.tensor(rows, dtype=torch.long), persistent=False)
+        self.classifiers = nn.ModuleList(nn.Linear(hidden, len(schema.kind(k).grades)) for k in self.kind_names)
 
     def forward(self, crops: Tensor) -> dict[str, Tensor]:
-        """Grade logits per kind.
+        """Grade logits per graded kind.
 
         Args:
-            crops: (B, K, S, S) normalized crops, one per schema landmark in schema order.
+            crops: (B, L, S, S) normalized crops, one per graded landmark (``self.landmarks``, schema order).
 
         Returns:
-            ``{kind: (B, K_kind, G_kind)}`` logits, landmarks in schema order within each kind.
+            ``{kind: (B, K_kind, G_kind)}`` logits for the graded kinds, landmarks in schema order within each kind.
         """
         b, k, s, _ = crops.shape
-        if k != self.embedding.num_embeddings:
-            raise ValueError(f"CropGrader: expected {self.embedding.num_embeddings} crops per slice, got {k}")
+        if k != len(self.landmarks):
+            raise ValueError(f"CropGrader: expected {len(self.landmarks)} crops per slice, got {k}")
         feats = self.features(crops.reshape(b * k, 1, s, s).float()).reshape(b, k, -1)  # (B, K, C)
         ident = self.embedding.weight[None].expand(b, -1, -1)  # (B, K, E)
         hidden = self.mlp(torch.cat([feats, ident], dim=-1))  # (B, K, hidden)
@@ -82,9 +97,53 @@ class CropGrader(nn.Module):
         return out
 
 
-def create_crop_grader(cfg: GradeStageConfig, schema: Schema) -> CropGrader:
+class PerKindCropGrader(nn.Module):
+    """One :class:`CropGrader` per graded kind, behind the same interface (``landmarks``, ``kind_names``, forward).
+
+    Vertebral bodies and discs look nothing alike; a network this small graded discs clearly worse when it also had
+    to grade vertebrae (measured on phantoms), so by default each kind gets its own.
+
+    Args:
+        schema: the landmark set.
+        kinds: the kinds graded; empty: all.
+        channels, depth, embed_dim, hidden, dropout: of each kind's :class:`CropGrader`.
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        kinds: Sequence[str] = (),
+        channels: Sequence[int] = (16, 32, 64, 96),
+        depth: int = 1,
+        embed_dim: int = 16,
+        hidden: int = 128,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.landmarks = graded_landmarks(schema, kinds)
+        graded_kinds = [schema.landmark_kinds[i] for i in self.landmarks]
+        self.kind_names = [k.name for k in schema.kinds if k.name in graded_kinds]
+        self.graders = nn.ModuleDict(
+            {n: CropGrader(schema, (n,), channels, depth, embed_dim, hidden, dropout) for n in self.kind_names}
+        )
+        for i, kind in enumerate(self.kind_names):
+            rows = [j for j, k in enumerate(graded_kinds) if k == kind]
+            self.register_buffer(f"_rows_{i}", torch.tensor(rows, dtype=torch.long), persistent=False)
+
+    def forward(self, crops: Tensor) -> dict[str, Tensor]:
+        """Same contract as :meth:`CropGrader.forward`: (B, L, S, S) -> ``{kind: (B, K_kind, G_kind)}``."""
+        if crops.shape[1] != len(self.landmarks):
+            raise ValueError(f"CropGrader: expected {len(self.landmarks)} crops per slice, got {crops.shape[1]}")
+        out: dict[str, Tensor] = {}
+        for i, kind in enumerate(self.kind_names):
+            out.update(self.graders[kind](crops[:, getattr(self, f"_rows_{i}")]))
+        return out
+
+
+def create_crop_grader(cfg: GradeStageConfig, schema: Schema) -> CropGrader | PerKindCropGrader:
     """The crop grader a ``grade_stage`` config describes (training and the predictor build it the same way)."""
-    return CropGrader(schema, cfg.channels, embed_dim=cfg.embed_dim, hidden=cfg.hidden, dropout=cfg.dropout)
+    cls = PerKindCropGrader if cfg.per_kind else CropGrader
+    return cls(schema, cfg.kinds, cfg.channels, cfg.depth, cfg.embed_dim, cfg.hidden, cfg.dropout)
 
 
-__all__ = ["CropGrader", "create_crop_grader"]
+__all__ = ["CropGrader", "PerKindCropGrader", "create_crop_grader", "graded_landmarks"]

@@ -98,7 +98,7 @@ class CropGraderModule(pl.LightningModule):
 
     def loss(self, logits: dict[str, Tensor], batch: dict[str, Any]) -> Tensor:
         terms = []
-        for kind in self.schema.kinds:
+        for kind in (self.schema.kind(k) for k in self.model.kind_names):
             x, y, m = logits[kind.name], batch["grades"][kind.name], batch["grade_mask"][kind.name]
             w = getattr(self, f"weight_{kind.name}")
             if kind.multi_label:
@@ -165,7 +165,7 @@ def crop_map(
         The mean AP (0 when no class has a positive).
     """
     aps = []
-    for kind in schema.kinds:
+    for kind in (schema.kind(k) for k in batches[0][0]) if batches else ():
         p = torch.cat([b[0][kind.name][b[2][kind.name]] for b in batches]).float().cpu().numpy()  # (N, G)
         y = torch.cat([b[1][kind.name][b[2][kind.name]] for b in batches]).cpu().numpy() > 0.5
         for g in range(len(kind.grades)):

@@ -18,7 +18,7 @@ import torch
 from spine_kp.config import from_dict
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.crops import extract_crops, spine_axis_angles
-from spine_kp.grading.model import CropGrader, create_crop_grader
+from spine_kp.grading.model import CropGrader, PerKindCropGrader, create_crop_grader
 from spine_kp.predict.infer import TrainedLabels, masked_grade_probabilities
 from spine_kp.schema import Schema
 from spine_kp.types import Slice
@@ -34,7 +34,9 @@ class CropStage:
         trained: landmarks and grades the checkpoint was trained on (untrained grades stay at probability 0).
     """
 
-    def __init__(self, model: CropGrader, config: GradeStageConfig, schema: Schema, trained: TrainedLabels) -> None:
+    def __init__(
+        self, model: CropGrader | PerKindCropGrader, config: GradeStageConfig, schema: Schema, trained: TrainedLabels
+    ) -> None:
         self.model = model.eval()
         self.config = config
         self.schema = schema
@@ -59,10 +61,12 @@ class CropStage:
         return CropStage(self.model, dataclasses.replace(self.config, combine=combine), self.schema, self.trained)
 
     def crops(self, slc: Slice, points: np.ndarray) -> np.ndarray:
-        """(K, S, S) crops of one slice at ``points`` ((K, 2) original pixels; non-finite rows: missing)."""
+        """(L, S, S) crops of one slice at the graded landmarks (``model.landmarks``) of ``points`` ((K, 2) original
+        pixels, schema order; non-finite rows: missing). Every landmark orients its neighbours' crops."""
         c = self.config
-        angles = spine_axis_angles(points, slc.spacing) if c.align else None
-        return extract_crops(slc.pixels, points, slc.spacing, c.size_px, c.window_mm, angles)
+        angles = spine_axis_angles(points, slc.spacing) if c.align else np.zeros(len(points))
+        sel = list(self.model.landmarks)
+        return extract_crops(slc.pixels, points[sel], slc.spacing, c.size_px, c.window_mm, angles[sel])
 
     @torch.no_grad()
     def grade(
@@ -77,7 +81,7 @@ class CropStage:
             device: where the grader runs.
 
         Returns:
-            Per slice ``{kind: (K_kind, G)}`` probabilities; untrained grades are 0.
+            Per slice ``{kind: (K_kind, G)}`` probabilities of the graded kinds; untrained grades are 0.
         """
         if not slices:
             return []
@@ -88,10 +92,11 @@ class CropStage:
         return [{k: v[i] for k, v in host.items()} for i in range(len(slices))]
 
     def combine(self, head: dict[str, np.ndarray], crop: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Per kind: the crop grader's probabilities ("replace") or the mean of both ("average")."""
+        """Per kind: the crop grader's probabilities ("replace") or the mean of both ("average"); a kind the stage
+        does not grade keeps the head's."""
         if self.config.combine == "replace":
-            return {k: crop[k].astype(np.float32) for k in head}
-        return {k: (0.5 * (head[k] + crop[k])).astype(np.float32) for k in head}
+            return {k: crop[k].astype(np.float32) if k in crop else head[k] for k in head}
+        return {k: (0.5 * (head[k] + crop[k])).astype(np.float32) if k in crop else head[k] for k in head}
 
 
 __all__ = ["CropStage"]

@@ -9,7 +9,7 @@ import torch
 
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.cropset import outer_size, random_recrop
-from spine_kp.grading.model import create_crop_grader
+from spine_kp.grading.model import create_crop_grader, graded_landmarks
 from spine_kp.schema import load_schema
 
 
@@ -19,7 +19,7 @@ def schema():
 
 
 def test_output_shapes_per_kind_follow_the_schema(schema, one_thread):
-    cfg = GradeStageConfig(size_px=24, channels=(8, 16))
+    cfg = GradeStageConfig(size_px=24, channels=(8, 16), per_kind=False)
     model = create_crop_grader(cfg, schema).eval()
     out = model(torch.randn(3, schema.num_landmarks, 24, 24))
     assert set(out) == {k.name for k in schema.kinds}
@@ -29,9 +29,34 @@ def test_output_shapes_per_kind_follow_the_schema(schema, one_thread):
         model(torch.randn(1, schema.num_landmarks - 1, 24, 24))
 
 
+def test_a_kind_subset_grades_only_its_landmarks(schema, one_thread):
+    discs = [i for i, k in enumerate(schema.landmark_kinds) if k == "disc"]
+    assert graded_landmarks(schema, ("disc",)) == tuple(discs)
+    assert graded_landmarks(schema) == tuple(range(schema.num_landmarks))
+    with pytest.raises(KeyError, match="unknown kind"):
+        graded_landmarks(schema, ("pedicle",))
+    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), kinds=("disc",)), schema).eval()
+    out = model(torch.randn(2, len(discs), 16, 16))
+    assert list(out) == ["disc"] and out["disc"].shape == (2, len(discs), len(schema.kind("disc").grades))
+
+
+def test_per_kind_graders_share_no_weights(schema, one_thread):
+    """Default: one network per kind, so the disc loss never moves the vertebra network (and vice versa)."""
+    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,)), schema)
+    assert set(model.graders) == {k.name for k in schema.kinds}
+    out = model(torch.randn(2, schema.num_landmarks, 16, 16))
+    for kind in schema.kinds:
+        assert out[kind.name].shape == (2, len(schema.landmarks_of_kind(kind.name)), len(kind.grades))
+    out["disc"].sum().backward()
+    assert all(p.grad is None for p in model.graders["vertebra"].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.graders["disc"].parameters())
+    shared = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), per_kind=False), schema)
+    assert not hasattr(shared, "graders") and set(shared(torch.randn(1, schema.num_landmarks, 16, 16))) == set(out)
+
+
 def test_landmark_identity_changes_the_logits(schema, one_thread):
     """The same crop at every landmark: the identity embedding still tells the discs apart."""
-    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,)), schema).eval()
+    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), per_kind=False), schema).eval()
     crops = torch.randn(1, 1, 16, 16).expand(1, schema.num_landmarks, 16, 16)
     discs = model(crops)["disc"][0]
     assert not torch.allclose(discs[0], discs[1])

@@ -47,16 +47,16 @@ def test_train_writes_the_stage_into_best_and_last(run):
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         stage = ckpt["grade_stage"]
         assert stage["config"]["size_px"] == 24 and stage["config"]["channels"] == [8, 16]
-        assert any(k.startswith("classifiers.") for k in stage["state_dict"])
+        assert any(k.startswith("graders.disc.classifiers.") for k in stage["state_dict"])
     assert (run.run_dir / "logs" / "grade_stage" / "metrics.csv").exists()
 
 
 def test_predictor_uses_the_stage_and_combines_as_configured(run, slices, one_thread):
-    with_stage = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
-    assert with_stage.grade_stage is not None and with_stage.grade_stage.config.combine == "average"
-    head_only = with_stage.with_grade_stage(None)
-    replace = with_stage.with_grade_stage(with_stage.grade_stage.with_combine("replace"))
-    a, b, c = (p.predict(slices) for p in (with_stage, head_only, replace))
+    replace = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
+    assert replace.grade_stage is not None and replace.grade_stage.config.combine == "replace"  # the default
+    head_only = replace.with_grade_stage(None)
+    average = replace.with_grade_stage(replace.grade_stage.with_combine("average"))
+    a, b, c = (p.predict(slices) for p in (average, head_only, replace))
     for pa, pb, pc in zip(a, b, c):
         np.testing.assert_array_equal(pa.coords, pb.coords)  # localization is untouched
         for kind in pa.grade_probs:
@@ -64,9 +64,9 @@ def test_predictor_uses_the_stage_and_combines_as_configured(run, slices, one_th
             mean = 0.5 * (pb.grade_probs[kind] + pc.grade_probs[kind])
             np.testing.assert_allclose(pa.grade_probs[kind], mean, atol=1e-6)
     # the crop grader alone: what CropStage.grade gives at the decoded points
-    found = [(p.peaks > 0) & with_stage.trained.landmarks for p in b]
+    found = [(p.peaks > 0) & replace.trained.landmarks for p in b]
     points = [np.where(f[:, None], p.coords, np.nan) for f, p in zip(found, b)]
-    direct = with_stage.grade_stage.grade(slices, points)
+    direct = replace.grade_stage.grade(slices, points)
     for pc, d in zip(c, direct):
         for kind in d:
             np.testing.assert_allclose(pc.grade_probs[kind], d[kind], atol=1e-6)
