@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
 from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
+from spine_kp.errors import MissingInputError
 from spine_kp.io.atomic import atomic_write_text
+from spine_kp.predict.predictor import CheckpointError
 from spine_kp.schema import load_schema
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class TrainResult:
     best_score: float | None
     epochs: int
     init_report: InitReport | None = None
+    skipped: tuple[str, ...] = ()  # data.skip_missing: one line per annotated record left out
 
 
 def build_trainer(
@@ -121,8 +125,9 @@ def train(
             grade name; see :mod:`spine_kp.engine.init_weights`). Ignored with ``resume``: last.ckpt wins.
 
     Raises:
-        FileNotFoundError: ``resume`` without ``run_dir/checkpoints/last.ckpt``.
-        CheckpointError: ``init`` is not a spine_kp checkpoint, or nothing of it fits the model.
+        FileNotFoundError: ``resume`` without ``run_dir/checkpoints/last.ckpt`` (a :class:`MissingInputError`).
+        CheckpointError: ``init`` (or, with ``resume``, last.ckpt) is not a spine_kp checkpoint, or nothing of
+            ``init`` fits the model.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -131,9 +136,12 @@ def train(
     ckpt_path = None
     if resume:
         if not last.exists():
-            raise FileNotFoundError(f"--resume: {last} does not exist (nothing to continue)")
+            raise MissingInputError(f"--resume: {last} does not exist (nothing to continue)")
         ckpt_path = str(last)
-        stored = LandmarkModule.load_checkpoint_config(last)
+        try:
+            stored = LandmarkModule.load_checkpoint_config(last)
+        except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            raise CheckpointError(f"--resume: {last} is not a spine_kp checkpoint ({exc!r})") from None
         if stored != experiment_to_dict(cfg):
             log.warning("resuming %s with a config that differs from the checkpoint's; using the new one", last)
         if init is not None:
@@ -166,6 +174,7 @@ def train(
         best_score=float(score) if score is not None else None,
         epochs=trainer.current_epoch,
         init_report=init_report,
+        skipped=tuple(datamodule.skipped),
     )
 
 

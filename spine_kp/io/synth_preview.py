@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from spine_kp.io.atomic import atomic_output
-from spine_kp.io.synth_grades import GRADE_LOOKS
+from spine_kp.schema import Schema, load_schema
 from spine_kp.types import StudyRecord
 
 # one colour per kind, in the order kinds first appear
@@ -20,13 +20,19 @@ def _window(img: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
-def save_preview(path: Path, records: Sequence[StudyRecord], previews: Sequence[dict[str, np.ndarray] | None]) -> Path:
+def save_preview(
+    path: Path,
+    records: Sequence[StudyRecord],
+    previews: Sequence[dict[str, np.ndarray] | None],
+    schema: Schema | None = None,
+) -> Path:
     """Save a PNG montage.
 
     Args:
         path: PNG to write (atomically).
         records: annotation record per study.
         previews: per study None or {"t2": (H, W) annotated T2 slice, optional "t1_sag"/"stir_sag": (H, W)}.
+        schema: the records' schema (default: packaged); grades whose meaning is not ``normal`` are highlighted.
 
     Returns:
         ``path``.
@@ -36,6 +42,7 @@ def save_preview(path: Path, records: Sequence[StudyRecord], previews: Sequence[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    schema = schema or load_schema()
     panels: list[tuple[str, np.ndarray, StudyRecord | None]] = []
     for i, (rec, prev) in enumerate(zip(records, previews)):
         if prev is not None and "t2" in prev:
@@ -61,8 +68,7 @@ def save_preview(path: Path, records: Sequence[StudyRecord], previews: Sequence[
             if p.kind not in kinds:
                 kinds.append(p.kind)
             colour = _COLOURS[kinds.index(p.kind) % len(_COLOURS)]
-            normal = {g for g, look in GRADE_LOOKS.get(p.kind, {}).items() if look.normal}
-            abnormal = any(g not in normal for g in p.grades)
+            abnormal = any(schema.grade_meaning(p.kind, g) != "normal" for g in p.grades)
             ax.plot(*p.coord, "o", ms=3, color=colour)
             ax.text(p.coord[0] + 0.03 * img.shape[1], p.coord[1], f"{p.identification} {','.join(p.grades)}",
                     fontsize=5.5, color="#ffff60" if abnormal else "white",

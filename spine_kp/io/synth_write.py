@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import generate_uid
 
+from spine_kp.errors import OutputExistsError
 from spine_kp.io.annotations import write_annotations
 from spine_kp.io.atomic import atomic_output, atomic_write_bytes, atomic_write_text
 from spine_kp.io.dicom_write import write_non_image, write_series
@@ -210,7 +211,7 @@ def make_dataset(
     studies_root = out / "studies"
     if studies_root.exists() and any(studies_root.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{studies_root} is not empty; choose another OUT or pass overwrite=True")
+            raise OutputExistsError(f"{studies_root} is not empty; choose another OUT or pass --overwrite")
         shutil.rmtree(studies_root)
     studies_root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -227,7 +228,8 @@ def make_dataset(
     if preview and results:
         from spine_kp.io.synth_preview import save_preview
 
-        preview_path = save_preview(out / "preview.png", [r.record for r in results], [r.preview for r in results])
+        records = [r.record for r in results]
+        preview_path = save_preview(out / "preview.png", records, [r.preview for r in results], schema)
     grades: Counter[tuple[str, str]] = Counter((p.kind, g) for r in results for p in r.record.points for g in p.grades)
     tricky: Counter[str] = Counter(k for r in results for k in r.tricky)
     return SynthSummary(
