@@ -25,10 +25,10 @@ import torch
 
 from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.engine.module import LandmarkModule
-from spine_kp.io.synth import make_dataset
 from spine_kp.predict.predictor import Predictor
 from spine_kp.predict.runner import PredictOptions, PredictRun, predict_folder
 from spine_kp.schema import load_schema
+from spine_kp.synth import make_dataset
 
 
 def untrained_checkpoint(config: str, path: Path) -> Path:

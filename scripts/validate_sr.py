@@ -23,8 +23,8 @@ from pathlib import Path
 from spine_kp.io.annotations import read_annotations
 from spine_kp.io.dicom import load_instance, scan
 from spine_kp.io.dicom_sr import AlgorithmInfo, build_sr, read_source_header, sr_file_name, write_sr
-from spine_kp.io.synth_write import make_dataset
 from spine_kp.schema import load_schema
+from spine_kp.synth.write import make_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

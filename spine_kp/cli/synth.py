@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spine_kp.errors import UserError
-    from spine_kp.io.synth import make_dataset
     from spine_kp.schema import load_schema
+    from spine_kp.synth import make_dataset
 
     if args.studies < 0:
         raise UserError(f"--studies must be >= 0, got {args.studies}")

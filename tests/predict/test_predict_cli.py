@@ -15,8 +15,8 @@ import pytest
 from spine_kp.cli.main import main
 from spine_kp.evaluation.evaluate import evaluate_files
 from spine_kp.io.annotations import read_annotations
-from spine_kp.io.dicom_write import SeriesGeometry, SeriesMeta, write_series
 from spine_kp.schema import load_schema
+from spine_kp.synth.dicom_write import SeriesGeometry, SeriesMeta, write_series
 
 SCHEMA = load_schema()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spine_kp.io.phantom import MRSequence, tissue_signals
-from spine_kp.io.synth import SynthOptions, make_study
-from spine_kp.io.synth_plan import randomize_plan, sample_plan
 from spine_kp.schema import load_schema
+from spine_kp.synth import SynthOptions, make_study
+from spine_kp.synth.phantom import MRSequence, tissue_signals
+from spine_kp.synth.plan import randomize_plan, sample_plan
 
 SCHEMA = load_schema()
 RANDOM = SynthOptions(size=160, axial=False, tricky=False, randomize=True)

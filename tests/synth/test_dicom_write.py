@@ -14,7 +14,7 @@ from pydicom.uid import (
     MRImageStorage,
 )
 
-from spine_kp.io.dicom_write import (
+from spine_kp.synth.dicom_write import (
     TRANSFER_SYNTAXES,
     SeriesGeometry,
     SeriesMeta,

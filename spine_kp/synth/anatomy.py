@@ -6,7 +6,7 @@ rigid 2-D frames along a lordotic curve; every structure also has a lateral half
 shallower antero-posteriorly off the midline (the posterior wall stays, the anterior wall recedes, like the
 kidney-shaped axial section of a real body), so a sagittal slice at x != 0 really differs from the middle one.
 Long structures (canal, thecal sac, cord, muscles, skin) are tabulated against z in :class:`SpineTable`.
-``phantom_render`` draws this model; ``phantom`` places it in the scanner (patient LPS frame).
+``render`` draws this model; ``phantom`` places it in the scanner (patient LPS frame).
 
 Nothing here knows grade labels: pathology is described by :class:`DiscLook` / :class:`VertebraLook`
 numbers that ``synth`` derives from its grade table.

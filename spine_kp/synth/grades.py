@@ -2,7 +2,7 @@
 
 The table below is phantom data, not project logic: for each schema kind it maps a grade *meaning* (a key of
 :data:`spine_kp.schema.MEANINGS`, never a label such as "v5") to how often it occurs and which
-:class:`~spine_kp.io.phantom_anatomy.DiscLook` / ``VertebraLook`` numbers draw it. Landmark names, kinds, label
+:class:`~spine_kp.synth.anatomy.DiscLook` / ``VertebraLook`` numbers draw it. Landmark names, kinds, label
 sets, their order and each label's meaning always come from the :class:`~spine_kp.schema.Schema`. A grade whose
 meaning the table cannot draw on its kind (or that declares no meaning) is an error naming it, as is a kind
 missing from the table: a label without a visible correlate would teach the network noise.
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from spine_kp.io.phantom_anatomy import DiscLook, VertebraLook
 from spine_kp.schema import MEANINGS, Schema
+from spine_kp.synth.anatomy import DiscLook, VertebraLook
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
 """Phantom lumbar MRI data sets: realistic synthetic studies written as DICOM plus competition annotations.
 
-Public API (the implementation lives in ``synth_study`` / ``synth_write`` / ``synth_preview`` and the
-``phantom*`` modules):
+This package draws; :mod:`spine_kp.io` only reads and writes real data, and nothing in ``io`` imports from here.
+Modules: ``plan`` (what a study holds, incl. domain randomisation), ``anatomy`` / ``phantom`` / ``render`` /
+``canvas`` / ``sample`` / ``soft_tissue`` (the anatomy and its rendering), ``acquire`` (MR contrast, noise, series),
+``grades`` (grade appearances by meaning), ``study`` / ``study_types`` (one study in memory), ``write`` /
+``dicom_write`` / ``dicom_encode`` (DICOM files, annotations), ``preview``.
+
+Public API:
 
 * :func:`make_study` builds one study in memory: every series as stored (pixels, geometry, tags, UIDs), the
   structure label maps, the grades and the annotation record. Deterministic for ``(seed, index)``.
@@ -11,17 +16,17 @@ Public API (the implementation lives in ``synth_study`` / ``synth_write`` / ``sy
 
 Example::
 
-    from spine_kp.io.synth import make_dataset
+    from spine_kp.synth import make_dataset
     summary = make_dataset(Path("phantom"), n_studies=100, seed=0, workers=2, preview=True)
     print(summary.describe())
 """
 
 from __future__ import annotations
 
-from spine_kp.io.synth_plan import TRICKY_KINDS
-from spine_kp.io.synth_study import make_study
-from spine_kp.io.synth_types import SynthOptions, SynthSeries, SynthStudy
-from spine_kp.io.synth_write import SynthSummary, make_dataset, write_study
+from spine_kp.synth.plan import TRICKY_KINDS
+from spine_kp.synth.study import make_study
+from spine_kp.synth.study_types import SynthOptions, SynthSeries, SynthStudy
+from spine_kp.synth.write import SynthSummary, make_dataset, write_study
 
 __all__ = [
     "TRICKY_KINDS",

@@ -1,7 +1,7 @@
 """Bones and discs of the phantom: vertebral bodies, discs with their pathology, posterior elements.
 
 Each painter evaluates a signed distance only inside the structure's projected box (see
-:class:`~spine_kp.io.phantom_canvas.Canvas`), in the structure's own midsagittal frame (u posterior,
+:class:`~spine_kp.synth.canvas.Canvas`), in the structure's own midsagittal frame (u posterior,
 v superior), with the lateral coordinate treated as a scalar whenever the plane is sagittal.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from spine_kp.io.phantom_anatomy import Anatomy, Body, Disc, depth_profile
-from spine_kp.io.phantom_canvas import Box, Canvas, ellipse, rounded_box
+from spine_kp.synth.anatomy import Anatomy, Body, Disc, depth_profile
+from spine_kp.synth.canvas import Box, Canvas, ellipse, rounded_box
 
 
 def _local(cv: Canvas, s: Body | Disc, box: Box) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:

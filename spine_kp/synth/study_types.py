@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.uid import generate_uid
 
-from spine_kp.io.dicom_write import SeriesGeometry, SeriesMeta
-from spine_kp.io.phantom import Pose
-from spine_kp.io.phantom_anatomy import Anatomy
-from spine_kp.io.synth_plan import SeriesPlan, StudyPlan
+from spine_kp.synth.anatomy import Anatomy
+from spine_kp.synth.dicom_write import SeriesGeometry, SeriesMeta
+from spine_kp.synth.phantom import Pose
+from spine_kp.synth.plan import SeriesPlan, StudyPlan
 from spine_kp.types import StudyRecord
 
 
@@ -21,9 +21,9 @@ class SynthOptions:
     Attributes:
         size: rows of the sagittal images (256..512 typical; smaller for tests); None draws 384/448/512.
         axial: add the T2 axial blocks.
-        tricky: add the tricky cases (see ``synth_plan.TRICKY_KINDS``).
+        tricky: add the tricky cases (see ``plan.TRICKY_KINDS``).
         empty_grade_rate: share of annotated points written with an empty grade ("ignore" in evaluation).
-        randomize: domain randomisation for pretraining (see ``synth_plan.randomize_plan``): fields of view from
+        randomize: domain randomisation for pretraining (see ``plan.randomize_plan``): fields of view from
             tight to the whole lower spine, fat-suppressed and water-image T2 contrasts, clean to noisy images,
             the spine anywhere in the image.
     """

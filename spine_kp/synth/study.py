@@ -5,7 +5,7 @@ T1 sagittal and a fat-suppressed T2 (STIR) sagittal sharing its slice positions,
 the lowest discs, plus the study's tricky cases. Everything is drawn from generators seeded by
 ``(seed, index)``, so a study is byte-identical across runs and independent of how many studies are made.
 Landmarks are the schema's, placed at the exact centre of the drawn structure on the annotated slice.
-:func:`~spine_kp.io.synth_write.make_dataset` writes studies as DICOM folders plus ``annotations.json``.
+:func:`~spine_kp.synth.write.make_dataset` writes studies as DICOM folders plus ``annotations.json``.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from spine_kp.io.dicom_write import SeriesGeometry
-from spine_kp.io.phantom import BiasField, Pose, nearest_index, tissue_signals
-from spine_kp.io.phantom_anatomy import Anatomy
-from spine_kp.io.phantom_sample import sample_anatomy
-from spine_kp.io.synth_acquire import NoisePool, acquired, axial, render_planes, render_shape, scout
-from spine_kp.io.synth_grades import looks_for, sample_grades
-from spine_kp.io.synth_layout import SAGITTAL, Stack, fit_in_view, landmark_point, rotation
-from spine_kp.io.synth_plan import StudyPlan, randomize_plan, sample_plan
-from spine_kp.io.synth_types import SynthOptions, SynthSeries, SynthStudy, series_meta, synth_uid
 from spine_kp.schema import Schema, load_schema
+from spine_kp.synth.acquire import NoisePool, acquired, axial, render_planes, render_shape, scout
+from spine_kp.synth.anatomy import Anatomy
+from spine_kp.synth.dicom_write import SeriesGeometry
+from spine_kp.synth.grades import looks_for, sample_grades
+from spine_kp.synth.layout import SAGITTAL, Stack, fit_in_view, landmark_point, rotation
+from spine_kp.synth.phantom import BiasField, Pose, nearest_index, tissue_signals
+from spine_kp.synth.plan import StudyPlan, randomize_plan, sample_plan
+from spine_kp.synth.sample import sample_anatomy
+from spine_kp.synth.study_types import SynthOptions, SynthSeries, SynthStudy, series_meta, synth_uid
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 
 SAGITTAL_ROLES = ("t2_sag", "t1_sag", "stir_sag")

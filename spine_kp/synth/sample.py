@@ -1,6 +1,6 @@
 """Draw one study's anatomy: body and disc chain along a random lordotic curve, soft-tissue layout, tables.
 
-See :mod:`spine_kp.io.phantom_anatomy` for the frame and the types. Randomness comes only from the generator
+See :mod:`spine_kp.synth.anatomy` for the frame and the types. Randomness comes only from the generator
 passed in, and every draw happens whatever the looks are, so forcing one structure's look leaves the others
 (and their positions) unchanged.
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from spine_kp.io.phantom_anatomy import (
+from spine_kp.synth.anatomy import (
     BODY_DIMS,
     CANAL,
     DISC_BELOW,

@@ -1,7 +1,7 @@
 """Lumbar MRI phantom: tissue physics, scanner placement, rendering of planes and acquisition effects.
 
-Pipeline for one series: the anatomy (``phantom_anatomy``) is placed in the patient frame by a :class:`Pose`;
-each image plane becomes a :class:`~spine_kp.io.phantom_render.PlaneGrid` on a coarse "acquisition" grid
+Pipeline for one series: the anatomy (``anatomy``) is placed in the patient frame by a :class:`Pose`;
+each image plane becomes a :class:`~spine_kp.synth.render.PlaneGrid` on a coarse "acquisition" grid
 (about 1 mm pixels); :func:`render_plane` paints every contrast of that plane at once; :func:`acquire`
 applies the coil bias field and Rician noise and interpolates to the reconstructed matrix (windowed sinc, like
 zero-filled k-space). Signals come from spin-echo / inversion-recovery equations with each tissue's
@@ -20,16 +20,16 @@ import numpy as np
 from scipy import sparse
 from scipy.ndimage import gaussian_filter
 
-from spine_kp.io.phantom_anatomy import FIRST_SACRAL, Anatomy
-from spine_kp.io.phantom_canvas import Canvas, PlaneGrid
-from spine_kp.io.phantom_render import (
+from spine_kp.synth.anatomy import FIRST_SACRAL, Anatomy
+from spine_kp.synth.canvas import Canvas, PlaneGrid
+from spine_kp.synth.render import (
     paint_body,
     paint_disc,
     paint_posterior,
     paint_sacral_plate,
     paint_schmorl,
 )
-from spine_kp.io.phantom_soft import paint_canal, paint_outline, paint_retro
+from spine_kp.synth.soft_tissue import paint_canal, paint_outline, paint_retro
 
 # Apparent (PD, T1 ms, T2 ms) at 1.5 T. Fat's T2 is its apparent value in turbo spin echo (J-coupling).
 TISSUES: dict[str, tuple[float, float, float]] = {

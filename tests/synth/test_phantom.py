@@ -1,11 +1,13 @@
-"""Phantom physics, geometry and rendering (spine_kp.io.phantom*)."""
+"""Phantom physics, geometry and rendering (spine_kp.synth.phantom*)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from spine_kp.io.phantom import (
+from spine_kp.synth.anatomy import DiscLook, depth_profile
+from spine_kp.synth.layout import SAGITTAL
+from spine_kp.synth.phantom import (
     TISSUES,
     BiasField,
     MRSequence,
@@ -20,9 +22,7 @@ from spine_kp.io.phantom import (
     resample_matrix,
     tissue_signals,
 )
-from spine_kp.io.phantom_anatomy import DiscLook, depth_profile
-from spine_kp.io.phantom_sample import sample_anatomy
-from spine_kp.io.synth_layout import SAGITTAL
+from spine_kp.synth.sample import sample_anatomy
 
 T2 = MRSequence(te=100.0, tr=4000.0)
 T1 = MRSequence(te=12.0, tr=550.0)

@@ -4,7 +4,7 @@ Geometry follows the DICOM patient frame (LPS, mm): ``orientation`` holds the ro
 column direction cosines (ImageOrientationPatient); ``positions[i]`` is the centre of the top-left pixel of slice
 ``i`` (ImagePositionPatient). Pixel arrays are ``(N, H, W)`` = (slice, row, col).
 
-Transfer syntaxes: see :mod:`spine_kp.io.dicom_encode` (``encodable_transfer_syntaxes()`` lists what
+Transfer syntaxes: see :mod:`spine_kp.synth.dicom_encode` (``encodable_transfer_syntaxes()`` lists what
 the installed encoders can write).
 """
 
@@ -29,7 +29,7 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 from spine_kp.io.atomic import atomic_output
-from spine_kp.io.dicom_encode import TRANSFER_SYNTAXES, encodable_transfer_syntaxes, encode
+from spine_kp.synth.dicom_encode import TRANSFER_SYNTAXES, encodable_transfer_syntaxes, encode
 
 __all__ = [
     "TRANSFER_SYNTAXES",

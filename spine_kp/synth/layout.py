@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spine_kp.io.phantom import Pose, plane_grid
-from spine_kp.io.phantom_anatomy import Anatomy
-from spine_kp.io.phantom_canvas import PlaneGrid
+from spine_kp.synth.anatomy import Anatomy
+from spine_kp.synth.canvas import PlaneGrid
+from spine_kp.synth.phantom import Pose, plane_grid
 
 # Sagittal: columns run anterior -> posterior (+y), rows head -> feet (-z); normal = row x col = -x.
 SAGITTAL = (np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0]))

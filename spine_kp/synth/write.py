@@ -23,10 +23,10 @@ from pydicom.uid import generate_uid
 from spine_kp.errors import OutputExistsError
 from spine_kp.io.annotations import write_annotations
 from spine_kp.io.atomic import atomic_output, atomic_write_bytes, atomic_write_text
-from spine_kp.io.dicom_write import write_non_image, write_series
-from spine_kp.io.synth_study import make_study
-from spine_kp.io.synth_types import SynthOptions, SynthSeries, SynthStudy
 from spine_kp.schema import Schema, load_schema
+from spine_kp.synth.dicom_write import write_non_image, write_series
+from spine_kp.synth.study import make_study
+from spine_kp.synth.study_types import SynthOptions, SynthSeries, SynthStudy
 from spine_kp.types import StudyRecord
 
 PREVIEW_STUDIES = 8
@@ -187,7 +187,7 @@ def make_dataset(
         preview: also save ``out/preview.png`` (annotated T2 slices of the first studies, T1/STIR of the first).
         schema: landmark schema (default: packaged).
         overwrite: replace an existing non-empty ``out/studies``.
-        **options: further :class:`~spine_kp.io.synth.SynthOptions` fields (``axial``, ``tricky``,
+        **options: further :class:`~spine_kp.synth.SynthOptions` fields (``axial``, ``tricky``,
             ``empty_grade_rate``, ``randomize``).
 
     Returns:
@@ -226,7 +226,7 @@ def make_dataset(
     annotations = write_annotations(out / "annotations.json", [r.record for r in results])
     preview_path = None
     if preview and results:
-        from spine_kp.io.synth_preview import save_preview
+        from spine_kp.synth.preview import save_preview
 
         records = [r.record for r in results]
         preview_path = save_preview(out / "preview.png", records, [r.preview for r in results], schema)

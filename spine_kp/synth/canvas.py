@@ -6,7 +6,7 @@ blends the structure's per-contrast signal into a (C, H, W) canvas, so T1, T2 an
 come out of one pass. Bones and discs are evaluated only inside their projected bounding box.
 
 Coordinates: the canvas knows the anatomy-frame position (x, y, z) of every pixel centre (see
-``phantom_anatomy``); arrays are ``(H, W)`` = (row, col) of the render grid.
+``anatomy``); arrays are ``(H, W)`` = (row, col) of the render grid.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spine_kp.io.phantom_anatomy import Anatomy
+from spine_kp.synth.anatomy import Anatomy
 
 Box = tuple[slice, slice]
 

@@ -1,4 +1,4 @@
-"""Phantom studies and data sets (spine_kp.io.synth): determinism, geometry, grades, DICOM tags, tricky cases."""
+"""Phantom studies and data sets (spine_kp.synth): determinism, geometry, grades, DICOM tags, tricky cases."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pydicom.uid import BasicTextSRStorage, JPEG2000Lossless, RLELossless
 
 from spine_kp.cli.main import main
 from spine_kp.io.annotations import read_annotations
-from spine_kp.io.phantom_anatomy import Body, Disc
-from spine_kp.io.synth import TRICKY_KINDS, SynthOptions, SynthStudy, make_dataset, make_study
-from spine_kp.io.synth_grades import sample_grades
-from spine_kp.io.synth_plan import SCHEDULE, sample_plan
 from spine_kp.schema import Schema, load_schema
+from spine_kp.synth import TRICKY_KINDS, SynthOptions, SynthStudy, make_dataset, make_study
+from spine_kp.synth.anatomy import Body, Disc
+from spine_kp.synth.grades import sample_grades
+from spine_kp.synth.plan import SCHEDULE, sample_plan
 
 SCHEMA = load_schema()
 CLEAN = SynthOptions(size=192, axial=False, tricky=False)

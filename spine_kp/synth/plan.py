@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from spine_kp.io.phantom import MRSequence, fat_null_ti
+from spine_kp.synth.phantom import MRSequence, fat_null_ti
 
 TRICKY_KINDS: tuple[str, ...] = (
     "reversed_instance_numbers",  # InstanceNumber runs against the position order (T2 sagittal, even count)

@@ -1,4 +1,4 @@
-"""Phantom grades are drawn by meaning (spine_kp.io.synth_grades): every meaning shows on its structure, a meaning
+"""Phantom grades are drawn by meaning (spine_kp.synth.grades): every meaning shows on its structure, a meaning
 the phantom cannot draw is an error naming it, and the tianchi schema gets its own (multi-label) phantoms."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import yaml
 from scipy import ndimage
 
 from spine_kp.cli.main import main
-from spine_kp.io.synth import SynthOptions, SynthStudy, make_study
-from spine_kp.io.synth_grades import GRADE_LOOKS, grade_looks, sample_grades
 from spine_kp.schema import MEANINGS, Schema, load_schema
+from spine_kp.synth import SynthOptions, SynthStudy, make_study
+from spine_kp.synth.grades import GRADE_LOOKS, grade_looks, sample_grades
 from spine_kp.types import Point
 
 OPTS = SynthOptions(size=160, axial=False, tricky=False)

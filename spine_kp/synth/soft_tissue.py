@@ -1,6 +1,6 @@
 """Soft tissues of the phantom around the spine: skin, fat, muscles, abdomen, vessels and the spinal canal.
 
-These follow the spine lines tabulated in :class:`~spine_kp.io.phantom_anatomy.SpineTable`: ``Yb`` is the
+These follow the spine lines tabulated in :class:`~spine_kp.synth.anatomy.SpineTable`: ``Yb`` is the
 horizontal distance behind the smoothed posterior wall line (back side), ``Ya`` the distance behind the
 smoothed anterior wall line (negative = in front of the spine), ``N`` the normal distance behind the exact
 posterior wall line (canal). Painted before the bones, which then overwrite them.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spine_kp.io.phantom_anatomy import FIRST_SACRAL
-from spine_kp.io.phantom_canvas import Box, Canvas
+from spine_kp.synth.anatomy import FIRST_SACRAL
+from spine_kp.synth.canvas import Box, Canvas
 
 
 def tube(cv: Canvas, w: np.ndarray, wc: np.ndarray | float, x: np.ndarray, xc: np.ndarray | float,

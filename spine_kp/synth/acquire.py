@@ -10,13 +10,13 @@ import math
 
 import numpy as np
 
-from spine_kp.io.dicom_write import SeriesGeometry
-from spine_kp.io.phantom import BiasField, Pose, acquire, make_textures, render_plane, tissue_signals
-from spine_kp.io.phantom_anatomy import Anatomy
-from spine_kp.io.phantom_canvas import PlaneGrid
-from spine_kp.io.synth_layout import CORONAL, Stack
-from spine_kp.io.synth_plan import SeriesPlan, StudyPlan
-from spine_kp.io.synth_types import SynthSeries, series_meta, synth_uid
+from spine_kp.synth.anatomy import Anatomy
+from spine_kp.synth.canvas import PlaneGrid
+from spine_kp.synth.dicom_write import SeriesGeometry
+from spine_kp.synth.layout import CORONAL, Stack
+from spine_kp.synth.phantom import BiasField, Pose, acquire, make_textures, render_plane, tissue_signals
+from spine_kp.synth.plan import SeriesPlan, StudyPlan
+from spine_kp.synth.study_types import SynthSeries, series_meta, synth_uid
 
 
 def quantize(vol: np.ndarray, sp: SeriesPlan, ref: float | None = None) -> np.ndarray:
