@@ -121,7 +121,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
         root = args.data
         if root is None:
-            from spine_kp.io.synth import make_dataset
+            from spine_kp.synth import make_dataset
 
             root = args.out or Path(tmp) / "synth"
             t0 = time.perf_counter()

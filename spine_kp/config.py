@@ -4,7 +4,7 @@
 * Overrides use dotted keys, ``--model.backbone efficientnet_b0``; values are parsed as YAML scalars.
 * ``to_dict`` gives plain data for checkpoints; ``from_dict`` rebuilds the same object.
 
-A leaf module: it knows dataclasses and YAML, nothing of the project.
+A leaf module: it knows dataclasses and YAML, nothing of the project but the leaf :mod:`spine_kp.errors`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from spine_kp.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration file or override is invalid; the message names the file and key."""
 
 
@@ -78,7 +80,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<config>", pref
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {prefix or 'config'}: {exc}") from None
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'}: {exc}") from None
 
 
 def to_dict(obj: Any) -> Any:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from spine_kp.engine.config import ExperimentConfig
 from spine_kp.engine.train import TrainResult, replace_data_paths, train
-from spine_kp.io.synth import make_dataset
 from spine_kp.schema import load_schema
+from spine_kp.synth import make_dataset
 
 PRETRAIN_STUDIES = 300  # packaged default: synth + training fit in 30 minutes on 2 CPU cores (measured ~17)
 PRETRAIN_SIZE = 288  # sagittal matrix rows of the phantoms: ~1 mm pixels, more than the 1.6 mm input needs

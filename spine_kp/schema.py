@@ -1,7 +1,20 @@
 """Landmark set and grade labels, loaded from a YAML config (SPEC section 2).
 
 The schema is data: every landmark name, kind and grade label comes from a file such as
-``spine_kp/configs/schema/default.yaml``. Code asks the schema; it never spells a landmark name.
+``spine_kp/configs/schema/default.yaml``. Code asks the schema; it never spells a landmark name or a grade label.
+
+Each grade label declares what it means, chosen from the fixed vocabulary :data:`MEANINGS`, so code that must
+know what a grade looks like (the phantom generator) asks for its meaning, never for its label::
+
+    kinds:
+      disc:
+        multi_label: true
+        grades:
+          v1: {meaning: normal}
+          v2: {meaning: bulge, description: bulge}
+
+``description`` is optional (default: the meaning with spaces). A grade given as plain text (``v1: normal``, the
+older format, also in older checkpoints) is a description only: it loads, with no meaning (``None``).
 """
 
 from __future__ import annotations
@@ -13,11 +26,29 @@ from typing import Any
 
 import yaml
 
+from spine_kp.errors import UserError
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_SCHEMA = CONFIG_DIR / "schema" / "default.yaml"
 
+# The grade meanings a schema may declare: name -> what a grade of that meaning reports. Fixed on purpose: a meaning
+# is a promise about the image that code (the phantom generator) can keep; a new one needs code that draws it.
+MEANINGS: dict[str, str] = {
+    "normal": "no finding",
+    "degeneration": "degenerative change of the structure: a disc dark on T2 (desiccated) and thinner; a vertebra "
+    "with osteophytes, irregular endplates and Modic marrow change",
+    "bulge": "disc tissue beyond the vertebral margins, diffuse or not further specified",
+    "diffuse_bulge": "symmetric, circumferential bulge",
+    "asymmetric_bulge": "bulge larger on one side",
+    "protrusion": "focal herniation: disc material past the posterior margin, narrower than its base",
+    "extrusion": "herniation reaching further than its base, the fragment migrating along the canal",
+    "herniation": "displaced disc material, type not specified (in a schema that also names protrusion and "
+    "extrusion: the intravertebral kind)",
+    "schmorl_node": "Schmorl's node: disc material pushed through an endplate into the vertebral body",
+}
 
-class SchemaError(ValueError):
+
+class SchemaError(UserError, ValueError):
     """A schema file is malformed."""
 
 
@@ -31,12 +62,31 @@ class KindSpec:
         descriptions: human-readable text per grade label.
         multi_label: whether a landmark of this kind may carry several grades at once (sigmoid head) or
             exactly one (softmax head).
+        meanings: per grade label, a key of :data:`MEANINGS`, or None where the schema declares none (older
+            schema files and checkpoints); ``()`` means none declared for any grade.
     """
 
     name: str
     grades: tuple[str, ...]
     descriptions: tuple[str, ...]
     multi_label: bool
+    meanings: tuple[str | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.meanings:
+            object.__setattr__(self, "meanings", (None,) * len(self.grades))
+        if not len(self.grades) == len(self.descriptions) == len(self.meanings):
+            raise SchemaError(f"kind {self.name!r}: grades, descriptions and meanings differ in length")
+        bad = [m for m in self.meanings if m is not None and m not in MEANINGS]
+        if bad:
+            raise SchemaError(f"kind {self.name!r}: unknown grade meaning(s) {bad}; known: {sorted(MEANINGS)}")
+
+    def meaning(self, grade: str) -> str | None:
+        """Meaning (a key of :data:`MEANINGS`) of one grade label, None if the schema declares none."""
+        try:
+            return self.meanings[self.grades.index(grade)]
+        except ValueError:
+            raise KeyError(f"unknown grade {grade!r} of kind {self.name!r}; valid {self.grades}") from None
 
 
 @dataclass(frozen=True)
@@ -97,6 +147,10 @@ class Schema:
     def grades_of(self, identification: str) -> tuple[str, ...]:
         return self.kind(self.kind_of(identification)).grades
 
+    def grade_meaning(self, kind: str, grade: str) -> str | None:
+        """Meaning of grade ``grade`` of kind ``kind`` (a key of :data:`MEANINGS`; None if undeclared)."""
+        return self.kind(kind).meaning(grade)
+
     @cached_property
     def classes(self) -> tuple[tuple[str, str], ...]:
         """Evaluation classes (kind, grade) in a stable order: vertebra/v1, vertebra/v2, disc/v1, ..."""
@@ -107,7 +161,13 @@ class Schema:
         return {
             "name": self.name,
             "kinds": {
-                k.name: {"multi_label": k.multi_label, "grades": dict(zip(k.grades, k.descriptions))}
+                k.name: {
+                    "multi_label": k.multi_label,
+                    "grades": {
+                        g: d if m is None else {"meaning": m, "description": d}
+                        for g, d, m in zip(k.grades, k.descriptions, k.meanings)
+                    },
+                }
                 for k in self.kinds
             },
             "landmarks": [{"name": n, "kind": k} for n, k in zip(self.landmarks, self.landmark_kinds)],
@@ -125,12 +185,14 @@ class Schema:
                 grades = spec["grades"]
                 if not grades:
                     raise SchemaError(f"{source}: kind {kname!r} has no grades")
+                parsed = [_grade(v, f"{source}: kinds.{kname}.grades.{g}") for g, v in grades.items()]
                 kinds.append(
                     KindSpec(
                         name=str(kname),
                         grades=tuple(str(g) for g in grades),
-                        descriptions=tuple(str(d) for d in grades.values()),
+                        descriptions=tuple(d for d, _ in parsed),
                         multi_label=bool(spec.get("multi_label", False)),
+                        meanings=tuple(m for _, m in parsed),
                     )
                 )
             names = tuple(str(lm["name"]) for lm in data["landmarks"])
@@ -142,11 +204,32 @@ class Schema:
         )
 
 
+def _grade(value: Any, where: str) -> tuple[str, str | None]:
+    """(description, meaning) of one grade entry: ``{meaning: m[, description: d]}`` or a plain description."""
+    if not isinstance(value, dict):
+        return str(value), None  # older format: description only
+    unknown = set(value) - {"meaning", "description"}
+    if unknown:
+        raise SchemaError(f"{where}: unknown key(s) {sorted(unknown)}; a grade has 'meaning' and 'description'")
+    if "meaning" not in value:
+        raise SchemaError(f"{where}: no 'meaning'; give one of {sorted(MEANINGS)}")
+    meaning = value["meaning"]
+    if meaning not in MEANINGS:
+        raise SchemaError(f"{where}.meaning: unknown meaning {meaning!r}; known meanings: {sorted(MEANINGS)}")
+    return str(value.get("description", str(meaning).replace("_", " "))), str(meaning)
+
+
+def packaged_schemas() -> tuple[str, ...]:
+    """Names of the schema files shipped in ``spine_kp/configs/schema/`` (``load_schema`` accepts them bare)."""
+    return tuple(sorted(p.stem for p in (CONFIG_DIR / "schema").glob("*.yaml")))
+
+
 def load_schema(path: str | Path | None = None) -> Schema:
     """Load a schema YAML (default: the packaged lumbar T12-S1 schema).
 
     Args:
-        path: a YAML file, or a bare name of a file in ``spine_kp/configs/schema/`` (``"default"``).
+        path: a YAML file, or a bare name of a file in ``spine_kp/configs/schema/`` (``"default"``,
+            ``"tianchi"``; see :func:`packaged_schemas`).
     """
     if path is None:
         p = DEFAULT_SCHEMA
@@ -155,7 +238,7 @@ def load_schema(path: str | Path | None = None) -> Schema:
         if not p.exists() and not p.suffix:
             p = CONFIG_DIR / "schema" / f"{path}.yaml"
     if not p.exists():
-        raise SchemaError(f"schema file {p} does not exist")
+        raise SchemaError(f"schema file {p} does not exist; packaged schemas: {', '.join(packaged_schemas())}")
     with open(p, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
     if not isinstance(data, dict):

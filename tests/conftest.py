@@ -42,7 +42,7 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Five 128-row phantom studies (no axial series, to keep it quick)."""
-    from spine_kp.io.synth import make_dataset
+    from spine_kp.synth import make_dataset
 
     root = tmp_path_factory.mktemp("synth")
     make_dataset(root, n_studies=N_STUDIES, seed=2, size=128, axial=False)

@@ -24,16 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spine_kp.config import ConfigError, parse_override_args
+    from spine_kp.config import parse_override_args
     from spine_kp.demo import run_demo
     from spine_kp.engine.config import load_experiment
+    from spine_kp.errors import UserError
     from spine_kp.evaluation.report import format_result
 
-    try:
-        cfg = load_experiment(args.config, parse_override_args(list(getattr(args, "overrides", []) or [])))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.train_studies < 2:  # training holds at least one study out for validation
+        raise UserError(f"--train-studies must be at least 2, got {args.train_studies}")
+    if args.test_studies < 1:
+        raise UserError(f"--test-studies must be at least 1, got {args.test_studies}")
+    cfg = load_experiment(args.config, parse_override_args(list(getattr(args, "overrides", []) or [])))
     print(
         f"spine-kp demo: {args.train_studies} training + {args.test_studies} held-out phantom studies, "
         f"{cfg.model.backbone} + {cfg.model.decoder} at {cfg.data.input_size[0]}x{cfg.data.input_size[1]}, "

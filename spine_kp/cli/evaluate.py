@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,34 +18,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--match-level", action="store_true", help="a prediction may only match ground truth of its identification"
     )
-    parser.add_argument("--report", metavar="DIR", help="write metrics.json, report.md, pr_curves.png, errors.png")
+    parser.add_argument(
+        "--report", metavar="DIR", help="write metrics.json, report.md, pr_curves.png, errors.png, reliability.png"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
-    parser.add_argument("--schema", metavar="FILE", help="schema YAML (default: the packaged lumbar schema)")
+    parser.add_argument("--schema", metavar="SCHEMA", help="schema YAML or packaged name (default, tianchi)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from spine_kp.errors import UserError
     from spine_kp.evaluation.evaluate import evaluate_files
     from spine_kp.evaluation.report import format_result, to_json, write_report
-    from spine_kp.evaluation.spacing import SpacingError
-    from spine_kp.io.annotations import AnnotationError
-    from spine_kp.schema import SchemaError, load_schema
+    from spine_kp.io.atomic import check_writable
+    from spine_kp.schema import load_schema
 
+    # Malformed files, a schema error or a study without spacing are UserErrors: one error line, exit 2.
     if not args.radius > 0:
-        print(f"error: --radius must be positive, got {args.radius}", file=sys.stderr)
-        return 2
-    try:
-        schema = load_schema(args.schema)
-        result = evaluate_files(
-            args.annotations,
-            args.predictions,
-            schema,
-            data_root=args.data,
-            radius=args.radius,
-            match_level=args.match_level,
-        )
-    except (AnnotationError, SpacingError, SchemaError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(f"--radius must be positive, got {args.radius}")
+    if args.data is not None and not Path(args.data).is_dir():  # checked even when no spacing has to be looked up
+        raise UserError(f"--data {args.data}: not a folder")
+    if args.report:  # before scoring, so an unwritable report folder fails before any output
+        check_writable(args.report, folder=True)
+    schema = load_schema(args.schema)
+    result = evaluate_files(
+        args.annotations,
+        args.predictions,
+        schema,
+        data_root=args.data,
+        radius=args.radius,
+        match_level=args.match_level,
+    )
     for uid in result.unknown_studies:
         print(f"warning: {args.predictions}: study {uid} is not in {args.annotations}; ignored", file=sys.stderr)
     for uid in result.missing_studies:

@@ -1,8 +1,10 @@
 """``spine-kp inspect``: show, per study, which series and slice the loader picks, and why.
 
-stdout: one line (or, with ``--json``, one JSON object) per study that could be read.
+stdout: one line per study that could be read; with ``--json`` one JSON object per study, read or failed (a
+failed study is ``{"studyUid", "folder", "error"}``, told apart by its ``error`` key).
 stderr: studies that failed with their reason, then a summary of skipped files (``--verbose`` lists each).
-Exit codes: 0 when at least one study was read; 1 when none could be; 2 when DATA_ROOT is not a folder.
+Exit codes: 0 when at least one study was read; 1 when none could be; 2 when DATA_ROOT is not a folder or holds no
+DICOM study (one ``error:`` line).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from spine_kp.types import Slice
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_root", metavar="DATA_ROOT", help="folder of DICOM studies (any depth)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per study on stdout")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per study on stdout; a study that failed is {"studyUid", "folder", "error"}',
+    )
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="processes reading headers (default 1)")
     parser.add_argument("--verbose", "-v", action="store_true", help="list every skipped file with its reason")
 
@@ -40,6 +46,12 @@ def _record(sl: Slice, folder: str) -> dict[str, object]:
     }
 
 
+def _failure(study_uid: str, folder: str, error: str) -> dict[str, object]:
+    """JSON-ready description of a study whose slice could not be loaded (the reason without the study prefix)."""
+    prefix = f"study {study_uid} ({folder}): "
+    return {"studyUid": study_uid, "folder": folder, "error": error.removeprefix(prefix)}
+
+
 def _line(r: dict[str, object]) -> str:
     row_mm, col_mm = r["pixelSpacing"]  # type: ignore[misc]
     return (
@@ -49,20 +61,28 @@ def _line(r: dict[str, object]) -> str:
     )
 
 
+def _counts(counts: Counter[str]) -> str:
+    """``"2 not DICOM, 1 non-image object"``: most frequent first."""
+    return ", ".join(f"{n} {category}" for category, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def run(args: argparse.Namespace) -> int:
+    from spine_kp.errors import UserError
     from spine_kp.io.dicom import IngestError, load_middle_slice, scan
 
-    try:
-        result = scan(args.data_root, workers=max(1, args.workers))
-    except IngestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = scan(args.data_root, workers=max(1, args.workers))  # IngestError when DATA_ROOT is not a folder
+    if not result.studies:
+        counts = Counter(s.category for s in result.skipped)
+        detail = f" ({len(result.skipped)} file(s) skipped: {_counts(counts)})" if counts else ""
+        raise UserError(f"{args.data_root}: no DICOM study found{detail}")
     read = 0
     for study in result.studies.values():
         try:
             record = _record(load_middle_slice(study), study.folder)
         except IngestError as exc:
             print(f"FAILED {exc}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(_failure(study.study_uid, study.folder, str(exc)), ensure_ascii=False), flush=True)
             continue
         read += 1
         print(json.dumps(record, ensure_ascii=False) if args.json else _line(record), flush=True)
@@ -72,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
     counts = Counter(s.category for s in result.skipped)
     if counts:
-        detail = ", ".join(f"{n} {category}" for category, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        print(f"skipped {len(result.skipped)} file(s): {detail}", file=sys.stderr)
+        print(f"skipped {len(result.skipped)} file(s): {_counts(counts)}", file=sys.stderr)
     failed = len(result.studies) - read
     print(f"{len(result.studies)} studies: {read} read, {failed} failed", file=sys.stderr)
     return 0 if read else 1

@@ -9,10 +9,13 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data_root", help="folder holding the DICOM studies (any depth)")
-    p.add_argument("--checkpoint", required=True, help="best.ckpt / last.ckpt of a training run")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="best.ckpt / last.ckpt of a training run")
+    model.add_argument("--onnx", metavar="MODEL.onnx", help="a spine-kp export: runs on ONNX Runtime, without torch")
     p.add_argument("-o", "--output", required=True, help="predictions JSON (errors go to <output>.errors.json)")
     p.add_argument("--csv", default=None, help="also write one row per landmark to this CSV")
     p.add_argument("--overlays", default=None, help="folder for one overlay PNG per study")
+    p.add_argument("--dicom-sr", default=None, metavar="DIR", help="folder for one DICOM SR (TID 1500) per study")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=2, help="threads loading DICOM in parallel")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -29,15 +32,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from spine_kp.errors import UserError
+    from spine_kp.io.atomic import check_writable
     from spine_kp.predict.outputs import errors_path, write_outputs
-    from spine_kp.predict.predictor import CheckpointError, Predictor
     from spine_kp.predict.runner import PredictOptions, predict_folder
 
-    try:
-        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
-    except (CheckpointError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # Mistakes are UserErrors (a bad checkpoint is a CheckpointError): spine-kp prints one error line, exit 2.
+    for flag, value, least in (
+        ("--batch-size", args.batch_size, 1),
+        ("--top-k-grades", args.top_k_grades, 0),
+        ("--devices", args.devices, 1),
+        ("--num-nodes", args.num_nodes, 1),
+    ):
+        if value < least:
+            raise UserError(f"{flag} must be at least {least}, got {value}")
+    if not Path(args.data_root).is_dir():
+        raise UserError(f"data root {args.data_root} is not a folder")
+    for out, folder in ((args.output, False), (args.csv, False), (args.overlays, True), (args.dicom_sr, True)):
+        if out:  # before the run: an output that cannot be written fails now, not after predicting every study
+            check_writable(out, folder)
+    if args.onnx:  # this path never imports torch
+        from spine_kp.predict.onnx_predictor import OnnxPredictor
+
+        if args.devices > 1 or args.num_nodes > 1 or args.dicom_sr:
+            raise UserError("--devices/--num-nodes and --dicom-sr need --checkpoint; --onnx predicts in one process")
+        predictor = OnnxPredictor.from_onnx(args.onnx, device=args.device)
+    else:
+        from spine_kp.predict.predictor import Predictor
+
+        try:
+            predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+        except RuntimeError as exc:  # --device cuda without a GPU
+            raise UserError(str(exc)) from exc
     if args.no_level_order:
         predictor = predictor.with_decode(dataclasses.replace(predictor.decode, enabled=False))
     options = PredictOptions(
@@ -48,9 +74,6 @@ def run(args: argparse.Namespace) -> int:
         top_k_grades=args.top_k_grades,
         progress=not args.quiet,
     )
-    if not Path(args.data_root).is_dir():
-        print(f"error: data root {args.data_root} is not a folder", file=sys.stderr)
-        return 2
     if args.devices > 1 or args.num_nodes > 1:
         from spine_kp.predict.distributed import predict_distributed
 
@@ -68,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
             return 0
     else:
         run_result = predict_folder(args.data_root, predictor, options)
+    if not run_result.predictions and not run_result.failures:
+        raise UserError(f"{args.data_root}: no DICOM study found ({len(run_result.skipped_files)} file(s) skipped)")
+    sr_files = None
+    if args.dicom_sr is not None:  # before the outputs, so reports that fail are listed in the errors file
+        from spine_kp.predict.sr import algorithm_from_checkpoint, write_dicom_srs
+
+        algorithm = algorithm_from_checkpoint(args.checkpoint)
+        sr_files = write_dicom_srs(run_result, predictor.schema, args.dicom_sr, algorithm)
     written = write_outputs(run_result, predictor.schema, args.output, args.csv, args.overlays)
     for f in run_result.failures:
         print(f"failed: study {f.study} ({f.folder}): {f.reason}", file=sys.stderr)
@@ -78,4 +109,6 @@ def run(args: argparse.Namespace) -> int:
     for key in ("csv", "overlays"):
         if key in written:
             print(f"{key}: {written[key]}")
+    if sr_files is not None:
+        print(f"dicom-sr: {args.dicom_sr} ({len(sr_files)} reports)")
     return 0 if n_ok or not (n_bad or run_result.skipped_files) else 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 ACCEPTS_OVERRIDES = True
@@ -25,18 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spine_kp.config import ConfigError, parse_override_args
+    from spine_kp.config import parse_override_args
     from spine_kp.engine.config import load_experiment
+    from spine_kp.errors import UserError
     from spine_kp.pretrain import PRETRAIN_SIZE, run_pretrain
 
     if args.studies < 2:
-        print(f"error: --studies must be at least 2, got {args.studies}", file=sys.stderr)
-        return 2
-    try:
-        cfg = load_experiment(args.config, parse_override_args(list(getattr(args, "overrides", []) or [])))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(f"--studies must be at least 2, got {args.studies}")
+    if args.size is not None and not 32 <= args.size <= 1024:
+        raise UserError(f"--size must be in 32..1024, got {args.size}")
+    cfg = load_experiment(args.config, parse_override_args(list(getattr(args, "overrides", []) or [])))
     t0 = time.perf_counter()
     result = run_pretrain(
         cfg, args.out, args.studies, args.seed, args.workers, resume=args.resume,

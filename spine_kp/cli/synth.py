@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -15,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sagittal image rows, e.g. 256..512 (default: 384-512 drawn per study)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--preview", action="store_true", help="also save OUT/preview.png")
-    parser.add_argument("--schema", default=None, help="landmark schema YAML or packaged name (default: default)")
+    parser.add_argument("--schema", default=None, help="schema YAML or packaged name (default, tianchi)")
     parser.add_argument("--no-axial", action="store_true", help="omit the T2 axial series")
     parser.add_argument("--no-tricky", action="store_true", help="omit the tricky cases")
     parser.add_argument("--randomize", action="store_true",
@@ -25,17 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spine_kp.io.synth import make_dataset
-    from spine_kp.schema import SchemaError, load_schema
+    from spine_kp.errors import UserError
+    from spine_kp.schema import load_schema
+    from spine_kp.synth import make_dataset
 
     if args.studies < 0:
-        print(f"spine-kp synth: --studies must be >= 0, got {args.studies}", file=sys.stderr)
-        return 2
+        raise UserError(f"--studies must be >= 0, got {args.studies}")
     if args.size is not None and not 32 <= args.size <= 1024:
-        print(f"spine-kp synth: --size must be in 32..1024, got {args.size}", file=sys.stderr)
-        return 2
+        raise UserError(f"--size must be in 32..1024, got {args.size}")
+    schema = load_schema(args.schema)
     try:
-        schema = load_schema(args.schema)
         summary = make_dataset(
             args.out,
             args.studies,
@@ -49,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
             tricky=not args.no_tricky,
             randomize=args.randomize,
         )
-    except (FileExistsError, ValueError, SchemaError) as exc:
-        print(f"spine-kp synth: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a schema the phantom cannot draw; the message names the landmark or grade
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"schema {args.schema}: {exc}" if args.schema else str(exc)) from exc
     print(summary.describe())
     return 0

@@ -23,31 +23,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "ignored with --resume",
     )
     p.add_argument("--fold", type=int, default=None, help="k-fold split index (data.num_folds folds)")
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="train on the annotated studies found under --data and warn with the count of the others "
+        "(data.skip_missing); without it a missing study is an error that lists them",
+    )
     p.add_argument("--fast-dev-run", action="store_true", help="one train and one val batch, no checkpoints")
     p.epilog = "Any config key can be overridden: --model.backbone efficientnet_b0 --trainer.max_epochs 5"
 
 
 def run(args: argparse.Namespace) -> int:
-    from spine_kp.config import ConfigError, parse_override_args
+    from spine_kp.config import parse_override_args
     from spine_kp.engine.config import load_experiment
     from spine_kp.engine.train import train
-    from spine_kp.predict.predictor import CheckpointError
 
-    try:
-        overrides = parse_override_args(list(getattr(args, "overrides", []) or []))
-        overrides["data.root"] = args.data
-        overrides["data.annotations"] = args.annotations
-        if args.fold is not None:
-            overrides["data.fold"] = str(args.fold)
-        cfg = load_experiment(args.config, overrides)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        result = train(cfg, args.out, resume=args.resume, fast_dev_run=args.fast_dev_run, init=args.init)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # Config, annotation, data and checkpoint mistakes are UserErrors: spine-kp prints them as one error line.
+    overrides = parse_override_args(list(getattr(args, "overrides", []) or []))
+    overrides["data.root"] = args.data
+    overrides["data.annotations"] = args.annotations
+    if args.fold is not None:
+        overrides["data.fold"] = str(args.fold)
+    if args.skip_missing:
+        overrides["data.skip_missing"] = "true"
+    cfg = load_experiment(args.config, overrides)
+    result = train(cfg, args.out, resume=args.resume, fast_dev_run=args.fast_dev_run, init=args.init)
+    if result.skipped:
+        print(
+            f"warning: trained without {len(result.skipped)} annotated record(s) not found under {args.data} "
+            f"(--skip-missing): {'; '.join(result.skipped[:3])}{'; ...' if len(result.skipped) > 3 else ''}",
+            file=sys.stderr,
+        )
     if result.init_report is not None:
         print(f"init: {result.init_report.summary()}")
     print(f"run directory: {result.run_dir}")

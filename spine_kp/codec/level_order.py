@@ -18,22 +18,25 @@ discs alternate in the default schema, so one step is half a motion segment.
 Ends outside the image: a field of view often starts below T12 or ends above S1. A chain that must place every
 landmark then pushes the levels it does see along by one (T12 put on the topmost visible body, L1 on L2, ...).
 So the landmarks at either END of the chain may instead be declared absent, at a fixed cost
-``-w_peak * log(absent_score)`` each and with no step terms: the chain keeps a landmark only when its peak and
-its geometry together cost less than calling it outside the image. Only a prefix and a suffix of the chain can
-be absent; a gap in the middle cannot (a visible spine has no missing level). ``absent_score = 0`` disables this.
+``-w_peak * log(absent_score * typical)`` each and with no step terms, ``typical`` being the median of the
+channels' best peaks in this image (relative, so a weakly trained network does not call its whole chain absent):
+the chain keeps a landmark only when its peak and its geometry together cost less than calling it outside the
+image. Only a prefix and a suffix of the chain can be absent; a gap in the middle cannot (a visible spine has no
+missing level). ``absent_score = 0`` disables this.
 
 Frames: candidates are (x, y) in any pixel frame with square-enough pixels (the input frame of the network).
+
+All of it is numpy (prediction through ONNX Runtime needs no torch); tensors in give tensors out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from spine_kp.codec.heatmap import HeatmapCodec, cells_to_pixels
+from spine_kp.codec.heatmap import HeatmapCodec, as_numpy, cells_to_pixels
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class LevelOrderConfig:
     w_order: float = 20.0
     order_margin: float = 0.3
     min_score: float = 1e-4
-    absent_score: float = 0.05
+    absent_score: float = 0.15  # relative to the image's median best peak; 0 disables absent chain ends
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.absent_score < 1.0:
@@ -63,8 +66,9 @@ def _axis_and_step(xy: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, flo
         weights: (K,) their scores.
     """
     k = len(xy)
-    centre = np.average(xy, axis=0, weights=weights + 1e-6)
-    cov = np.cov((xy - centre).T, aweights=weights + 1e-6) if k > 2 else np.eye(2)
+    w = np.clip(weights, 0.0, None) + 1e-6  # an untrained network's peaks can be negative; weights cannot
+    centre = np.average(xy, axis=0, weights=w)
+    cov = np.cov((xy - centre).T, aweights=w) if k > 2 else np.eye(2)
     eigval, eigvec = np.linalg.eigh(np.atleast_2d(cov))
     axis = eigvec[:, int(np.argmax(eigval))]
     # Orient caudally: sagittal MR is displayed head up (rows run head -> feet), so the spine axis points down
@@ -102,7 +106,9 @@ def decode_level_order(cand_xy: np.ndarray, cand_scores: np.ndarray, cfg: LevelO
     ends = cfg.absent_score > 0
     pre, post = num_m, num_m + 1
     num_s = num_m + 2 if ends else num_m
-    absent_cost = -cfg.w_peak * np.log(cfg.absent_score) if ends else np.inf
+    # Relative to this image's typical peak, so a weakly trained network does not call its whole chain absent.
+    typical = float(np.clip(np.median(cand_scores[np.arange(num_k), best]), cfg.min_score, 1.0))
+    absent_cost = -cfg.w_peak * np.log(max(cfg.absent_score * typical, cfg.min_score)) if ends else np.inf
     unary = np.full((num_k, num_s), absent_cost)
     unary[:, :num_m] = -cfg.w_peak * np.log(np.clip(cand_scores, cfg.min_score, None))
     cost = unary[0].copy()  # (S,)
@@ -146,51 +152,57 @@ def order_violations(xy: np.ndarray) -> int:
     return int(np.sum(np.diff(xy, axis=0) @ axis <= 0))
 
 
-def heatmap_candidates(heatmaps: torch.Tensor, codec: HeatmapCodec, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _max_pool3(x: np.ndarray) -> np.ndarray:
+    """3 x 3 maximum filter over the last two axes; outside the map counts as -inf."""
+    pad = [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)]
+    p = np.pad(x, pad, constant_values=-np.inf)
+    rows = np.maximum(np.maximum(p[..., :-2, :], p[..., 1:-1, :]), p[..., 2:, :])
+    return np.maximum(np.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
+
+
+def heatmap_candidates(heatmaps: Any, codec: HeatmapCodec, top_k: int) -> tuple[Any, Any]:
     """Top-``top_k`` local maxima of every heatmap, refined to sub-pixel positions by the codec.
 
     Args:
-        heatmaps: (B, K, h, w).
+        heatmaps: (B, K, h, w) ndarray or tensor (computed in numpy; a tensor gets tensors back on its device).
         codec: gives the stride and the sub-cell refinement (same as its ``decode``).
         top_k: candidates per map (M); maps with fewer local maxima repeat their best one with score 0.
 
     Returns:
-        ``(xy (B, K, M, 2) input pixels, scores (B, K, M) peak values)``, best first.
+        ``(xy (B, K, M, 2) input pixels, scores (B, K, M) peak values)``, best first (ties: lower flat index first).
     """
-    hm = heatmaps.detach().float()
+    hm, back = as_numpy(heatmaps)
     b, k, h, w = hm.shape
     m = max(1, min(top_k, h * w))
-    pooled = F.max_pool2d(hm, kernel_size=3, stride=1, padding=1)
-    peaks = torch.where(hm >= pooled, hm, torch.full_like(hm, -1.0))  # non-maximum suppression
-    scores, flat = peaks.reshape(b, k, -1).topk(m, dim=-1)  # (B, K, M)
+    peaks = np.where(hm >= _max_pool3(hm), hm, np.float32(-1.0)).reshape(b, k, -1)  # non-maximum suppression
+    flat = np.argsort(-peaks, axis=-1, kind="stable")[..., :m]  # (B, K, M)
+    scores = np.take_along_axis(peaks, flat, axis=-1)
     real = scores > -1.0
-    first = flat[..., :1].expand_as(flat)
-    flat = torch.where(real, flat, first)
-    scores = torch.where(real, scores, torch.zeros_like(scores))
-    uv = torch.stack([flat % w, torch.div(flat, w, rounding_mode="floor")], dim=-1).to(hm.dtype)  # (B, K, M, 2)
+    flat = np.where(real, flat, flat[..., :1])
+    scores = np.where(real, scores, np.float32(0.0))
+    uv = np.stack([flat % w, flat // w], axis=-1).astype(np.float32)  # (B, K, M, 2)
     refined = codec.refine_cells(hm.reshape(b * k, h, w), uv.reshape(b * k, m, 2)).reshape(b, k, m, 2)
-    return cells_to_pixels(refined, codec.stride), scores
+    return back(cells_to_pixels(refined, codec.stride)), back(scores)
 
 
-def decode_batch(
-    heatmaps: torch.Tensor, codec: HeatmapCodec, cfg: LevelOrderConfig | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_batch(heatmaps: Any, codec: HeatmapCodec, cfg: LevelOrderConfig | None = None) -> tuple[Any, Any]:
     """Decode landmarks with level-order DP (or plain per-channel decoding when ``cfg.enabled`` is False).
 
     Args:
-        heatmaps: (B, K, h, w), channels in schema (cranio-caudal) order.
+        heatmaps: (B, K, h, w) ndarray or tensor, channels in schema (cranio-caudal) order.
 
     Returns:
-        ``(coords (B, K, 2) input pixels, scores (B, K) peak values)`` on the heatmaps' device. A landmark declared
-        outside the image (see the module docstring) gets its channel's best peak as position and score 0.
+        ``(coords (B, K, 2) input pixels, scores (B, K) peak values)``: float32 ndarrays, or tensors on the heatmaps'
+        device for a tensor input. A landmark declared outside the image (see the module docstring) gets its
+        channel's best peak as position and score 0.
     """
     cfg = cfg or LevelOrderConfig()
     if not cfg.enabled or heatmaps.shape[1] < 2:
         return codec.decode(heatmaps)
-    xy, scores = heatmap_candidates(heatmaps, codec, cfg.top_k)
-    xy_np, sc_np = xy.cpu().numpy(), scores.cpu().numpy()
-    choice = np.stack([decode_level_order(xy_np[i], sc_np[i], cfg) for i in range(len(xy_np))])  # (B, K)
-    absent = torch.from_numpy(choice < 0).to(xy.device)
-    idx = torch.from_numpy(np.maximum(choice, 0)).to(xy.device)  # candidate 0 is the channel's best peak
-    coords = xy.gather(2, idx[:, :, None, None].expand(-1, -1, 1, 2))[:, :, 0]
-    return coords, scores.gather(2, idx[:, :, None])[:, :, 0].masked_fill(absent, 0.0)
+    hm, back = as_numpy(heatmaps)
+    xy, scores = heatmap_candidates(hm, codec, cfg.top_k)  # (B, K, M, 2), (B, K, M)
+    choice = np.stack([decode_level_order(xy[i], scores[i], cfg) for i in range(len(xy))])  # (B, K)
+    idx = np.maximum(choice, 0)[:, :, None]  # candidate 0 is the channel's best peak
+    coords = np.take_along_axis(xy, idx[..., None], axis=2)[:, :, 0]
+    picked = np.where(choice < 0, np.float32(0.0), np.take_along_axis(scores, idx, axis=2)[:, :, 0])
+    return back(coords.astype(np.float32)), back(picked.astype(np.float32))

@@ -15,7 +15,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from spine_kp.data.dataset import SpineDataset, collate_samples, resolve_records
+from spine_kp.data.dataset import MissingDataError, SpineDataset, collate_samples, resolve_records
 from spine_kp.data.labels import LabelStats, label_stats
 from spine_kp.data.transforms import AugmentConfig
 from spine_kp.io.annotations import read_annotations
@@ -133,7 +133,7 @@ class SpineDataModule(pl.LightningDataModule):
         studies = scan(cfg.root, workers=cfg.scan_workers).studies
         records, self.skipped = resolve_records(records, studies, cfg.skip_missing, cfg.root)
         if not records:
-            raise ValueError(f"{cfg.annotations}: no annotated study could be loaded from {cfg.root}")
+            raise MissingDataError(f"{cfg.annotations}: no annotated study could be loaded from {cfg.root}")
         train_uids, val_uids = split_studies(
             (r.study_uid for r in records), cfg.val_fraction, cfg.seed, cfg.fold, cfg.num_folds
         )

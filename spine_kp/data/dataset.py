@@ -80,10 +80,13 @@ def resolve_records(
     if problems and not skip_missing:
         shown = "; ".join(problems[:10]) + (f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
         raise MissingDataError(
-            f"{len(problems)} annotated record(s) cannot be loaded: {shown}. Fix the data root or pass skip_missing"
+            f"{len(problems)} annotated record(s) cannot be loaded: {shown}. Fix the data root, or pass --skip-missing "
+            "(data.skip_missing: true) to train on the others"
         )
     if problems:
-        log.warning("skipping %d annotated record(s): %s", len(problems), "; ".join(problems))
+        log.warning(
+            "skipping %d of %d annotated record(s) (skip_missing): %s", len(problems), len(records), "; ".join(problems)
+        )
     return kept, problems
 
 

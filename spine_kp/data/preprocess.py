@@ -12,22 +12,27 @@ pixel over the image; :class:`Geometry` stores both, so the mapping stays exact.
 Coordinate frame (see :mod:`spine_kp.types`): a point is ``(x, y)`` = (column, row) in pixels, origin at the
 centre of the top-left pixel. Resizing uses half-pixel centres (``align_corners=False``), so a point maps as
 ``x_input = x_orig * scale_x + offset_x`` where the offset includes the half-pixel shift and the padding.
+
+Everything here is numpy, so prediction through ONNX Runtime runs without torch: the resize is torch's antialiased
+bilinear interpolation (``F.interpolate(..., antialias=True)``, the PIL filter) written out, and only
+:func:`prepare_slice` (the training and torch-prediction entry) turns the result into a tensor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from spine_kp.data.intensity import DEFAULT_PERCENTILES, normalize_intensity
 from spine_kp.types import Slice
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+if TYPE_CHECKING:
+    import torch
+
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 @dataclass(frozen=True)
@@ -83,11 +88,11 @@ class Geometry:
         return self.to_original(xy_input) * _pair(xy_input, (self.spacing[1], self.spacing[0]))
 
 
-def _pair(like: np.ndarray | torch.Tensor, values: tuple[float, float]) -> np.ndarray | torch.Tensor:
-    """(2,) array of ``values`` matching the type, float dtype and device of ``like``."""
-    if isinstance(like, torch.Tensor):
-        dtype = like.dtype if like.is_floating_point() else torch.float64
-        return torch.tensor(values, dtype=dtype, device=like.device)
+def _pair(like: Any, values: tuple[float, float]) -> Any:
+    """(2,) array of ``values`` matching the type, float dtype and device of ``like`` (ndarray or tensor)."""
+    if not isinstance(like, np.ndarray) and hasattr(like, "is_floating_point"):  # a torch tensor
+        floating = like if like.is_floating_point() else like.double()
+        return floating.new_tensor(values)
     arr = np.asarray(like)
     dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64
     return np.asarray(values, dtype=dtype)
@@ -107,10 +112,55 @@ def to_original(coords: ArrayT, geometry: Geometry | Sequence[Geometry]) -> Arra
         return geometry.to_original(coords)
     if len(geometry) != coords.shape[0]:
         raise ValueError(f"to_original: {coords.shape[0]} coordinate sets but {len(geometry)} geometries")
-    rows = [g.to_original(coords[i]) for i, g in enumerate(geometry)]
-    if isinstance(coords, torch.Tensor):
-        return torch.stack(rows) if rows else coords.clone()
-    return np.stack(rows) if rows else np.array(coords, copy=True)
+    if not len(geometry):
+        return coords * 1.0  # an empty copy of the same kind
+    scale = np.array([(g.scale_x, g.scale_y) for g in geometry])[:, None]  # (N, 1, 2)
+    offset = np.array([(g.offset_x, g.offset_y) for g in geometry])[:, None]
+    if isinstance(coords, np.ndarray):
+        dtype = coords.dtype if np.issubdtype(coords.dtype, np.floating) else np.float64
+        return (coords - offset.astype(dtype)) / scale.astype(dtype)
+    floating = coords if coords.is_floating_point() else coords.double()  # a torch tensor
+    return (floating - floating.new_tensor(offset)) / floating.new_tensor(scale)
+
+
+def _resize_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Taps of antialiased linear resampling from ``n_in`` to ``n_out`` pixels along one axis (half-pixel centres).
+
+    The triangle filter is stretched by the scale when shrinking (PIL's filter, which ``F.interpolate(...,
+    antialias=True)`` implements), and the weights are normalised. Float32 arithmetic, as torch's, so both agree to
+    float rounding.
+
+    Returns:
+        ``(index (n_out, T) input pixels, weight (n_out, T))``; unused taps have weight 0.
+    """
+    f = np.float32
+    scale = f(n_in) / f(n_out)
+    support, inv_scale = (scale, f(1.0) / scale) if scale >= 1.0 else (f(1.0), f(1.0))
+    centre = scale * (np.arange(n_out, dtype=f) + f(0.5))
+    lo = np.maximum(np.trunc(centre - support + f(0.5)).astype(np.int64), 0)
+    hi = np.minimum(np.trunc(centre + support + f(0.5)).astype(np.int64), n_in)
+    idx = lo[:, None] + np.arange(int((hi - lo).max()))
+    weight = np.maximum(f(1.0) - np.abs((idx.astype(f) - centre[:, None] + f(0.5)) * inv_scale), f(0.0))
+    weight = weight * (idx < hi[:, None])
+    total = weight.sum(axis=1, keepdims=True, dtype=f)
+    weight = np.divide(weight, total, out=np.zeros_like(weight), where=total != 0)
+    return np.minimum(idx, n_in - 1), weight
+
+
+def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Antialiased bilinear resize of a (C, H, W) float32 image to (C, H_out, W_out), separable (width, then height).
+
+    Equals ``F.interpolate(image[None], size, mode="bilinear", align_corners=False, antialias=True)[0]`` to float
+    rounding.
+    """
+    out = np.asarray(image, dtype=np.float32)
+    if size[1] != out.shape[2]:
+        idx, weight = _resize_weights(out.shape[2], int(size[1]))
+        out = (out[:, :, idx] * weight).sum(axis=-1, dtype=np.float32)  # (C, H, W_out, T) -> (C, H, W_out)
+    if size[0] != out.shape[1]:
+        idx, weight = _resize_weights(out.shape[1], int(size[0]))
+        out = (out[:, idx, :] * weight[:, :, None]).sum(axis=2, dtype=np.float32)  # (C, H_out, T, W_out)
+    return out
 
 
 def fit_to_size(
@@ -133,7 +183,7 @@ def fit_to_size(
     Returns:
         (C, H_out, W_out) float32 image and the Geometry mapping original pixels to input pixels.
     """
-    img = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image, dtype=torch.float32)
+    img = np.asarray(image, dtype=np.float32)
     if img.ndim != 3:
         raise ValueError(f"fit_to_size expects (C, H, W), got shape {tuple(img.shape)}")
     h, w = int(img.shape[1]), int(img.shape[2])
@@ -144,13 +194,10 @@ def fit_to_size(
             raise ValueError("fit_to_size: target_spacing needs the image's pixel spacing")
         s = min(s, float(spacing[0]) / float(target_spacing))
     new_h, new_w = min(out_h, max(1, round(h * s))), min(out_w, max(1, round(w * s)))
-    if (new_h, new_w) != (h, w):
-        resized = F.interpolate(img[None], size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)[0]
-    else:
-        resized = img
+    resized = resize_bilinear(img, (new_h, new_w)) if (new_h, new_w) != (h, w) else img
     fill = float(resized.min()) if pad_value is None else float(pad_value)
     top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
-    out = torch.full((img.shape[0], out_h, out_w), fill, dtype=torch.float32)
+    out = np.full((img.shape[0], out_h, out_w), fill, dtype=np.float32)
     out[:, top : top + new_h, left : left + new_w] = resized
     # realised scales (after rounding); align_corners=False maps pixel centres as x' = (x + 0.5) * s - 0.5
     sx, sy = new_w / w, new_h / h
@@ -163,7 +210,7 @@ def fit_to_size(
         spacing=None if spacing is None else (float(spacing[0]), float(spacing[1])),
         input_shape=(out_h, out_w),
     )
-    return out.numpy(), geom
+    return out, geom
 
 
 def slice_channels(slc: Slice, neighbours: int) -> np.ndarray:
@@ -186,14 +233,14 @@ def slice_channels(slc: Slice, neighbours: int) -> np.ndarray:
     return np.asarray(stack[centre - neighbours : centre + neighbours + 1], dtype=np.float32)
 
 
-def prepare_slice(
+def prepare_image(
     slc: Slice,
     size: tuple[int, int],
     neighbours: int = 0,
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     target_spacing: float | None = None,
-) -> tuple[torch.Tensor, Geometry]:
-    """Turn a decoded slice into a network input: channels, normalization, letterbox.
+) -> tuple[np.ndarray, Geometry]:
+    """Turn a decoded slice into a network input: channels, normalization, letterbox (numpy).
 
     Args:
         slc: the decoded slice (with ``stack`` when ``neighbours > 0``).
@@ -203,8 +250,21 @@ def prepare_slice(
         target_spacing: mm per input pixel (see :func:`fit_to_size`); None fits the image to ``size``.
 
     Returns:
-        (2k+1, H, W) float32 tensor and its Geometry (original pixels <-> input pixels, with the spacing).
+        (2k+1, H, W) float32 array and its Geometry (original pixels <-> input pixels, with the spacing).
     """
     channels = normalize_intensity(slice_channels(slc, neighbours), percentiles)
-    image, geom = fit_to_size(channels, size, spacing=slc.spacing, target_spacing=target_spacing)
+    return fit_to_size(channels, size, spacing=slc.spacing, target_spacing=target_spacing)
+
+
+def prepare_slice(
+    slc: Slice,
+    size: tuple[int, int],
+    neighbours: int = 0,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    target_spacing: float | None = None,
+) -> tuple[torch.Tensor, Geometry]:
+    """:func:`prepare_image` as a (2k+1, H, W) float32 tensor (training and the torch predictor)."""
+    import torch  # only this entry needs torch: the module stays importable without it (ONNX Runtime prediction)
+
+    image, geom = prepare_image(slc, size, neighbours, percentiles, target_spacing)
     return torch.from_numpy(image), geom

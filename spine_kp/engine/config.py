@@ -2,8 +2,8 @@
 
 Sections: ``model`` (registry keys and widths), ``codec`` (heatmap stride/sigma), ``data`` (input size,
 augmentation, split), ``loss``, ``optim``, ``trainer`` (Lightning: accelerator, devices, precision,
-strategy), ``decode`` (level-order decoding), ``grade_stage`` (the optional crop grading stage, see
-:mod:`spine_kp.grading`) and ``seed``/``deterministic``.
+strategy), ``decode`` (level-order decoding), ``calibration`` (grade temperature scaling),
+``grade_stage`` (the optional crop grading stage, see :mod:`spine_kp.grading`) and ``seed``/``deterministic``.
 """
 
 from __future__ import annotations
@@ -76,6 +76,15 @@ class TrainerConfig:
 
 
 @dataclass(frozen=True)
+class CalibrationConfig:
+    """Temperature scaling of the grade probabilities, fitted on the validation split every validation epoch and
+    stored in each checkpoint (see :mod:`spine_kp.engine.calibration`)."""
+
+    enabled: bool = True
+    min_points: int = 20  # a kind with fewer graded validation landmarks keeps T = 1
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """Everything needed to train (and, stored in the checkpoint, to predict)."""
 
@@ -90,6 +99,7 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     decode: LevelOrderConfig = field(default_factory=LevelOrderConfig)
     grade_stage: GradeStageConfig = field(default_factory=GradeStageConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
 
 def resolve_config_path(name: str | Path) -> Path:

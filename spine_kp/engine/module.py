@@ -22,6 +22,7 @@ from torch import Tensor
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.config import from_dict
 from spine_kp.data.labels import LabelStats
+from spine_kp.engine.calibration import CHECKPOINT_KEY, Calibration, GradeLogits, fit_calibration, merge
 from spine_kp.engine.config import ExperimentConfig
 from spine_kp.engine.losses import heatmap_loss, multi_label_loss, single_label_loss
 from spine_kp.evaluation.evaluate import evaluate_records
@@ -70,6 +71,9 @@ class LandmarkModule(pl.LightningModule):
             self.register_buffer(f"grade_mask_{kind.name}", mask)
         self.register_buffer("landmark_mask", torch.as_tensor(self.trained.landmarks, dtype=torch.float32))
         self._val_records: list[StudyRecord] = []
+        self._val_logits = GradeLogits()
+        # grade temperatures of the current weights (spine_kp.engine.calibration); None until fitted
+        self.calibration: Calibration | None = None
 
     @staticmethod
     def load_checkpoint_config(path: str | Path) -> dict[str, Any]:
@@ -141,10 +145,14 @@ class LandmarkModule(pl.LightningModule):
     # ------------------------------------------------------------------ validation = predictor + evaluator
     def on_validation_epoch_start(self) -> None:
         self._val_records = []
+        self._val_logits.clear()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         images = batch["image"]
-        losses = self.compute_losses(batch, self.model(images, batch["keypoints"]))
+        out = self.model(images, batch["keypoints"])
+        losses = self.compute_losses(batch, out)
+        if self.cfg.calibration.enabled:  # grade logits at the ground-truth landmarks, for the temperature fit
+            self._val_logits.add(out["grade_logits"], batch["grades"], batch["grade_mask"])
         self.log("val/loss", losses["total"], batch_size=images.shape[0], sync_dist=True)
         pred = infer_batch(self.model, images, self.codec, self.schema, self.trained, self.cfg.decode)
         for i, geom in enumerate(batch["geometry"]):
@@ -164,6 +172,8 @@ class LandmarkModule(pl.LightningModule):
             )
 
     def on_validation_epoch_end(self) -> None:
+        if self.cfg.calibration.enabled and not self.trainer.sanity_checking:
+            self._fit_calibration()
         records = self._val_records
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[list[StudyRecord]] = [[] for _ in range(torch.distributed.get_world_size())]
@@ -186,6 +196,24 @@ class LandmarkModule(pl.LightningModule):
         }
         self.log_dict(metrics, prog_bar=True, sync_dist=False)
         self._val_records = []
+
+    def _fit_calibration(self) -> None:
+        """Fit the grade temperatures on this epoch's validation logits (all ranks' together)."""
+        arrays = self._val_logits.arrays()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, arrays)
+            arrays = merge(gathered)
+        self.calibration = fit_calibration(arrays, self.schema, self.trained, self.cfg.calibration.min_points)
+        self.log_dict({f"calib/T_{k}": t for k, t in self.calibration.temperatures.items()}, sync_dist=False)
+        self._val_logits.clear()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.cfg.calibration.enabled and self.calibration is not None:  # disabled: no stale temperatures either
+            checkpoint[CHECKPOINT_KEY] = self.calibration.to_checkpoint()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.calibration = Calibration.from_checkpoint(checkpoint.get(CHECKPOINT_KEY))
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

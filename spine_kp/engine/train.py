@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
 from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
+from spine_kp.errors import MissingInputError
 from spine_kp.grading.stage import attach_grade_stage, train_grade_stage
 from spine_kp.io.atomic import atomic_write_text
+from spine_kp.predict.predictor import CheckpointError
 from spine_kp.schema import load_schema
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class TrainResult:
     epochs: int
     init_report: InitReport | None = None
     grade_stage: dict[str, Any] | None = None
+    skipped: tuple[str, ...] = ()  # data.skip_missing: one line per annotated record left out
 
 
 def build_trainer(
@@ -126,8 +130,9 @@ def train(
             grade name; see :mod:`spine_kp.engine.init_weights`). Ignored with ``resume``: last.ckpt wins.
 
     Raises:
-        FileNotFoundError: ``resume`` without ``run_dir/checkpoints/last.ckpt``.
-        CheckpointError: ``init`` is not a spine_kp checkpoint, or nothing of it fits the model.
+        FileNotFoundError: ``resume`` without ``run_dir/checkpoints/last.ckpt`` (a :class:`MissingInputError`).
+        CheckpointError: ``init`` (or, with ``resume``, last.ckpt) is not a spine_kp checkpoint, or nothing of
+            ``init`` fits the model.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -136,9 +141,12 @@ def train(
     ckpt_path = None
     if resume:
         if not last.exists():
-            raise FileNotFoundError(f"--resume: {last} does not exist (nothing to continue)")
+            raise MissingInputError(f"--resume: {last} does not exist (nothing to continue)")
         ckpt_path = str(last)
-        stored = LandmarkModule.load_checkpoint_config(last)
+        try:
+            stored = LandmarkModule.load_checkpoint_config(last)
+        except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            raise CheckpointError(f"--resume: {last} is not a spine_kp checkpoint ({exc!r})") from None
         if stored != experiment_to_dict(cfg):
             log.warning("resuming %s with a config that differs from the checkpoint's; using the new one", last)
         if init is not None:
@@ -189,6 +197,7 @@ def train(
         epochs=trainer.current_epoch,
         init_report=init_report,
         grade_stage=stage_metrics,
+        skipped=tuple(datamodule.skipped),
     )
 
 

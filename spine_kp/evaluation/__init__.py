@@ -1,12 +1,16 @@
 """Evaluation with the 8 mm rules (SPEC section 4): pure numpy, no torch.
 
 Layers, each usable alone: :mod:`matching` (the rules on arrays: one study or a padded batch), :mod:`metrics`
-(AP, F1), :mod:`localization` (errors in mm), :mod:`encode` (records -> arrays), :mod:`spacing` (where the pixel
-spacing comes from), :mod:`evaluate` (records/files -> :class:`EvaluationResult`), :mod:`report` (tables, plots).
+(AP, F1), :mod:`baseline_f1` (the competition baseline's macro F1), :mod:`calibration` (ECE, Brier score,
+temperature scaling), :mod:`localization` (errors in mm), :mod:`encode` (records -> arrays), :mod:`spacing` (where
+the pixel spacing comes from), :mod:`evaluate` (records/files -> :class:`EvaluationResult`), :mod:`report` (tables,
+plots).
 """
 
 from __future__ import annotations
 
+from spine_kp.evaluation.baseline_f1 import BaselineF1
+from spine_kp.evaluation.calibration import Reliability, fit_temperature, reliability
 from spine_kp.evaluation.encode import Encoder
 from spine_kp.evaluation.evaluate import EvaluationResult, evaluate_files, evaluate_records
 from spine_kp.evaluation.matching import GroundTruth, Predictions, StudyMatch, match_study
@@ -14,18 +18,22 @@ from spine_kp.evaluation.metrics import ClassResult, average_precision, pr_curve
 from spine_kp.evaluation.spacing import SpacingError, fill_spacing
 
 __all__ = [
+    "BaselineF1",
     "ClassResult",
     "Encoder",
     "EvaluationResult",
     "GroundTruth",
     "Predictions",
+    "Reliability",
     "SpacingError",
     "StudyMatch",
     "average_precision",
     "evaluate_files",
     "evaluate_records",
     "fill_spacing",
+    "fit_temperature",
     "match_study",
     "pr_curve",
+    "reliability",
     "support_weighted_f1",
 ]

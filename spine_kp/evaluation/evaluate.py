@@ -4,6 +4,9 @@ Studies are matched in padded batches (:mod:`spine_kp.evaluation.encode`), in so
 per-study step is independent of point order and the pooled figures are order-free (integer counts, tie-grouped AP,
 sorted errors), so the result does not depend on the order of studies or points in either file. Several records
 with the same ``studyUid`` are merged. Prediction points without a ``score`` rank as score 1.0.
+
+Beside the 8 mm rules: the competition baseline's macro F1 at 6 mm (:mod:`spine_kp.evaluation.baseline_f1`) and the
+calibration of the emitted scores, ECE and Brier score per kind (:mod:`spine_kp.evaluation.calibration`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spine_kp.evaluation.baseline_f1 import BASELINE_RADIUS, BaselineF1, baseline_f1
+from spine_kp.evaluation.calibration import N_BINS, Reliability, reliability
 from spine_kp.evaluation.encode import Encoder, batches, pad_ground_truth, pad_predictions
 from spine_kp.evaluation.localization import (
     LocalizationSummary,
@@ -53,6 +58,8 @@ class EvaluationResult:
         n_studies: ground-truth studies evaluated.
         missing_studies: ground-truth studies without predictions (all their points are FN / never predicted).
         unknown_studies: predicted studies absent from the ground truth (ignored).
+        baseline: the competition baseline's macro F1 at 6 mm and its confusion matrix (``baseline_macro_f1``).
+        calibration: reliability bins, ECE and Brier score of the emitted scores per kind, then of all points.
         curves: class name -> (recall, precision) operating points, for plots.
         errors: identification -> localization errors in mm (NaN = never predicted), for plots.
     """
@@ -68,6 +75,8 @@ class EvaluationResult:
     n_studies: int
     missing_studies: tuple[str, ...]
     unknown_studies: tuple[str, ...]
+    baseline: BaselineF1 | None = field(default=None, compare=False)
+    calibration: tuple[Reliability, ...] = field(default=(), compare=False)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
     errors: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -79,6 +88,11 @@ class EvaluationResult:
     @property
     def undefined_classes(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.classes if not c.defined)
+
+    @property
+    def baseline_macro_f1(self) -> float | None:
+        """The competition baseline's macro F1 (see :mod:`spine_kp.evaluation.baseline_f1`)."""
+        return self.baseline.macro_f1 if self.baseline is not None else None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -92,6 +106,13 @@ class EvaluationResult:
             "localization": self.localization.to_dict(),
             "f1_6mm": self.f1_6mm,
             "f1": {"radius_mm": self.f1_radius, "per_class": [c.to_dict() for c in self.f1_per_class]},
+            "baseline_macro_f1": self.baseline_macro_f1,
+            "baseline_f1": self.baseline.to_dict() if self.baseline is not None else None,
+            "calibration": {
+                "radius_mm": self.radius,
+                "n_bins": self.calibration[0].counts.size if self.calibration else N_BINS,
+                "per_kind": [r.to_dict() for r in self.calibration],
+            },
             "missing_studies": list(self.missing_studies),
             "unknown_studies": list(self.unknown_studies),
         }
@@ -127,12 +148,15 @@ class _Pool:
     f1_gt: list[np.ndarray] = field(default_factory=list)  # (k, C) graded landmarks
     f1_pred: list[np.ndarray] = field(default_factory=list)  # (k, C) their best prediction's classes
     f1_within: list[np.ndarray] = field(default_factory=list)  # (k,)
+    base_gt: list[np.ndarray] = field(default_factory=list)  # (g, C) baseline F1: classes, empty -> first grade
+    base_pred: list[np.ndarray] = field(default_factory=list)  # (g,) class of the paired prediction's top grade
 
     @classmethod
     def empty(cls, n_classes: int) -> _Pool:
         return cls(*(np.zeros(n_classes, dtype=np.int64) for _ in range(4)))
 
-    def add(self, gt: GroundTruth, pred: Predictions, m: StudyMatch, f1_radius: float) -> None:
+    def add(self, gt: GroundTruth, pred: Predictions, m: StudyMatch, f1_radius: float, first_class: np.ndarray) -> None:
+        """Add a batch; ``first_class`` maps identification codes to the class of their kind's first grade (or -1)."""
         self.tp += m.tp
         self.fp += m.fp
         self.fn += m.fn
@@ -142,18 +166,26 @@ class _Pool:
         err, best = localization_errors(gt, pred)  # (S, G)
         self.errors.append(err[gt.valid])
         self.err_ident.append(gt.ident[gt.valid])
+        paired = paired_classes(pred, best)  # (S, G, C)
         graded = gt.valid & ~gt.empty  # the competition figure grades only labelled landmarks
         self.f1_gt.append(gt.classes[graded])
-        self.f1_pred.append(paired_classes(pred, best)[graded])
+        self.f1_pred.append(paired[graded])
         self.f1_within.append(err[graded] <= f1_radius)  # NaN compares False: never predicted
+        # baseline rules: an empty label, or a prediction without a grade of the schema, is its kind's first grade
+        first = np.where(gt.valid, first_class[np.maximum(gt.ident, 0)], -1)  # (S, G)
+        as_first = (gt.empty & (first >= 0))[..., None] & (np.arange(gt.classes.shape[-1]) == first[..., None])
+        self.base_gt.append((gt.classes | as_first)[gt.valid])
+        self.base_pred.append(np.where(paired.any(axis=-1), paired.argmax(axis=-1), first)[gt.valid])
 
 
 def _class_results(
-    classes: Sequence[tuple[str, str]], pool: _Pool, n_gt: np.ndarray
+    classes: Sequence[tuple[str, str]], pool: _Pool, n_gt: np.ndarray, scores: np.ndarray, outcome: np.ndarray
 ) -> tuple[list[ClassResult], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Per-class counts and AP from the pooled, score-ranked predictions (ignored ones left out)."""
-    scores = _cat(pool.scores, (0,))
-    outcome = _cat(pool.outcomes, (0, len(classes)), np.int8)
+    """Per-class counts and AP from the pooled, score-ranked predictions (ignored ones left out).
+
+    Args:
+        scores: (N,) pooled prediction scores; outcome: (N, C) their matching outcome per class.
+    """
     results, curves = [], {}
     for c, (kind, grade) in enumerate(classes):
         counted = (outcome[:, c] == TP) | (outcome[:, c] == FP)
@@ -175,6 +207,28 @@ def _class_results(
         if res.defined:
             curves[res.name] = pr_curve(s, is_tp, res.n_gt)
     return results, curves
+
+
+def _calibration(
+    classes: Sequence[tuple[str, str]], kinds: Sequence[str], scores: np.ndarray, outcome: np.ndarray
+) -> tuple[Reliability, ...]:
+    """Reliability of the counted (TP or FP) (prediction, class) pairs, per kind and then all together."""
+    counted = (outcome == TP) | (outcome == FP)  # (N, C)
+    groups = [(kind, [c for c, (k, _) in enumerate(classes) if k == kind]) for kind in kinds]
+    out = []
+    for name, cols in [*groups, ("all", list(range(len(classes))))]:
+        rows, cc = np.nonzero(counted[:, cols])
+        out.append(reliability(scores[rows], outcome[:, cols][rows, cc] == TP, N_BINS, name))
+    return tuple(out)
+
+
+def _first_classes(enc: Encoder, schema: Schema) -> np.ndarray:
+    """(n_identifications,) class index of (kind, first grade) of each identification code; -1 outside the schema."""
+    index = {c: i for i, c in enumerate(enc.classes)}
+    return np.array(
+        [index[(schema.kind_of(n), schema.grades_of(n)[0])] if schema.has(n) else -1 for n in enc.identifications],
+        dtype=np.int64,
+    )
 
 
 def evaluate_records(
@@ -204,10 +258,13 @@ def evaluate_records(
     gt_flat = enc.flatten([_merge(u, gt_by[u]) for u in uids], need_spacing=True)
     pred_flat = enc.flatten([_merge(u, pred_by[u]) if u in pred_by else None for u in uids])
     pool = _Pool.empty(len(enc.classes))
+    first_class = _first_classes(enc, schema)
     for lo, hi in batches(gt_flat.counts, pred_flat.counts, len(enc.classes)):
         gt, pred = pad_ground_truth(gt_flat, lo, hi), pad_predictions(pred_flat, lo, hi)  # (S, G, ...), (S, P, ...)
-        pool.add(gt, pred, match_study(gt, pred, radius=radius, match_level=match_level), f1_radius)
-    class_results, curves = _class_results(enc.classes, pool, gt_flat.classes.sum(axis=0))
+        pool.add(gt, pred, match_study(gt, pred, radius=radius, match_level=match_level), f1_radius, first_class)
+    scores = _cat(pool.scores, (0,))
+    outcome = _cat(pool.outcomes, (0, len(enc.classes)), np.int8)
+    class_results, curves = _class_results(enc.classes, pool, gt_flat.classes.sum(axis=0), scores, outcome)
     all_err, all_ident = _cat(pool.errors, (0,)), _cat(pool.err_ident, (0,), np.int64)
     names = enc.identifications
     loc = summarize_by_identification(all_err, all_ident, names, radius)
@@ -216,6 +273,13 @@ def evaluate_records(
         _cat(pool.f1_pred, (0, len(enc.classes)), bool),
         _cat(pool.f1_within, (0,), bool),
         enc.classes,
+    )
+    base = baseline_f1(
+        _cat(pool.base_gt, (0, len(enc.classes)), bool),
+        _cat(pool.base_pred, (0,), np.int64),
+        all_err,
+        enc.classes,
+        radius=BASELINE_RADIUS,
     )
     return EvaluationResult(
         radius=float(radius),
@@ -229,6 +293,8 @@ def evaluate_records(
         n_studies=len(uids),
         missing_studies=tuple(sorted(set(gt_by) - set(pred_by))),
         unknown_studies=tuple(sorted(set(pred_by) - set(gt_by))),
+        baseline=base,
+        calibration=_calibration(enc.classes, [k.name for k in schema.kinds], scores, outcome),
         curves=curves,
         errors={n: all_err[all_ident == i] for i, n in enumerate(names) if np.any(all_ident == i)},
     )

@@ -1,4 +1,5 @@
-"""Human-readable output of an :class:`EvaluationResult`: text/markdown tables, JSON, PR-curve and error plots.
+"""Human-readable output of an :class:`EvaluationResult`: text/markdown tables, JSON, PR-curve, error and reliability
+plots.
 
 matplotlib is imported only when plotting, and through its object API (``Figure``), so no global backend state
 is touched. Every file is written atomically.
@@ -10,11 +11,16 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spine_kp.evaluation.calibration import Reliability
 from spine_kp.evaluation.evaluate import EvaluationResult
 from spine_kp.io.atomic import atomic_output, atomic_write_text
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 UNDEFINED = "-"
 MAX_LISTED = 20  # studies named in the tables before "... and N more"
@@ -39,8 +45,22 @@ def _studies(label: str, uids: Sequence[str]) -> str:
     return f"{label} ({len(uids)}): {shown}{more}"
 
 
+def _calibration_lines(result: EvaluationResult, markdown: bool) -> list[str]:
+    if not result.calibration:
+        return []
+    rows = [[c.name, str(c.n), _num(c.ece, 4), _num(c.brier, 4)] for c in result.calibration]
+    head = "## " if markdown else ""
+    return [
+        "",
+        f"{head}Calibration of the scores (every counted point and class at r = {result.radius:g} mm: score vs TP;"
+        f" ECE over {result.calibration[0].counts.size} equal-width bins)",
+        "",
+        _table(["kind", "points", "ECE", "Brier"], rows, markdown),
+    ]
+
+
 def format_result(result: EvaluationResult, markdown: bool = False) -> str:
-    """The per-class table, mAP, F1 at 6 mm and the localization table as text (or markdown)."""
+    """The per-class table, mAP, the two F1 figures at 6 mm, the localization and calibration tables as text."""
     r = result
     cls_rows = [
         [
@@ -79,6 +99,14 @@ def format_result(result: EvaluationResult, markdown: bool = False) -> str:
         f"mAP over {len(r.defined_classes)} classes with ground truth: {_num(r.map, 4)}"
         + (f" (undefined, left out: {', '.join(r.undefined_classes)})" if r.undefined_classes else ""),
         f"support-weighted F1 at {r.f1_radius:g} mm, one prediction per landmark (competition): {_num(r.f1_6mm, 4)}",
+        *(
+            [
+                f"baseline macro F1 at {r.baseline.radius:g} mm (rules of the competition baseline: top grade of one"
+                f" prediction per identification, {len(r.baseline.classes)} classes): {_num(r.baseline.macro_f1, 4)}"
+            ]
+            if r.baseline is not None
+            else []
+        ),
         "",
         f"{head}Localization (best-scored prediction of the same identification)",
         "",
@@ -87,6 +115,7 @@ def format_result(result: EvaluationResult, markdown: bool = False) -> str:
             loc_rows,
             markdown,
         ),
+        *_calibration_lines(r, markdown),
     ]
     if r.missing_studies:
         out += ["", _studies("studies without predictions (all ground truth counted FN)", r.missing_studies)]
@@ -183,8 +212,47 @@ def plot_errors(result: EvaluationResult, path: str | Path) -> Path:
     return Path(path)
 
 
+def _reliability_panel(ax: Axes, ax_n: Axes, rel: Reliability) -> None:
+    """Top: share of TPs per score bin (bars), the bins' mean score (dots) and the diagonal; bottom: points per bin."""
+    edges, used = rel.edges, rel.counts > 0
+    width = np.diff(edges)
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect")
+    ax.bar(edges[:-1][used], rel.accuracy[used], width=width[used], align="edge", alpha=0.7, label="TP share")
+    ax.plot(rel.confidence[used], rel.accuracy[used], "o", ms=3, color="tab:orange", label="mean score")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("share of TP", fontsize=8)
+    ax.set_title(f"{rel.name}: ECE {_num(rel.ece)}, Brier {_num(rel.brier)}, {rel.n} points", fontsize=9)
+    ax.tick_params(labelsize=7)
+    if rel.n:
+        ax.legend(fontsize=6, loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no counted prediction", ha="center", va="center", fontsize=8)
+    ax_n.bar(edges[:-1], rel.counts, width=width, align="edge", color="gray")
+    ax_n.set_xlabel("score", fontsize=8)
+    ax_n.set_ylabel("points", fontsize=8)
+    ax_n.tick_params(labelsize=7)
+
+
+def plot_reliability(result: EvaluationResult, path: str | Path) -> Path:
+    """Reliability diagram per kind and for all points: share of TPs per score bin against the diagonal, and the
+    number of points per bin below (see :mod:`spine_kp.evaluation.calibration`)."""
+    from matplotlib.figure import Figure
+
+    rels = result.calibration
+    fig = Figure(figsize=(3.4 * max(1, len(rels)), 4.6), layout="constrained")
+    axes = fig.subplots(2, max(1, len(rels)), squeeze=False, height_ratios=[3, 1], sharex="col")
+    for i, rel in enumerate(rels):
+        _reliability_panel(axes[0, i], axes[1, i], rel)
+    if not rels:
+        axes[0, 0].text(0.5, 0.5, "no calibration figures", ha="center", va="center")
+    _save(fig, Path(path))
+    return Path(path)
+
+
 def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``metrics.json``, ``report.md``, ``pr_curves.png`` and ``errors.png`` into ``out_dir`` (atomically).
+    """Write ``metrics.json``, ``report.md``, ``pr_curves.png``, ``errors.png`` and ``reliability.png`` into
+    ``out_dir`` (atomically).
 
     Returns:
         file name -> path written.
@@ -193,9 +261,11 @@ def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pat
     out.mkdir(parents=True, exist_ok=True)
     md = "# spine_kp evaluation\n\n" + format_result(result, markdown=True)
     md += "\n![precision-recall curves](pr_curves.png)\n\n![localization errors](errors.png)\n"
+    md += "\n![reliability of the scores](reliability.png)\n"
     return {
         "metrics.json": atomic_write_text(out / "metrics.json", to_json(result)),
         "report.md": atomic_write_text(out / "report.md", md),
         "pr_curves.png": plot_pr_curves(result, out / "pr_curves.png"),
         "errors.png": plot_errors(result, out / "errors.png"),
+        "reliability.png": plot_reliability(result, out / "reliability.png"),
     }

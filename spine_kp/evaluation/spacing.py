@@ -15,12 +15,13 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from spine_kp.errors import UserError
 from spine_kp.types import StudyRecord
 
 Spacing = tuple[float, float]
 
 
-class SpacingError(ValueError):
+class SpacingError(UserError, ValueError):
     """A ground-truth image has no known pixel spacing; the message names the study."""
 
 

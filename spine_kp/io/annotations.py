@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from spine_kp.errors import UserError
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.schema import Schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
@@ -26,7 +27,7 @@ from spine_kp.types import ImageAnnotation, Point, StudyRecord
 log = logging.getLogger(__name__)
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A malformed annotation / prediction file; the message names the record and field."""
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spine_kp.errors import UserError
 
-class IngestError(ValueError):
+
+class IngestError(UserError, ValueError):
     """A study or file cannot be used; the message names it and says what is wrong."""
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from spine_kp.io.dicom import StudyIndex, load_middle_slice, scan
-from spine_kp.predict.predictor import Predictor, SlicePrediction
+from spine_kp.predict.pipeline import SlicePrediction, SlicePredictor
 from spine_kp.types import Slice
 
 
@@ -85,7 +85,7 @@ def _batches(items: Iterable[Slice], size: int) -> Iterator[list[Slice]]:
 
 
 def predict_studies(
-    studies: list[StudyIndex], predictor: Predictor, options: PredictOptions, run: PredictRun | None = None
+    studies: list[StudyIndex], predictor: SlicePredictor, options: PredictOptions, run: PredictRun | None = None
 ) -> PredictRun:
     """Predict already-scanned studies (the middle frame of each chosen T2 sagittal series)."""
     run = run or PredictRun()
@@ -111,7 +111,9 @@ def predict_studies(
     return run
 
 
-def _run_batch(slices: list[Slice], predictor: Predictor, options: PredictOptions, run: PredictRun, bar: tqdm) -> None:
+def _run_batch(
+    slices: list[Slice], predictor: SlicePredictor, options: PredictOptions, run: PredictRun, bar: tqdm
+) -> None:
     # Slices of different sizes are fine: every one is letterboxed to the network input size.
     try:
         preds = predictor.predict(
@@ -133,7 +135,7 @@ def _run_batch(slices: list[Slice], predictor: Predictor, options: PredictOption
     bar.update(len(slices))
 
 
-def predict_folder(root: str | Path, predictor: Predictor, options: PredictOptions | None = None) -> PredictRun:
+def predict_folder(root: str | Path, predictor: SlicePredictor, options: PredictOptions | None = None) -> PredictRun:
     """Scan ``root`` and predict every study found in it.
 
     Returns:

@@ -158,3 +158,23 @@ def test_decode_batch_marks_absent_ends_with_score_zero():
 def test_absent_score_is_validated():
     with pytest.raises(ValueError, match="absent_score"):
         LevelOrderConfig(absent_score=1.0)
+
+
+def test_negative_peaks_of_an_untrained_network_decode():
+    """Raw heatmaps of an early network can be negative everywhere: decoding must not fail on them."""
+    truth = _spine()
+    cand = truth[:, None, :] + np.array([[0.0, 0.0], [30.0, 0.0]])[None]  # (K, 2, 2): the truth and a decoy
+    scores = np.tile([-0.001, -0.003], (len(truth), 1))
+    scores[::3, 0] = 0.002  # mixed signs, as in a barely trained network
+    choice = decode_level_order(cand, scores)
+    assert choice.shape == (len(truth),) and order_violations(cand[np.arange(len(truth)), np.maximum(choice, 0)]) == 0
+
+
+def test_a_weak_but_consistent_chain_is_kept_whole():
+    # A barely trained network: every peak is low, yet they form a clean chain. The absent cost is relative to
+    # the image's typical peak, so nothing is dropped (an absolute threshold would drop the whole chain).
+    truth = _spine()
+    cand, scores = _candidates_of(truth, score=0.02)
+    scores[:, 1] = 0.0005
+    choice = decode_level_order(cand, scores, LevelOrderConfig())
+    assert (choice == 0).all()

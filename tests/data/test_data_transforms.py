@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from spine_kp.data.transforms import AugmentConfig, Augmenter, sample_spatial
 from spine_kp.data.transforms_geometric import SpatialTransform, flip_columns
-from spine_kp.io.synth import SynthOptions, make_study
+from spine_kp.synth import SynthOptions, make_study
 
 SIZE = (128, 128)
 OFF = AugmentConfig(

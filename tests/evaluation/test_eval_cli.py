@@ -61,14 +61,42 @@ def test_report_writes_all_files_and_metrics_json_equals_the_library(files, tmp_
     out_dir = tmp_path / "rep"
     assert main(_args(files, "--report", str(out_dir))) == 0
     names = sorted(p.name for p in out_dir.iterdir())
-    assert names == ["errors.png", "metrics.json", "pr_curves.png", "report.md"]  # no temporary files left
+    assert names == ["errors.png", "metrics.json", "pr_curves.png", "reliability.png", "report.md"]  # no temp files
     lib = evaluate_files(*files, SCHEMA)
     assert json.loads((out_dir / "metrics.json").read_text()) == json.loads(json.dumps(lib.to_dict()))
     md = (out_dir / "report.md").read_text()
     assert "| vertebra/v2 |" in md and "mAP" in md and "pr_curves.png" in md
-    for png in ("pr_curves.png", "errors.png"):
+    for png in ("pr_curves.png", "errors.png", "reliability.png"):
         data = (out_dir / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_report_holds_the_reliability_plot_ece_brier_and_baseline_macro_f1(files, tmp_path, capsys):
+    out_dir = tmp_path / "rep"
+    assert main(_args(files, "--report", str(out_dir))) == 0
+    assert "baseline macro F1 at 6 mm" in capsys.readouterr().out
+    md = (out_dir / "report.md").read_text()
+    # counted points: vertebra 0.9 TP (bin 13) and 0.4 FP (bin 6); disc 0.8 TP (bin 12); ECE = sum n_b/N |acc - conf|
+    assert "| vertebra | 2 | 0.2500 | 0.0850 |" in md  # ECE (0.1 + 0.4) / 2, Brier (0.1^2 + 0.4^2) / 2
+    assert "| disc | 1 | 0.2000 | 0.0400 |" in md
+    assert "| all | 3 | 0.2333 | 0.0700 |" in md
+    assert "![reliability of the scores](reliability.png)" in md and (out_dir / "reliability.png").stat().st_size
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    per_kind = {k["kind"]: k for k in metrics["calibration"]["per_kind"]}
+    assert per_kind["vertebra"]["ece"] == pytest.approx(0.25) and per_kind["disc"]["brier"] == pytest.approx(0.04)
+    assert sum(b["count"] for b in per_kind["all"]["bins"]) == 3 and len(per_kind["all"]["bins"]) == 15
+    base = metrics["baseline_f1"]
+    assert metrics["baseline_macro_f1"] == base["macro_f1"] and f"{base['macro_f1']:.4f}" in md
+    rows, cols = base["confusion"]["rows"], base["confusion"]["columns"]
+
+    def cell(row: str, col: str) -> int:
+        return base["confusion"]["counts"][rows.index(row)][cols.index(col)]
+
+    assert cell("vertebra/v2", "vertebra/v2") == 1  # s1 L1
+    assert cell("disc/v5", "disc/v5") == 1 and cell("disc/v5", "disc/v2") == 1  # s1 L1-L2 "v2,v5" predicted v5
+    assert cell("wrong", "vertebra/v1") == 1  # s1 L2, empty label = v1, predicted 32 mm away
+    assert cell("not_hit", "vertebra/v1") == 1 and cell("not_hit", "disc/v1") == 1  # s2 has no prediction
+    assert sum(map(sum, base["confusion"]["counts"])) == 6
 
 
 def test_malformed_file_exits_2_with_one_line_naming_the_record(files, capsys):

@@ -76,7 +76,7 @@ def test_json_spacing_wins_over_other_sources():
 
 
 def _write_dicom_series(root: Path, study_uid: str, series_uid: str, spacing: tuple[float, float]) -> list[str]:
-    from spine_kp.io.dicom_write import SeriesGeometry, SeriesMeta, write_series
+    from spine_kp.synth.dicom_write import SeriesGeometry, SeriesMeta, write_series
 
     n = 3
     positions = np.array([[-4.0 * i, 0.0, 0.0] for i in range(n)])  # along the sagittal normal (-x)

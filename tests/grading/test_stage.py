@@ -100,3 +100,11 @@ def test_config_rejects_an_unknown_combine_mode():
     with pytest.raises(ConfigError, match="combine"):
         load_experiment("demo_cpu", {"grade_stage.combine": "max"})
     assert dataclasses.asdict(load_experiment("demo_cpu").grade_stage)["enabled"] is False
+
+
+def test_onnx_export_refuses_a_checkpoint_with_the_stage(run, tmp_path):
+    from spine_kp.export.onnx import OnnxExportError, export_onnx
+
+    with pytest.raises(OnnxExportError, match="grade_stage"):
+        export_onnx(run.best_checkpoint, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

@@ -1,4 +1,4 @@
-"""Hand-made DICOM studies for the ingest tests, written with spine_kp.io.dicom_write.
+"""Hand-made DICOM studies for the ingest tests, written with spine_kp.synth.dicom_write.
 
 A plain module (not conftest.py) so test files can import it by a name no other test folder uses.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import generate_uid
 
-from spine_kp.io.dicom_write import SeriesGeometry, SeriesMeta, write_series
+from spine_kp.synth.dicom_write import SeriesGeometry, SeriesMeta, write_series
 
 SAG = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)  # normal -x
 COR = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # normal +y

@@ -18,7 +18,7 @@ from spine_kp.io.dicom import (
     read_study,
     scan,
 )
-from spine_kp.io.dicom_write import encodable_transfer_syntaxes, write_non_image
+from spine_kp.synth.dicom_write import encodable_transfer_syntaxes, write_non_image
 
 
 def _index(builder: StudyBuilder):  # noqa: ANN202
@@ -169,7 +169,7 @@ def test_junk_around_a_study_does_not_matter(study: StudyBuilder) -> None:
 def test_rescale_is_applied(tmp_path: Path) -> None:
     from dicom_studies import SAG
 
-    from spine_kp.io.dicom_write import SeriesGeometry, SeriesMeta, write_series
+    from spine_kp.synth.dicom_write import SeriesGeometry, SeriesMeta, write_series
 
     pixels = np.linspace(-500, 1500, 3 * 4 * 5).reshape(3, 4, 5)
     meta = SeriesMeta("1.2.3", "1.2.3.1", 1, "T2 SAG", None, 100.0, 3000.0, rescale_slope=0.5, rescale_intercept=-600)

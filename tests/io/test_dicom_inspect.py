@@ -1,4 +1,4 @@
-"""``spine-kp inspect``: one line / JSON object per study, failures on stderr, exit code only when nothing read."""
+"""``spine-kp inspect``: a line / JSON object per study (``--json``: failed ones too), failures on stderr, exit code."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from dicom_studies import AX, StudyBuilder, WrittenSeries
 
 from spine_kp.cli.main import main
-from spine_kp.io.dicom_write import write_non_image
+from spine_kp.synth.dicom_write import write_non_image
 
 
 def _data_root(tmp_path: Path) -> tuple[Path, StudyBuilder, WrittenSeries, StudyBuilder]:
@@ -30,9 +30,13 @@ def test_json_lines_and_failures(tmp_path: Path, capsys: pytest.CaptureFixture[s
     root, good, t2, t1_only = _data_root(tmp_path)
     assert main(["inspect", str(root), "--json"]) == 0
     out, err = capsys.readouterr()
-    lines = out.splitlines()
-    assert len(lines) == 1
-    record = json.loads(lines[0])
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 2  # one per study: the read one and the failed one, in the same stream
+    (record,) = [r for r in records if "error" not in r]
+    (failure,) = [r for r in records if "error" in r]
+    assert set(failure) == {"studyUid", "folder", "error"}
+    assert failure["studyUid"] == t1_only.study_uid and failure["folder"] == str(root / "studies" / "t1only")
+    assert failure["error"].startswith("no sagittal T2 series")  # the reason, without the study prefix
     assert record["studyUid"] == good.study_uid and record["seriesUid"] == t2.series_uid
     assert record["instanceUid"] == t2.middle_uid()
     assert (record["zIndex"], record["numSlices"], record["pixelSpacing"]) == (2, 5, [0.5, 0.6])
@@ -62,8 +66,10 @@ def test_exit_code_when_nothing_is_read(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["inspect", str(tmp_path / "d")]) == 1
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["inspect", str(empty)]) == 1
+    assert "1 studies: 0 read, 1 failed" in capsys.readouterr().err
+    assert main(["inspect", str(empty)]) == 2  # no study at all: a wrong folder, one error line
+    assert capsys.readouterr().err == f"error: {empty}: no DICOM study found\n"
     assert main(["inspect", str(tmp_path / "missing")]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert "0 studies: 0 read, 0 failed" in err and "not a folder" in err
+    assert err == f"error: {tmp_path / 'missing'}: not a folder\n"

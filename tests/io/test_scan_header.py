@@ -16,9 +16,9 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-from spine_kp.io.dicom_write import SeriesGeometry, SeriesMeta, encodable_transfer_syntaxes, write_series
 from spine_kp.io.fast_header import read_raw_header
 from spine_kp.io.header import ImageHeader, read_header
+from spine_kp.synth.dicom_write import SeriesGeometry, SeriesMeta, encodable_transfer_syntaxes, write_series
 
 
 def _one_file(tmp_path: Path, syntax: str = "explicit", description: str | None = "T2_TSE_SAG") -> Path:

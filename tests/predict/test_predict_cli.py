@@ -15,8 +15,8 @@ import pytest
 from spine_kp.cli.main import main
 from spine_kp.evaluation.evaluate import evaluate_files
 from spine_kp.io.annotations import read_annotations
-from spine_kp.io.dicom_write import SeriesGeometry, SeriesMeta, write_series
 from spine_kp.schema import load_schema
+from spine_kp.synth.dicom_write import SeriesGeometry, SeriesMeta, write_series
 
 SCHEMA = load_schema()
 
@@ -83,17 +83,22 @@ def test_predict_writes_json_csv_overlays_that_the_evaluator_reads(synth_root, t
     records = read_annotations(out, SCHEMA)
     gt = read_annotations(synth_root / "annotations.json", SCHEMA)
     assert {r.study_uid for r in records} == {r.study_uid for r in gt}
+    emitted = 0
     for rec in records:
         pts = rec.points
         assert all(p.score is not None and 0.0 <= p.score <= 1.0 for p in pts)
         trained = {p.identification for p in pts}
-        assert trained <= set(SCHEMA.landmarks) and len(trained) >= 10
+        assert trained <= set(SCHEMA.landmarks) and trained
+        # a barely trained network may call chain ends outside the image, never a level in the middle
+        present = [i for i, name in enumerate(SCHEMA.landmarks) if name in trained]
+        assert present == list(range(present[0], present[-1] + 1))
         per_landmark = {name: sum(p.identification == name for p in pts) for name in trained}
         assert max(per_landmark.values()) >= 2  # --top-k-grades 2 emits alternatives
+        emitted += len(trained)
     result = evaluate_files(synth_root / "annotations.json", out, SCHEMA)
     assert result.n_studies == len(gt) and not result.missing_studies
     rows = list(csv.DictReader((tmp_path / "out" / "pred.csv").open()))
-    assert len(rows) >= 10 * len(gt) and {"x_mm", "y_mm", "grade", "score", "p_disc_v7"} <= set(rows[0])
+    assert len(rows) == emitted and {"x_mm", "y_mm", "grade", "score", "p_disc_v7"} <= set(rows[0])
     pngs = sorted((tmp_path / "ov").glob("*.png"))
     assert len(pngs) == len(gt) and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert "predicted 5 studies, 0 failed" in capsys.readouterr().out

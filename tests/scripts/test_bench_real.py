@@ -153,7 +153,7 @@ def test_zero_shot_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     from spine_kp.engine.config import experiment_to_dict, load_experiment
     from spine_kp.engine.module import LandmarkModule
-    from spine_kp.io.synth import make_dataset
+    from spine_kp.synth import make_dataset
 
     make_dataset(tmp_path / "ph", n_studies=2, seed=5, size=128, axial=False)
     cfg = load_experiment("demo_cpu", {"data.input_size": "[64, 64]", "model.decoder_channels": "8"})

@@ -1,0 +1,239 @@
+"""Checkpoint -> ONNX graph + metadata, checked against PyTorch on the spot (``spine-kp export CKPT --onnx OUT``).
+
+What is exported: the network of a checkpoint as ONE graph with two inputs, ``images`` (B, C, H, W) and ``points``
+(B, K, 2), and the outputs ``heatmaps``, ``features`` (the decoder output the grade head reads) and one
+``grade_logits.<kind>`` per grade kind (layout: :mod:`spine_kp.predict.onnx_predictor`). Decoding, grading
+points and records stay in Python, shared with ``spine-kp predict --checkpoint``; the ONNX predictor runs the graph
+in two halves cut at ``features``. The batch axis is dynamic, H and W are the trained input size.
+
+Beside the graph, ``metadata_props["spine_kp"]`` holds a JSON document with what ``predict --onnx`` needs: schema,
+codec settings, input size, neighbours, percentiles, target spacing, decoding settings, trained-label masks, grade
+temperatures, and the model's name, config, source checkpoint (file name, sha256) and spine_kp version.
+
+The exporter is torch's TorchScript-based ``torch.onnx.export(..., dynamo=False)`` at opset >= 17 (GridSample,
+LayerNormalization). Every export is verified before it is written: ONNX Runtime runs the file on a random batch
+of another size than the traced one and every output must match PyTorch within ``tolerance`` (relative to the
+output's magnitude, at least 1). A backbone family whose graph cannot be exported or does not match is refused
+with a one-line :class:`OnnxExportError` naming it; nothing is written then. The file is written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spine_kp.errors import UserError
+from spine_kp.io.atomic import atomic_write_bytes
+from spine_kp.models.registry import BACKBONES
+from spine_kp.predict.onnx_predictor import (
+    FEATURES,
+    FORMAT_VERSION,
+    HEATMAPS,
+    IMAGES,
+    INSTALL_HINT,
+    METADATA_KEY,
+    POINTS,
+    grade_output,
+    onnx_providers,
+)
+from spine_kp.predict.predictor import Predictor
+
+MIN_OPSET = 17
+DEFAULT_TOLERANCE = 1e-4
+
+
+class OnnxExportError(UserError, ValueError):
+    """A checkpoint whose network cannot be exported to ONNX faithfully; the message names the backbone family."""
+
+
+class ExportNet(nn.Module):
+    """The exported graph: ``(images, points) -> heatmaps, features, grade logits per kind (schema order)``.
+
+    Args:
+        model: a :class:`spine_kp.models.net.LandmarkNet` (the same modules, no copy).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.kinds = [k.name for k in model.schema.kinds]
+
+    def forward(self, images: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        m = self.model
+        out = m.decoder(m.backbone(images) if m.backbone is not None else [images])
+        features = out[0] if isinstance(out, tuple) else out  # hourglass stacks: the last stack's features
+        logits = m.grade(features, points)
+        return (m.heatmap_head(features), features, *(logits[k] for k in self.kinds))
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was written and how closely ONNX Runtime reproduced PyTorch (max |difference| per output)."""
+
+    path: Path
+    family: str
+    opset: int
+    max_abs_diff: dict[str, float]
+    size_bytes: int
+
+
+def backbone_family(backbone: str) -> str:
+    """The registry's family name of a backbone ("timm" for ``timm:<name>``, the name itself when unknown)."""
+    import spine_kp.models.backbones  # noqa: F401  (registers the backbones)
+
+    if backbone.startswith("timm:"):
+        return f"timm ({backbone[5:]})"
+    return str(BACKBONES.get(backbone).meta.get("family", backbone)) if backbone in BACKBONES else backbone
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _package_version() -> str:
+    try:
+        return version("spine_kp")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "unknown"
+
+
+def export_metadata(predictor: Predictor, model_config: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+    """The JSON document ``predict --onnx`` rebuilds its :class:`~spine_kp.predict.pipeline.SlicePredictor` from."""
+    arch = "+".join(str(model_config[k]) for k in ("backbone", "decoder") if k in model_config)
+    return {
+        "format": FORMAT_VERSION,
+        "schema": predictor.schema.to_dict(),
+        "codec": predictor.codec.to_dict(),
+        "input_size": list(predictor.input_size),
+        "in_chans": int(model_config.get("in_chans", 1)),
+        "neighbours": predictor.neighbours,
+        "percentiles": list(predictor.percentiles) if predictor.percentiles else None,
+        "target_spacing": predictor.target_spacing,
+        "decode": dataclasses.asdict(predictor.decode),
+        "trained": {
+            "landmarks": [bool(v) for v in predictor.trained.landmarks],
+            "grades": {k: [bool(v) for v in m] for k, m in predictor.trained.grades.items()},
+        },
+        "temperatures": {k: float(t) for k, t in predictor.temperatures.items()},
+        "model": {
+            "name": f"spine_kp {arch}".strip(),
+            "config": model_config,
+            "checkpoint": checkpoint.name,
+            "checkpoint_sha256": _sha256(checkpoint),
+            "spine_kp_version": _package_version(),
+        },
+        "graph": {
+            "inputs": [IMAGES, POINTS],
+            "outputs": [HEATMAPS, FEATURES, *(grade_output(k.name) for k in predictor.schema.kinds)],
+        },
+    }
+
+
+def _example(batch: int, channels: int, size: tuple[int, int], landmarks: int, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, channels, *size, generator=g)
+    points = torch.rand(batch, landmarks, 2, generator=g) * torch.tensor([size[1] - 1.0, size[0] - 1.0])
+    return images, points
+
+
+def _trace(net: ExportNet, example: tuple[torch.Tensor, ...], names: list[str], opset: int, family: str) -> bytes:
+    buf = io.BytesIO()
+    axes = {name: {0: "batch"} for name in [IMAGES, POINTS, *names]}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about fixed H, W; the exporter's deprecation notice
+            torch.onnx.export(
+                net,
+                example,
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[IMAGES, POINTS],
+                output_names=names,
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
+    except Exception as exc:  # the exporter raises many types; the model is what is not supported
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OnnxExportError(f"backbone family {family} cannot be exported to ONNX: {first}") from exc
+    return buf.getvalue()
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    out: str | Path,
+    opset: int = MIN_OPSET,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ExportResult:
+    """Export ``checkpoint`` to ``out`` (see the module docstring); nothing is written unless the check passes.
+
+    Args:
+        opset: ONNX opset (at least 17).
+        tolerance: largest accepted |ONNX Runtime - PyTorch| per output, relative to max(1, max |PyTorch|).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read. OnnxExportError: the network cannot be exported faithfully.
+        UserError: bad options, or onnx / onnxruntime are not installed.
+    """
+    if opset < MIN_OPSET:
+        raise UserError(f"--opset must be at least {MIN_OPSET} (GridSample, LayerNormalization), got {opset}")
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError(f"ONNX export needs onnx and onnxruntime; {INSTALL_HINT}") from None
+    ckpt = Path(checkpoint)
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")  # a bad file is a CheckpointError naming it
+    if predictor.grade_stage is not None:  # its grades would silently differ from predict --checkpoint
+        raise OnnxExportError(
+            f"{ckpt}: the crop grading stage (grade_stage) cannot be exported yet; predict with --checkpoint"
+        )
+    model_config = dict(torch.load(ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]["config"]["model"])
+    family = backbone_family(str(model_config.get("backbone", "")))
+    net = ExportNet(predictor.model).eval()
+    kinds = net.kinds
+    names = [HEATMAPS, FEATURES, *(grade_output(k) for k in kinds)]
+    channels = int(model_config.get("in_chans", 1))
+    k = predictor.schema.num_landmarks
+    model = onnx.load_from_string(_trace(net, _example(2, channels, predictor.input_size, k, 0), names, opset, family))
+    meta = export_metadata(predictor, model_config, ckpt)
+    model.producer_name, model.producer_version = "spine_kp", meta["model"]["spine_kp_version"]
+    model.doc_string = f"{meta['model']['name']} from {ckpt.name}: images (B, C, H, W) -> heatmaps, grade logits"
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    data = model.SerializeToString()
+
+    # Verify on another batch size than the traced one (the batch axis must really be dynamic).
+    images, points = _example(3, channels, predictor.input_size, k, 1)
+    with torch.no_grad():
+        expected = [t.numpy() for t in net(images, points)]
+    session = ort.InferenceSession(data, providers=onnx_providers("cpu"))
+    got = session.run(names, {IMAGES: images.numpy(), POINTS: points.numpy()})
+    diffs = {n: float(np.abs(g - e).max()) for n, g, e in zip(names, got, expected)}
+    for name, e in zip(names, expected):
+        limit = tolerance * max(1.0, float(np.abs(e).max()))
+        if not diffs[name] <= limit:  # also catches NaN
+            raise OnnxExportError(
+                f"backbone family {family} is not supported by the ONNX export: ONNX Runtime's {name} differs from "
+                f"PyTorch by {diffs[name]:.3g} (> {limit:.3g}); nothing written"
+            )
+    path = atomic_write_bytes(out, data)
+    return ExportResult(path, family, opset, diffs, len(data))
+
+
+__all__ = ["DEFAULT_TOLERANCE", "MIN_OPSET", "ExportNet", "ExportResult", "OnnxExportError", "export_onnx"]

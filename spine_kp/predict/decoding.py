@@ -1,0 +1,202 @@
+"""Network outputs -> landmarks in the input frame, for any backend: level-order decoding, then grading there.
+
+The network runs wherever it runs (PyTorch: :mod:`spine_kp.predict.infer`; ONNX Runtime:
+:mod:`spine_kp.predict.onnx_predictor`) behind the small :class:`Network` interface; everything after it is numpy
+and lives here once, so both backends decode, grade and score identically. Nothing here imports torch.
+
+Shapes: B batch, C channels, H x W input, K landmarks (schema order), K_kind of one kind, G grades, h x w heatmaps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from spine_kp.codec.heatmap import HeatmapCodec, as_numpy
+from spine_kp.codec.level_order import LevelOrderConfig, decode_batch
+from spine_kp.schema import Schema
+
+if TYPE_CHECKING:
+    from spine_kp.data.labels import LabelStats
+
+
+@dataclass(frozen=True)
+class TrainedLabels:
+    """Which landmarks and grades the model was trained on; the others are never predicted.
+
+    Attributes:
+        landmarks: (K,) bool in schema order.
+        grades: kind -> (G,) bool.
+    """
+
+    landmarks: np.ndarray
+    grades: dict[str, np.ndarray]
+
+    @classmethod
+    def all(cls, schema: Schema) -> TrainedLabels:
+        return cls(
+            np.ones(schema.num_landmarks, dtype=bool),
+            {k.name: np.ones(len(k.grades), dtype=bool) for k in schema.kinds},
+        )
+
+    @classmethod
+    def from_stats(cls, schema: Schema, stats: LabelStats | None) -> TrainedLabels:
+        """What the training label statistics say was trained (everything when there are none)."""
+        if stats is None:
+            return cls.all(schema)
+        return cls(stats.landmark_mask(), {k.name: stats.grade_mask(k.name) for k in schema.kinds})
+
+
+@dataclass(frozen=True)
+class BatchLandmarks:
+    """Decoded landmarks of a batch, input frame.
+
+    Attributes:
+        coords: (B, K, 2) xy in input pixels.
+        peaks: (B, K) heatmap peak values (localization confidence).
+        grade_probs: kind -> (B, K_kind, G) probabilities (softmax for single-label kinds, sigmoid otherwise);
+            untrained grades are 0.
+    """
+
+    coords: np.ndarray
+    peaks: np.ndarray
+    grade_probs: dict[str, np.ndarray]
+
+
+class Network(Protocol):
+    """A landmark network on some backend, as decoding needs it."""
+
+    def run(self, images: Any, mirrored: bool = False) -> tuple[np.ndarray, Any]:
+        """Heatmaps and decoder features of a batch.
+
+        Args:
+            images: (B, C, H, W) preprocessed input in the backend's array type (ndarray or tensor).
+            mirrored: run the left-right mirrored input instead.
+
+        Returns:
+            ``(heatmaps (B, K, h, w) float32 ndarray in the frame of the input that ran, features)``; the features
+            stay in the backend's own type and only go back to :meth:`grade`.
+        """
+        ...
+
+    def grade(self, features: Any, points: np.ndarray) -> dict[str, np.ndarray]:
+        """Grade logits ``{kind: (B, K_kind, G) ndarray}`` read from ``features`` at (B, K, 2) input-pixel points."""
+        ...
+
+
+def grade_probabilities(
+    logits: Mapping[str, Any],
+    schema: Schema,
+    trained: TrainedLabels,
+    temperatures: Mapping[str, float] | None = None,
+) -> dict[str, np.ndarray]:
+    """Grade logits -> probabilities (float32) with untrained grades impossible (probability 0).
+
+    Softmax for single-label kinds, sigmoid for multi-label ones, as
+    :func:`spine_kp.models.heads.grade_probabilities` (the training-side version on tensors).
+
+    Args:
+        logits: kind -> (B, K_kind, G) ndarray or tensor.
+        temperatures: kind -> T, each kind's logits are divided by its T first (temperature scaling, fitted in
+            training: :mod:`spine_kp.engine.calibration`); a kind not named keeps T = 1.
+    """
+    temps = temperatures or {}
+    out = {}
+    for kind, x in logits.items():
+        z = as_numpy(x)[0] / np.float32(temps.get(kind, 1.0))
+        keep = np.asarray(trained.grades[kind], dtype=bool)
+        if schema.kind(kind).multi_label:
+            p = np.where(keep, 0.5 * (1.0 + np.tanh(0.5 * z)), 0.0)  # the sigmoid, without overflow warnings
+        else:
+            z = np.where(keep, z, -np.inf)
+            e = np.exp(z - z.max(axis=-1, keepdims=True))
+            p = e / e.sum(axis=-1, keepdims=True)
+        out[kind] = p.astype(np.float32)
+    return out
+
+
+def decode_trained(heatmaps: Any, codec: HeatmapCodec, decode: LevelOrderConfig | None, landmarks: Any) -> tuple:
+    """Level-order decoding of the trained channels only; untrained landmarks get (0, 0) and peak 0.
+
+    An untrained channel (a landmark the training set never annotated, e.g. T12 in an L1-L5 data set) still
+    outputs whatever its initial or pretrained weights say. Left in the chain it would pull its trained
+    neighbours off their peaks, so the dynamic programme never sees it.
+
+    Args:
+        heatmaps: (B, K, h, w) in schema order, ndarray or tensor (a tensor gets tensors back on its device).
+        landmarks: (K,) bool, the trained landmarks.
+
+    Returns:
+        ``(coords (B, K, 2) input pixels, peaks (B, K))``.
+    """
+    hm, back = as_numpy(heatmaps)
+    keep = np.asarray(landmarks, dtype=bool)
+    if keep.all():
+        coords, peaks = decode_batch(hm, codec, decode)
+        return back(coords), back(peaks)
+    b, k = hm.shape[:2]
+    coords = np.zeros((b, k, 2), dtype=np.float32)
+    peaks = np.zeros((b, k), dtype=np.float32)
+    if keep.any():
+        coords[:, keep], peaks[:, keep] = decode_batch(hm[:, keep], codec, decode)
+    return back(coords), back(peaks)
+
+
+def infer_views(
+    network: Network,
+    images: Any,
+    codec: HeatmapCodec,
+    schema: Schema,
+    trained: TrainedLabels,
+    decode: LevelOrderConfig | None = None,
+    flip_tta: bool = False,
+    extra_images: Sequence[Any] = (),
+    timings: dict[str, float] | None = None,
+    temperatures: Mapping[str, float] | None = None,
+) -> BatchLandmarks:
+    """Run the network, decode landmarks with level-order DP, grade them at the decoded points.
+
+    Args:
+        images: (B, C, H, W) preprocessed input, in the network's array type.
+        flip_tta: also run the anterior-posterior (left-right in the image) mirrored input and average the
+            heatmaps (mirrored back) and the grade probabilities. It never swaps levels.
+        extra_images: more (B, C, H, W) views of the same studies in the same frame (e.g. the neighbouring
+            slices) whose heatmaps are averaged in; grading reads the main view.
+        timings: if given, seconds spent are added under "model" (network) and "decode" (peaks, DP, grading).
+        temperatures: kind -> T dividing that kind's grade logits (see :func:`grade_probabilities`).
+    """
+    t0 = time.perf_counter()
+    heatmaps, features = network.run(images)
+    views = [heatmaps]  # (B, K, h, w) each
+    if flip_tta:
+        heatmaps_f, features_f = network.run(images, mirrored=True)
+        views.append(heatmaps_f[..., ::-1])
+    views += [network.run(extra)[0] for extra in extra_images]
+    heatmaps = np.stack(views).mean(axis=0, dtype=np.float32)
+    t1 = time.perf_counter()
+    coords, peaks = decode_trained(heatmaps, codec, decode, trained.landmarks)  # (B, K, 2), (B, K)
+    probs = grade_probabilities(network.grade(features, coords), schema, trained, temperatures)
+    if flip_tta:
+        width = images.shape[-1]
+        mirrored = np.stack([width - 1 - coords[..., 0], coords[..., 1]], axis=-1)
+        probs_f = grade_probabilities(network.grade(features_f, mirrored), schema, trained, temperatures)
+        probs = {k: 0.5 * (probs[k] + probs_f[k]) for k in probs}
+    peaks = np.clip(peaks, 0.0, 1.0) * np.asarray(trained.landmarks, dtype=np.float32)
+    if timings is not None:
+        timings["model"] = timings.get("model", 0.0) + t1 - t0
+        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t1
+    return BatchLandmarks(coords=coords, peaks=peaks, grade_probs=probs)
+
+
+__all__ = [
+    "BatchLandmarks",
+    "Network",
+    "TrainedLabels",
+    "decode_trained",
+    "grade_probabilities",
+    "infer_views",
+]

@@ -1,0 +1,207 @@
+"""Prediction through ONNX Runtime: an exported ``.onnx`` file alone, no torch.
+
+The file (written by :mod:`spine_kp.export.onnx`) holds one graph and, in its ``metadata_props`` under
+:data:`METADATA_KEY`, a JSON document with everything the predictor needs around it (the schema, codec settings,
+input size, preprocessing, decoding settings, trained-label masks, grade temperatures and a description of the
+model). The graph::
+
+    images (B, C, H, W) float32 ─► backbone ─► decoder ─► features (B, F, H/s, W/s) ─► heatmap head ─► heatmaps
+                                                              │                                        (B, K, H/s, W/s)
+    points (B, K, 2) float32, input pixels ──────────────────►grade head ─► grade_logits.<kind> (B, K_kind, G)
+
+Decoding happens between the two halves (the grading points are the decoded landmarks), so the predictor cuts the
+graph at ``features`` into two sessions: ``images -> heatmaps, features`` and ``features, points -> grade logits``.
+Everything else is the backend-independent :class:`spine_kp.predict.pipeline.SlicePredictor`, exactly as for a
+checkpoint. The batch axis is dynamic; H and W are fixed to the trained input size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spine_kp.codec.heatmap import HeatmapCodec
+from spine_kp.codec.level_order import LevelOrderConfig
+from spine_kp.config import from_dict
+from spine_kp.errors import UserError
+from spine_kp.predict.decoding import TrainedLabels
+from spine_kp.predict.pipeline import SlicePredictor
+from spine_kp.schema import Schema
+
+#: metadata_props key of the JSON document, and the version of its layout
+METADATA_KEY = "spine_kp"
+FORMAT_VERSION = 1
+#: graph input and output names
+IMAGES, POINTS, HEATMAPS, FEATURES = "images", "points", "heatmaps", "features"
+GRADE_PREFIX = "grade_logits."
+INSTALL_HINT = 'install the ONNX extra: pip install -e ".[onnx]" (onnx and onnxruntime)'
+
+
+class OnnxModelError(UserError, ValueError):
+    """An ONNX file that is missing, unreadable or not a spine_kp export; the message names the file."""
+
+
+def grade_output(kind: str) -> str:
+    """Graph output name of one kind's grade logits."""
+    return GRADE_PREFIX + kind
+
+
+def _load_model(path: Path) -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise UserError(f"{path}: reading an ONNX model needs the onnx package; {INSTALL_HINT}") from None
+    if not path.is_file():
+        raise OnnxModelError(f"ONNX model {path} does not exist")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf decode errors have no common base class
+        raise OnnxModelError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from None
+
+
+def read_metadata(model: Any, path: str | Path) -> dict[str, Any]:
+    """The spine_kp JSON document of a loaded ONNX model (``onnx.ModelProto``); errors name ``path``."""
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise OnnxModelError(f"{path}: not a spine_kp ONNX export (no {METADATA_KEY!r} metadata; use spine-kp export)")
+    try:
+        meta = json.loads(props[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise OnnxModelError(f"{path}: damaged spine_kp metadata ({exc})") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise OnnxModelError(
+            f"{path}: spine_kp ONNX format {meta.get('format')!r}, this version reads {FORMAT_VERSION}; export again"
+        )
+    return meta
+
+
+def onnx_providers(device: str = "auto") -> list[str]:
+    """ONNX Runtime execution providers for ``device`` ("auto": CUDA when this onnxruntime build has it)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        raise UserError(f"--device cuda asked for, but this onnxruntime has no CUDA provider (it has {available})")
+    return ["CPUExecutionProvider"]
+
+
+class OnnxNetwork:
+    """The two halves of an exported graph as ONNX Runtime sessions (a :class:`~spine_kp.predict.decoding.Network`).
+
+    Args:
+        network: session ``images -> heatmaps, features``.
+        grader: session ``features, points -> grade logits``.
+        kinds: grade kinds in schema order.
+    """
+
+    def __init__(self, network: Any, grader: Any, kinds: list[str]) -> None:
+        self.network = network
+        self.grader = grader
+        self.kinds = kinds
+
+    def run(self, images: np.ndarray, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(images[..., ::-1] if mirrored else images, dtype=np.float32)
+        heatmaps, features = self.network.run([HEATMAPS, FEATURES], {IMAGES: x})
+        return heatmaps, features
+
+    def grade(self, features: np.ndarray, points: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {FEATURES: features, POINTS: np.ascontiguousarray(points, dtype=np.float32)}
+        logits = self.grader.run([grade_output(k) for k in self.kinds], feeds)
+        return dict(zip(self.kinds, logits))
+
+
+class OnnxPredictor(SlicePredictor):
+    """A spine_kp ONNX export, predicting through ONNX Runtime (see the module docstring).
+
+    Args:
+        network: the sessions.
+        meta: the export's JSON document (:func:`read_metadata`), kept as :attr:`meta`.
+        others: see :class:`~spine_kp.predict.pipeline.SlicePredictor`.
+    """
+
+    def __init__(self, network: OnnxNetwork, meta: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._network = network
+        self.meta = dict(meta)
+
+    @property
+    def network(self) -> OnnxNetwork:
+        return self._network
+
+    @classmethod
+    def from_onnx(
+        cls, path: str | Path, device: str = "auto", threads: int | None = None, **overrides: Any
+    ) -> OnnxPredictor:
+        """Load an export written by ``spine-kp export``.
+
+        Args:
+            device: "auto", "cpu" or "cuda" (ONNX Runtime providers, see :func:`onnx_providers`).
+            threads: intra-op threads of each session (None: ONNX Runtime's default, one per physical core).
+            overrides: replace stored settings, e.g. ``decode=LevelOrderConfig(enabled=False)`` or
+                ``temperatures={}``.
+        """
+        p = Path(path)
+        model = _load_model(p)
+        meta = read_metadata(model, p)
+        try:
+            import onnxruntime as ort
+            from onnx.utils import Extractor
+        except ImportError:
+            raise UserError(f"{p}: predicting with an ONNX model needs onnxruntime; {INSTALL_HINT}") from None
+        try:
+            schema = Schema.from_dict(meta["schema"])
+            kinds = [k.name for k in schema.kinds]
+            codec = HeatmapCodec.from_dict(meta["codec"])
+            trained = TrainedLabels(
+                np.asarray(meta["trained"]["landmarks"], dtype=bool),
+                {k: np.asarray(v, dtype=bool) for k, v in meta["trained"]["grades"].items()},
+            )
+            decode = from_dict(LevelOrderConfig, meta["decode"], source=f"{p} decode")
+            settings = {
+                "schema": schema,
+                "codec": codec,
+                "trained": trained,
+                "input_size": tuple(meta["input_size"]),
+                "neighbours": int(meta["neighbours"]),
+                "decode": decode,
+                "percentiles": tuple(meta["percentiles"]) if meta.get("percentiles") else None,
+                "target_spacing": meta.get("target_spacing"),
+                "temperatures": meta.get("temperatures") or {},
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise OnnxModelError(f"{p}: damaged spine_kp metadata ({type(exc).__name__}: {exc})") from None
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        providers = onnx_providers(device)
+        try:
+            extractor = Extractor(model)
+            halves = (
+                extractor.extract_model([IMAGES], [HEATMAPS, FEATURES]),
+                extractor.extract_model([FEATURES, POINTS], [grade_output(k) for k in kinds]),
+            )
+            sessions = [ort.InferenceSession(h.SerializeToString(), options, providers=providers) for h in halves]
+        except Exception as exc:  # onnx / onnxruntime raise their own types; the file is what is wrong
+            raise OnnxModelError(f"{p}: not a usable spine_kp graph ({type(exc).__name__}: {exc})") from None
+        settings.update(overrides)
+        return cls(OnnxNetwork(sessions[0], sessions[1], kinds), meta, **settings)
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "METADATA_KEY",
+    "OnnxModelError",
+    "OnnxNetwork",
+    "OnnxPredictor",
+    "grade_output",
+    "onnx_providers",
+    "read_metadata",
+]

@@ -1,0 +1,191 @@
+"""Decoded slices -> predictions, for any backend: preprocessing, network views, decoding, competition records.
+
+:class:`SlicePredictor` holds what a trained model needs around its network (schema, heatmap codec, trained
+labels, input size, preprocessing and decoding settings, grade temperatures) and runs the whole path; a backend
+subclass only supplies :attr:`SlicePredictor.network` (PyTorch: :class:`spine_kp.predict.predictor.Predictor`;
+ONNX Runtime: :class:`spine_kp.predict.onnx_predictor.OnnxPredictor`). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from spine_kp.codec.heatmap import HeatmapCodec
+from spine_kp.codec.level_order import LevelOrderConfig
+from spine_kp.data.preprocess import Geometry, prepare_image
+from spine_kp.predict.decoding import Network, TrainedLabels, infer_views
+from spine_kp.predict.records import landmarks_to_record
+from spine_kp.schema import Schema
+from spine_kp.types import Slice, StudyRecord
+
+
+@dataclass(frozen=True)
+class SlicePrediction:
+    """Everything predicted on one slice.
+
+    Attributes:
+        slice: the decoded input slice (identity, spacing).
+        record: competition-format record (original pixel coordinates, scores).
+        coords: (K, 2) xy in original pixels, schema order.
+        peaks: (K,) heatmap peak values.
+        grade_probs: kind -> (K_kind, G) grade probabilities.
+    """
+
+    slice: Slice
+    record: StudyRecord
+    coords: np.ndarray
+    peaks: np.ndarray
+    grade_probs: dict[str, np.ndarray]
+
+
+class SlicePredictor:
+    """A trained model's settings around its network, and the path from slices to predictions.
+
+    Args:
+        schema, codec, trained: of the trained model.
+        input_size: (H, W) network input; neighbours: k extra slices per side as channels.
+        decode: level-order decoding settings.
+        percentiles: intensity clip percentiles (None: the default); target_spacing: mm per input pixel, as
+            trained (None: each image fitted to ``input_size``).
+        temperatures: kind -> T dividing that kind's grade logits (calibration fitted in training); None or a
+            kind not named: T = 1.
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        codec: HeatmapCodec,
+        trained: TrainedLabels,
+        input_size: tuple[int, int],
+        neighbours: int = 0,
+        decode: LevelOrderConfig | None = None,
+        percentiles: tuple[float, float] | None = None,
+        target_spacing: float | None = None,
+        temperatures: Mapping[str, float] | None = None,
+    ) -> None:
+        self.schema = schema
+        self.codec = codec
+        self.trained = trained
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.neighbours = int(neighbours)
+        self.decode = decode or LevelOrderConfig()
+        self.percentiles = percentiles
+        self.target_spacing = target_spacing
+        self.temperatures = dict(temperatures or {})
+
+    @property
+    def network(self) -> Network:
+        """The backend's network (subclasses)."""
+        raise NotImplementedError(f"{type(self).__name__} has no network")
+
+    def with_decode(self, decode: LevelOrderConfig) -> SlicePredictor:
+        """The same model with other decoding settings (shares the network)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.decode = decode
+        return clone
+
+    def regrade(
+        self,
+        slices: Sequence[Slice],
+        coords: Sequence[np.ndarray],
+        peaks: np.ndarray,
+        probs: list[dict[str, np.ndarray]],
+        timings: dict[str, float] | None = None,
+    ) -> list[dict[str, np.ndarray]]:
+        """A second grading look at the decoded landmarks (the torch predictor's crop stage); here: the head's.
+
+        Args:
+            coords: per slice (K, 2) xy in original pixels; peaks: (B, K), 0 for landmarks not found;
+            probs: per slice ``{kind: (K_kind, G)}`` of the grade head.
+        """
+        return probs
+
+    def prepare(self, slices: Sequence[Slice], offset: int = 0) -> tuple[np.ndarray, list[Geometry]]:
+        """(B, C, H, W) float32 inputs and their geometries; ``offset`` != 0 takes the neighbour ``offset`` slices
+        away as the image."""
+        images, geoms = [], []
+        for s in slices:
+            src = s
+            if offset:
+                centre = s.stack.shape[0] // 2
+                src = dataclasses.replace(s, pixels=s.stack[centre + offset], stack=None)
+            kwargs = {"percentiles": self.percentiles} if self.percentiles else {}
+            image, g = prepare_image(
+                src, self.input_size, self.neighbours if not offset else 0, target_spacing=self.target_spacing, **kwargs
+            )
+            images.append(image)
+            geoms.append(g)
+        return np.stack(images), geoms
+
+    def predict(
+        self,
+        slices: Sequence[Slice],
+        flip_tta: bool = False,
+        fuse_neighbours: bool = False,
+        top_k_grades: int = 0,
+        timings: dict[str, float] | None = None,
+    ) -> list[SlicePrediction]:
+        """Predict a batch of slices (all fitted to the same input size).
+
+        Args:
+            slices: decoded slices (with ``stack`` when the model uses neighbours or ``fuse_neighbours`` is set).
+            flip_tta: average with the anterior-posterior mirrored input.
+            fuse_neighbours: average the heatmaps of the neighbouring slices too (single-channel models only).
+            top_k_grades: extra alternative grades per landmark (see :mod:`spine_kp.predict.records`).
+            timings: seconds are added under "preprocess", "model" and "decode".
+        """
+        if not slices:
+            return []
+        t0 = time.perf_counter()
+        images, geoms = self.prepare(slices)
+        extra = []
+        if (
+            fuse_neighbours
+            and self.neighbours == 0
+            and all(s.stack is not None and s.stack.shape[0] >= 3 for s in slices)
+        ):
+            extra = [self.prepare(slices, offset)[0] for offset in (-1, 1)]
+        if timings is not None:
+            timings["preprocess"] = timings.get("preprocess", 0.0) + time.perf_counter() - t0
+        pred = infer_views(
+            self.network,
+            images,
+            self.codec,
+            self.schema,
+            self.trained,
+            self.decode,
+            flip_tta=flip_tta,
+            extra_images=extra,
+            timings=timings,
+            temperatures=self.temperatures,
+        )
+        coords_all = [g.to_original(pred.coords[i].astype(np.float64)) for i, g in enumerate(geoms)]
+        probs_all = [{k: v[i] for k, v in pred.grade_probs.items()} for i in range(len(slices))]
+        probs_all = self.regrade(slices, coords_all, pred.peaks, probs_all, timings)
+        out = []
+        for i, s in enumerate(slices):
+            coords, probs = coords_all[i], probs_all[i]
+            record = landmarks_to_record(
+                coords,
+                pred.peaks[i],
+                probs,
+                self.schema,
+                self.trained,
+                study_uid=s.study_uid,
+                series_uid=s.series_uid,
+                instance_uid=s.instance_uid,
+                z_index=s.z_index,
+                spacing=s.spacing,
+                top_k_grades=top_k_grades,
+            )
+            out.append(SlicePrediction(s, record, coords, pred.peaks[i], probs))
+        return out
+
+
+__all__ = ["SlicePrediction", "SlicePredictor"]

@@ -1,0 +1,78 @@
+"""``predict --dicom-sr DIR``: one DICOM Structured Report per predicted study (built by :mod:`spine_kp.io.dicom_sr`).
+
+The model is identified from its checkpoint: name ``spine_kp <backbone>+<decoder>`` (from the stored model
+config), version ``<spine_kp version> sha256:<first 12 hex digits of the checkpoint file>`` so two checkpoints of
+one architecture never share a version, and a device UID derived from that digest. A study whose SR cannot be
+built or written is added to the run's failures with the reason; the other studies go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+from pydicom.uid import generate_uid
+
+from spine_kp.io.dicom_sr import AlgorithmInfo, build_sr, read_source_header, sr_file_name, write_sr
+from spine_kp.predict.runner import PredictRun, StudyFailure
+from spine_kp.schema import Schema
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _model_config(path: Path) -> dict:
+    """The ``model`` section of the config stored in a checkpoint ({} when there is none)."""
+    try:  # mmap: the pickled structure is read, the tensors are not
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except RuntimeError:  # legacy (non-zip) checkpoint format cannot be memory-mapped
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return dict(ckpt["hyper_parameters"]["config"]["model"])
+    except (KeyError, TypeError):
+        return {}
+
+
+def algorithm_from_checkpoint(path: str | Path) -> AlgorithmInfo:
+    """Name, version, parameters and device UID of the model in a checkpoint (see the module docstring)."""
+    p = Path(path)
+    digest = _file_digest(p)
+    model = _model_config(p)
+    try:
+        package = version("spine_kp")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        package = "unknown"
+    arch = "+".join(str(model[k]) for k in ("backbone", "decoder") if k in model)
+    params = [f"checkpoint={p.name}"] + [f"{k}={model[k]}" for k in ("output_stride", "in_chans") if k in model]
+    return AlgorithmInfo(
+        name=f"spine_kp {arch}".strip(),
+        version=f"{package} sha256:{digest[:12]}",
+        parameters=tuple(params),
+        device_uid=generate_uid(entropy_srcs=[digest]),
+    )
+
+
+def write_dicom_srs(run: PredictRun, schema: Schema, out_dir: str | Path, algorithm: AlgorithmInfo) -> list[Path]:
+    """Write ``out_dir/<study UID>.dcm`` for every prediction of ``run``; failures go to ``run.failures``.
+
+    Returns:
+        The files written.
+    """
+    out = Path(out_dir)
+    written = []
+    for pred in run.predictions:
+        s = pred.slice
+        try:
+            sr = build_sr(pred.record, read_source_header(s.path), schema, algorithm)
+            written.append(write_sr(sr, out / sr_file_name(s.study_uid)))
+        except Exception as exc:  # one study's report must not stop the others; the reason is reported
+            folder = str(Path(s.path).parent) if s.path else ""
+            run.failures.append(StudyFailure(s.study_uid, folder, f"DICOM SR not written: {type(exc).__name__}: {exc}"))
+    return written
