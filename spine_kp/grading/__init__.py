@@ -9,7 +9,7 @@ Modules (each imported on its own; this file imports nothing):
     config: ``GradeStageConfig`` (the ``grade_stage`` section of the experiment config).
     crops: ``extract_crops``, ``spine_axis_angles`` - numpy/scipy only, no torch (a torch-free predict path can
         share them).
-    model: ``CropGrader`` (torch).
+    model: ``CropGrader``, ``PerKindCropGrader`` (one network per kind, the default) - torch.
     cropset: crops and grade targets of annotated slices, cached once; cheap random re-crops for augmentation.
     stage: training (a small LightningModule + Trainer) and the checkpoint payload. Training code: it sits at the
         engine's level of the import order (it uses ``engine.losses``); the predictor never imports it.
