@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+from spine_kp.checkpoint import CheckpointError, load_checkpoint
 from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
@@ -29,7 +29,6 @@ from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.errors import MissingInputError
 from spine_kp.io.atomic import atomic_write_text
-from spine_kp.predict.predictor import CheckpointError
 from spine_kp.schema import load_schema
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where a training run left its checkpoints, the best monitored value, and what ``init`` loaded."""
+    """Where a training run left its checkpoints, the best monitored value, and what ``init`` loaded.
+
+    Under DDP every process returns one; ``is_global_zero`` marks rank 0's, the one whose summary to show.
+    """
 
     run_dir: Path
     best_checkpoint: Path | None
@@ -46,6 +48,7 @@ class TrainResult:
     epochs: int
     init_report: InitReport | None = None
     skipped: tuple[str, ...] = ()  # data.skip_missing: one line per annotated record left out
+    is_global_zero: bool = True
 
 
 def build_trainer(
@@ -139,9 +142,9 @@ def train(
             raise MissingInputError(f"--resume: {last} does not exist (nothing to continue)")
         ckpt_path = str(last)
         try:
-            stored = LandmarkModule.load_checkpoint_config(last)
-        except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-            raise CheckpointError(f"--resume: {last} is not a spine_kp checkpoint ({exc!r})") from None
+            stored = load_checkpoint(last, mmap=True).config
+        except CheckpointError as exc:
+            raise CheckpointError(f"--resume: {exc}") from None
         if stored != experiment_to_dict(cfg):
             log.warning("resuming %s with a config that differs from the checkpoint's; using the new one", last)
         if init is not None:
@@ -175,6 +178,7 @@ def train(
         epochs=trainer.current_epoch,
         init_report=init_report,
         skipped=tuple(datamodule.skipped),
+        is_global_zero=trainer.is_global_zero,
     )
 
 
