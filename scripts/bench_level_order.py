@@ -19,6 +19,7 @@ import numpy as np
 
 from spine_kp.codec.level_order import order_violations
 from spine_kp.evaluation.evaluate import evaluate_records
+from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
 from spine_kp.io.annotations import read_annotations
 from spine_kp.predict.predictor import Predictor
 from spine_kp.predict.runner import PredictOptions, predict_folder
@@ -28,7 +29,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data", required=True, help="folder with studies/ and annotations.json")
-    ap.add_argument("--radius", type=float, default=8.0)
+    ap.add_argument("--radius", type=float, default=DEFAULT_RADIUS_MM)
     args = ap.parse_args()
     base = Predictor.from_checkpoint(args.checkpoint, device="auto")
     gt = read_annotations(Path(args.data) / "annotations.json", base.schema)

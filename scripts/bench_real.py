@@ -51,6 +51,7 @@ import numpy as np
 from spine_kp.config import ConfigError, parse_override_args
 from spine_kp.engine.config import ExperimentConfig, load_experiment, resolve_config_path
 from spine_kp.evaluation.evaluate import evaluate_records
+from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
 from spine_kp.evaluation.spacing import fill_spacing
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.schema import Schema
@@ -423,7 +424,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
         "--zero-shot", default=None, metavar="CKPT", help="score this checkpoint on all studies, no training"
     )
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
-    ap.add_argument("--radius", type=float, default=8.0, help="radius in mm (default 8)")
+    ap.add_argument("--radius", type=float, default=DEFAULT_RADIUS_MM, help="radius in mm (default 8)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="prediction device")
     ap.add_argument("--workers", type=int, default=2, help="threads loading DICOM for prediction")
     ap.add_argument(

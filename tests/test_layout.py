@@ -44,3 +44,11 @@ def test_package_imports_only_what_it_may(package):
 def test_io_holds_no_phantom_drawing():
     names = {m.stem for m in (ROOT / "io").glob("*.py")}
     assert not {n for n in names if n.startswith(("synth", "phantom")) or n in {"dicom_write", "dicom_encode"}}
+
+
+def test_checkpoints_are_read_without_the_training_code():
+    """``spine_kp.checkpoint`` is the one reader for training, prediction and export; prediction never imports the
+    training recipe to use it."""
+    assert _spine_kp_imports(ROOT / "checkpoint.py") <= LEAVES | {"spine_kp.codec.heatmap"}
+    for module in ("predict/predictor.py", "predict/sr.py", "export/onnx.py"):
+        assert not {n for n in _spine_kp_imports(ROOT / module) if n.startswith("spine_kp.engine")}, module

@@ -11,10 +11,17 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM  # numpy only; run() imports the evaluator anyway
+
     parser.add_argument("--annotations", required=True, metavar="GT.json", help="ground-truth JSON")
     parser.add_argument("--predictions", required=True, metavar="PRED.json", help="prediction JSON (points with score)")
     parser.add_argument("--data", metavar="ROOT", help="DICOM data root: spacing of the annotated instances")
-    parser.add_argument("--radius", type=float, default=8.0, help="matching radius in mm (default 8; 6 = competition)")
+    parser.add_argument(
+        "--radius",
+        type=float,
+        default=DEFAULT_RADIUS_MM,
+        help=f"matching radius in mm (default {DEFAULT_RADIUS_MM:g}; 6 = competition)",
+    )
     parser.add_argument(
         "--match-level", action="store_true", help="a prediction may only match ground truth of its identification"
     )

@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["data.skip_missing"] = "true"
     cfg = load_experiment(args.config, overrides)
     result = train(cfg, args.out, resume=args.resume, fast_dev_run=args.fast_dev_run, init=args.init)
+    if not result.is_global_zero:  # DDP runs this command once per process: rank 0 alone reports
+        return 0
     if result.skipped:
         print(
             f"warning: trained without {len(result.skipped)} annotated record(s) not found under {args.data} "

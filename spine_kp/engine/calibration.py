@@ -30,47 +30,65 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from spine_kp.checkpoint import CALIBRATION_KEY
 from spine_kp.evaluation.calibration import TemperatureFit, fit_temperature
 from spine_kp.predict.infer import TrainedLabels
 from spine_kp.schema import Schema
 
-CHECKPOINT_KEY = "calibration"
+CHECKPOINT_KEY = CALIBRATION_KEY
 FITTED_ON = "validation grade logits at the ground-truth landmarks"
 
 KindArrays = dict[str, tuple[np.ndarray, np.ndarray]]  # kind -> ((N, G) logits, (N, G) multi-hot targets)
+StudyLogits = dict[str, tuple[np.ndarray, np.ndarray]]  # the same for the graded landmarks of one study's image
 
 
 class GradeLogits:
-    """The graded landmarks' logits and targets of one validation epoch, per kind (kept on the CPU)."""
+    """The graded landmarks' logits and targets of one validation epoch, per study and kind (kept on the CPU).
+
+    Keyed by study UID, so the DDP ranks' parts merge without the studies the distributed sampler repeated
+    (:func:`spine_kp.engine.gather.gather_by_study`).
+    """
 
     def __init__(self) -> None:
-        self._parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.studies: dict[str, StudyLogits] = {}
 
     def clear(self) -> None:
-        self._parts = {}
+        self.studies = {}
 
-    def add(self, logits: Mapping[str, Tensor], targets: Mapping[str, Tensor], mask: Mapping[str, Tensor]) -> None:
+    def add(
+        self,
+        logits: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        mask: Mapping[str, Tensor],
+        study_uids: Sequence[str],
+    ) -> None:
         """Keep the graded landmarks of one batch.
 
         Args:
             logits: kind -> (B, K_kind, G) grade logits at the ground-truth landmarks.
             targets: kind -> (B, K_kind, G) multi-hot grades.
             mask: kind -> (B, K_kind) bool, the landmark has a grade.
+            study_uids: (B,) the study of each image.
         """
         for kind, z in logits.items():
-            m = mask[kind].bool()
-            part = (z.detach()[m].float().cpu().numpy(), targets[kind].detach()[m].float().cpu().numpy())
-            self._parts.setdefault(kind, []).append(part)
+            m = mask[kind].detach().bool().cpu().numpy()
+            zs, ys = z.detach().float().cpu().numpy(), targets[kind].detach().float().cpu().numpy()
+            for i, uid in enumerate(study_uids):
+                self.studies.setdefault(uid, {})[kind] = (zs[i][m[i]], ys[i][m[i]])
 
     def arrays(self) -> KindArrays:
-        """kind -> ((N, G) logits, (N, G) targets) of everything added."""
-        return {kind: tuple(np.concatenate(a) for a in zip(*parts)) for kind, parts in self._parts.items()}
+        """kind -> ((N, G) logits, (N, G) targets) of everything added (:func:`stack_studies`)."""
+        return stack_studies(self.studies)
 
 
-def merge(parts: Sequence[KindArrays]) -> KindArrays:
-    """Concatenate the arrays of several processes (DDP ranks), kind by kind."""
-    kinds = dict.fromkeys(k for p in parts for k in p)
-    return {k: tuple(np.concatenate([p[k][i] for p in parts if k in p]) for i in (0, 1)) for k in kinds}
+def stack_studies(studies: Mapping[str, StudyLogits]) -> KindArrays:
+    """kind -> ((N, G) logits, (N, G) targets) of several studies, in study UID order (so the same studies give the
+    same arrays whichever DDP rank validated which)."""
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for uid in sorted(studies):
+        for kind, pair in studies[uid].items():
+            parts.setdefault(kind, []).append(pair)
+    return {kind: (np.concatenate([z for z, _ in p]), np.concatenate([y for _, y in p])) for kind, p in parts.items()}
 
 
 @dataclass(frozen=True)

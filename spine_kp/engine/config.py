@@ -22,10 +22,14 @@ from spine_kp.schema import CONFIG_DIR
 
 @dataclass(frozen=True)
 class CodecConfig:
-    """Heatmap targets: Gaussian sigma in heatmap cells and sub-pixel refinement (the stride is the model's)."""
+    """Heatmap targets: Gaussian sigma in heatmap cells and sub-pixel refinement (the stride is the model's).
+
+    The codec built from it is stored in every checkpoint (``spine_kp.checkpoint``), so prediction decodes as trained.
+    """
 
     sigma: float = 2.0
     refine: str = "dark"
+    blur_sigma: float | None = None  # DARK refinement's smoothing sigma in cells (None: ``sigma``)
 
 
 @dataclass(frozen=True)

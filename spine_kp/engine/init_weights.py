@@ -1,8 +1,9 @@
 """Warm start (``spine-kp train --init CKPT``): copy every tensor of a spine_kp checkpoint that fits a new model.
 
 Accepted: a Lightning checkpoint written by :class:`~spine_kp.engine.module.LandmarkModule` (``state_dict`` with
-``model.`` keys, ``hyper_parameters`` holding ``config`` and ``schema``). A backbone-only state dict is not one:
-that belongs in the ``model.pretrained`` config key. Checkpoints are pickles: read only files you trust.
+``model.`` keys, ``hyper_parameters`` holding ``config`` and ``schema``), read by
+:func:`spine_kp.checkpoint.load_checkpoint`. A backbone-only state dict is not one: that belongs in the
+``model.pretrained`` config key. Checkpoints are pickles: read only files you trust.
 
 Names are matched as follows; everything not loaded keeps its fresh initialisation and is reported.
 
@@ -22,7 +23,6 @@ new training set.
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,14 +31,14 @@ from typing import Any
 
 import torch
 
+from spine_kp.checkpoint import CheckpointError, SpineCheckpoint, load_checkpoint
+from spine_kp.config import to_dict
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.models.backbones.weights import short_names
-from spine_kp.predict.predictor import CheckpointError
-from spine_kp.schema import Schema, SchemaError
+from spine_kp.schema import Schema
 
 log = logging.getLogger(__name__)
 
-_PREFIX = "model."
 # LandmarkNet tensors indexed by landmark (schema order) along the given axis.
 _LANDMARK_AXES: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"heatmap_head\.conv\.(weight|bias)"), 0),  # (K, C, 1, 1), (K,)
@@ -48,23 +48,6 @@ _LANDMARK_AXES: tuple[tuple[re.Pattern[str], int], ...] = (
 )
 # One classifier per kind (schema kind order), one row per grade label: (G_kind, hidden), (G_kind,).
 _CLASSIFIER = re.compile(r"grade_head\.classifiers\.(\d+)\.(weight|bias)")
-
-
-@dataclass(frozen=True)
-class SourceCheckpoint:
-    """The parts of a spine_kp checkpoint a warm start needs.
-
-    Attributes:
-        path: the file.
-        state: ``LandmarkNet`` tensors (``model.`` stripped).
-        model_config: the ``model`` section of the stored experiment config.
-        schema: the schema the checkpoint was trained with.
-    """
-
-    path: Path
-    state: dict[str, torch.Tensor]
-    model_config: dict[str, Any]
-    schema: Schema
 
 
 @dataclass
@@ -129,33 +112,14 @@ class InitReport:
         return "; ".join(parts)
 
 
-def read_spine_checkpoint(path: str | Path) -> SourceCheckpoint:
-    """Read the weights, model config and schema of a spine_kp checkpoint (a trusted file: it is unpickled).
+def read_spine_checkpoint(path: str | Path) -> SpineCheckpoint:
+    """Read a spine_kp checkpoint to warm-start from (a trusted file: it is unpickled).
 
     Raises:
-        CheckpointError: the file is missing, unreadable, or not a spine_kp checkpoint.
+        CheckpointError: the file is missing, unreadable, or not a spine_kp checkpoint (a backbone-only state dict
+            is told to go in ``model.pretrained``).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"--init checkpoint {p} does not exist; give a RUN/checkpoints/*.ckpt file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{p}: not a readable torch checkpoint ({exc})") from None
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
-    state = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
-    if not isinstance(hp, Mapping) or not {"config", "schema"} <= set(hp) or not isinstance(state, Mapping):
-        raise CheckpointError(
-            f"{p}: not a spine_kp checkpoint (needs state_dict and hyper_parameters with config and schema); "
-            f"give a .ckpt written by spine-kp train, or put a backbone-only state dict in model.pretrained"
-        )
-    try:
-        schema = Schema.from_dict(hp["schema"], source=f"{p} schema")
-        model_config = dict(hp["config"]["model"])
-    except (SchemaError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{p}: damaged spine_kp checkpoint ({exc})") from None
-    weights = {k[len(_PREFIX) :]: v for k, v in state.items() if k.startswith(_PREFIX) and isinstance(v, torch.Tensor)}
-    return SourceCheckpoint(path=p, state=weights, model_config=model_config, schema=schema)
+    return load_checkpoint(path, hint=", or put a backbone-only state dict in model.pretrained")
 
 
 def _pairs(target: Sequence[str], source: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -278,7 +242,7 @@ def _differing_parts(source: Mapping[str, Any], target: Mapping[str, Any]) -> di
     return skip
 
 
-def init_from_checkpoint(module: LandmarkModule, source: str | Path | SourceCheckpoint) -> InitReport:
+def init_from_checkpoint(module: LandmarkModule, source: str | Path | SpineCheckpoint) -> InitReport:
     """Warm-start ``module`` (in place) from a spine_kp checkpoint; log and return what loaded.
 
     Args:
@@ -291,10 +255,10 @@ def init_from_checkpoint(module: LandmarkModule, source: str | Path | SourceChec
     Raises:
         CheckpointError: the file is not a spine_kp checkpoint, or no weight of it (beyond 1-D ones) fits the model.
     """
-    ckpt = source if isinstance(source, SourceCheckpoint) else read_spine_checkpoint(source)
-    ours = module.cfg.model.to_dict()
+    ckpt = source if isinstance(source, SpineCheckpoint) else read_spine_checkpoint(source)
+    ours = to_dict(module.cfg.model)
     skip = _differing_parts(ckpt.model_config, ours)
-    new_state, report = map_state(ckpt.state, ckpt.schema, module.model.state_dict(), module.schema, skip)
+    new_state, report = map_state(ckpt.model_state, ckpt.schema, module.model.state_dict(), module.schema, skip)
     report.source = str(ckpt.path)
     # Biases and norm scales alone (1-D, often equal by coincidence) are no warm start.
     if not any(v.ndim > 1 for v in new_state.values()):
@@ -308,4 +272,4 @@ def init_from_checkpoint(module: LandmarkModule, source: str | Path | SourceChec
     return report
 
 
-__all__ = ["InitReport", "SourceCheckpoint", "init_from_checkpoint", "map_state", "read_spine_checkpoint"]
+__all__ = ["InitReport", "init_from_checkpoint", "map_state", "read_spine_checkpoint"]

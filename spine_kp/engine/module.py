@@ -1,8 +1,13 @@
 """The LightningModule: the training recipe (losses, optimisation, validation by the real predictor + evaluator).
 
 The architecture comes from the registry (:func:`spine_kp.models.net.create_model`) and the whole experiment
-config, the schema and the training label statistics are saved as hyper-parameters, so a checkpoint alone
-rebuilds the model for prediction (``LandmarkModule.load_from_checkpoint(path)``).
+config, the schema, the training label statistics and the heatmap codec are saved as hyper-parameters, so a
+checkpoint alone rebuilds the model for prediction (``LandmarkModule.load_from_checkpoint(path)``, or
+:func:`spine_kp.checkpoint.load_checkpoint` without the training code).
+
+Validation runs the real predictor and evaluator; under DDP every rank's outputs are gathered first
+(:mod:`spine_kp.engine.gather`), so ``val/mAP`` and the localization metrics measure the whole validation split
+and are the same on every rank.
 
 Shapes: B batch, C channels, H x W input, K landmarks, h x w heatmaps, K_kind landmarks of a kind, G grades.
 """
@@ -11,33 +16,32 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
+import warnings
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch import Tensor
 
-from spine_kp.codec.heatmap import HeatmapCodec
-from spine_kp.config import from_dict
+from spine_kp.checkpoint import CODEC_KEY, build_codec
+from spine_kp.config import from_dict, to_dict
 from spine_kp.data.labels import LabelStats
-from spine_kp.engine.calibration import CHECKPOINT_KEY, Calibration, GradeLogits, fit_calibration, merge
+from spine_kp.engine.calibration import CHECKPOINT_KEY, Calibration, GradeLogits, fit_calibration, stack_studies
 from spine_kp.engine.config import ExperimentConfig
+from spine_kp.engine.gather import gather_by_study
 from spine_kp.engine.losses import heatmap_loss, multi_label_loss, single_label_loss
 from spine_kp.evaluation.evaluate import evaluate_records
+from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
 from spine_kp.models.net import create_model
 from spine_kp.predict.infer import TrainedLabels, infer_batch
 from spine_kp.predict.records import landmarks_to_record
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord
 
-
-def build_codec(cfg: ExperimentConfig) -> HeatmapCodec:
-    """The heatmap codec of an experiment: input size from ``data``, stride from ``model``, sigma from ``codec``."""
-    return HeatmapCodec(
-        tuple(cfg.data.input_size), stride=cfg.model.output_stride, sigma=cfg.codec.sigma, refine=cfg.codec.refine
-    )
+# Logged by every rank from the gathered validation split: one value everywhere, nothing for sync_dist to reduce.
+_GATHERED_METRICS = r"(val/(mAP|median_mm|p95_mm|within_8mm|studies)|calib/T_\w+)"
 
 
 class LandmarkModule(pl.LightningModule):
@@ -47,15 +51,24 @@ class LandmarkModule(pl.LightningModule):
         config: plain-data :class:`ExperimentConfig` (as from ``experiment_to_dict``).
         schema: plain-data schema (``Schema.to_dict()``).
         label_stats: plain-data :class:`LabelStats` of the training split (untrained landmarks/grades, weights).
+        codec: ``HeatmapCodec.to_dict()`` of a checkpoint (None: built from ``config``); saved as a hyper-parameter
+            either way, so prediction decodes with the codec the model was trained with.
     """
 
-    def __init__(self, config: dict[str, Any], schema: dict[str, Any], label_stats: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        schema: dict[str, Any],
+        label_stats: dict[str, Any] | None = None,
+        codec: dict[str, Any] | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = from_dict(ExperimentConfig, config, source="checkpoint config")
         self.schema = Schema.from_dict(schema)
         self.model = create_model(self.cfg.model, self.schema)
-        self.codec = build_codec(self.cfg)
+        self.codec = build_codec(to_dict(self.cfg), codec)
+        self.hparams[CODEC_KEY] = self.codec.to_dict()
         self.stats = LabelStats.from_dict(label_stats, self.schema) if label_stats else None
         self.trained = TrainedLabels.from_stats(self.schema, self.stats)
         for kind in self.schema.kinds:
@@ -70,16 +83,18 @@ class LandmarkModule(pl.LightningModule):
             self.register_buffer(f"grade_weight_{kind.name}", weight * (mask if not kind.multi_label else 1.0))
             self.register_buffer(f"grade_mask_{kind.name}", mask)
         self.register_buffer("landmark_mask", torch.as_tensor(self.trained.landmarks, dtype=torch.float32))
-        self._val_records: list[StudyRecord] = []
+        self._val_records: dict[str, StudyRecord] = {}  # study UID -> prediction, this rank's share of the epoch
         self._val_logits = GradeLogits()
         # grade temperatures of the current weights (spine_kp.engine.calibration); None until fitted
         self.calibration: Calibration | None = None
 
-    @staticmethod
-    def load_checkpoint_config(path: str | Path) -> dict[str, Any]:
-        """The plain-data experiment config stored in a checkpoint."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        return ckpt["hyper_parameters"]["config"]
+    def setup(self, stage: str) -> None:
+        # Lightning recommends sync_dist=True for every epoch metric under DDP; the gathered ones need no reduction.
+        warnings.filterwarnings(
+            "ignore",
+            message=rf"It is recommended to use `self\.log\('{_GATHERED_METRICS}'",
+            category=PossibleUserWarning,
+        )
 
     # ------------------------------------------------------------------ forward / losses
     def forward(self, images: Tensor, points: Tensor | None = None) -> dict[str, Any]:
@@ -144,7 +159,7 @@ class LandmarkModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ validation = predictor + evaluator
     def on_validation_epoch_start(self) -> None:
-        self._val_records = []
+        self._val_records = {}
         self._val_logits.clear()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -152,41 +167,44 @@ class LandmarkModule(pl.LightningModule):
         out = self.model(images, batch["keypoints"])
         losses = self.compute_losses(batch, out)
         if self.cfg.calibration.enabled:  # grade logits at the ground-truth landmarks, for the temperature fit
-            self._val_logits.add(out["grade_logits"], batch["grades"], batch["grade_mask"])
+            self._val_logits.add(out["grade_logits"], batch["grades"], batch["grade_mask"], batch["study_uid"])
         self.log("val/loss", losses["total"], batch_size=images.shape[0], sync_dist=True)
         pred = infer_batch(self.model, images, self.codec, self.schema, self.trained, self.cfg.decode)
-        for i, geom in enumerate(batch["geometry"]):
-            self._val_records.append(
-                landmarks_to_record(
-                    geom.to_original(pred.coords[i]),
-                    pred.peaks[i],
-                    {k: v[i] for k, v in pred.grade_probs.items()},
-                    self.schema,
-                    self.trained,
-                    study_uid=batch["study_uid"][i],
-                    series_uid="",
-                    instance_uid=batch["instance_uid"][i],
-                    z_index=None,
-                    spacing=geom.spacing,
-                )
+        for i, (geom, uid) in enumerate(zip(batch["geometry"], batch["study_uid"])):
+            self._val_records[uid] = landmarks_to_record(
+                geom.to_original(pred.coords[i]),
+                pred.peaks[i],
+                {k: v[i] for k, v in pred.grade_probs.items()},
+                self.schema,
+                self.trained,
+                study_uid=uid,
+                series_uid="",
+                instance_uid=batch["instance_uid"][i],
+                z_index=None,
+                spacing=geom.spacing,
             )
 
     def on_validation_epoch_end(self) -> None:
+        # Under DDP each rank validated its shard: gather every rank's predictions and grade logits (collective, so
+        # on every rank), one copy of each study, so the metrics and temperatures are the whole split's everywhere.
+        local = {uid: (record, self._val_logits.studies.get(uid, {})) for uid, record in self._val_records.items()}
+        merged = gather_by_study(local)
+        self._val_records = {}
+        self._val_logits.clear()
         if self.cfg.calibration.enabled and not self.trainer.sanity_checking:
-            self._fit_calibration()
-        records = self._val_records
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[list[StudyRecord]] = [[] for _ in range(torch.distributed.get_world_size())]
-            torch.distributed.all_gather_object(gathered, records)
-            records = [r for part in gathered for r in part]
+            self._fit_calibration({uid: logits for uid, (_, logits) in merged.items()})
+        self._log_validation_metrics([record for record, _ in merged.values()])
+
+    def _log_validation_metrics(self, records: list[StudyRecord]) -> None:
+        """Score the validation split's predictions (all ranks') against its annotations with the 8 mm rules."""
         datamodule = getattr(self.trainer, "datamodule", None)
-        gt = list(getattr(datamodule, "val_records", None) or [])
+        gt = list(getattr(datamodule, "val_records", None) or [])  # every rank's datamodule holds the whole split
         if not records or not gt:
             return
         seen = {r.study_uid for r in records}
         spacing = {r.study_uid: r.primary.pixel_spacing for r in records}
         gt = [_with_spacing(r, spacing[r.study_uid]) for r in gt if r.study_uid in seen]
-        result = evaluate_records(gt, records, self.schema, radius=8.0)
+        result = evaluate_records(gt, records, self.schema, radius=DEFAULT_RADIUS_MM)
         overall = result.localization.overall
         metrics = {
             "val/mAP": result.map if result.map is not None else 0.0,
@@ -195,18 +213,13 @@ class LandmarkModule(pl.LightningModule):
             "val/within_8mm": overall.within_radius if overall.within_radius is not None else 0.0,
         }
         self.log_dict(metrics, prog_bar=True, sync_dist=False)
-        self._val_records = []
+        self.log("val/studies", float(len(records)), sync_dist=False)
 
-    def _fit_calibration(self) -> None:
-        """Fit the grade temperatures on this epoch's validation logits (all ranks' together)."""
-        arrays = self._val_logits.arrays()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, arrays)
-            arrays = merge(gathered)
+    def _fit_calibration(self, studies: dict[str, Any]) -> None:
+        """Fit the grade temperatures on this epoch's validation logits (study UID -> logits, all ranks')."""
+        arrays = stack_studies(studies)
         self.calibration = fit_calibration(arrays, self.schema, self.trained, self.cfg.calibration.min_points)
         self.log_dict({f"calib/T_{k}": t for k, t in self.calibration.temperatures.items()}, sync_dist=False)
-        self._val_logits.clear()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.cfg.calibration.enabled and self.calibration is not None:  # disabled: no stale temperatures either

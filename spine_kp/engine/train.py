@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,15 @@ import yaml
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+from spine_kp.checkpoint import CheckpointError, load_checkpoint
 from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
 from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.errors import MissingInputError
-from spine_kp.grading.stage import attach_grade_stage, train_grade_stage
+from spine_kp.grading.stage import attach_grade_stage, stage_skip_reason, train_grade_stage
 from spine_kp.io.atomic import atomic_write_text
-from spine_kp.predict.predictor import CheckpointError
 from spine_kp.schema import load_schema
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where a training run left its checkpoints, the best monitored value, and what ``init`` loaded."""
+    """Where a training run left its checkpoints, the best monitored value, and what ``init`` loaded.
+
+    Under DDP every process returns one; ``is_global_zero`` marks rank 0's, the one whose summary to show.
+    """
 
     run_dir: Path
     best_checkpoint: Path | None
@@ -51,6 +53,7 @@ class TrainResult:
     init_report: InitReport | None = None
     grade_stage: dict[str, Any] | None = None
     skipped: tuple[str, ...] = ()  # data.skip_missing: one line per annotated record left out
+    is_global_zero: bool = True
 
 
 def build_trainer(
@@ -144,9 +147,9 @@ def train(
             raise MissingInputError(f"--resume: {last} does not exist (nothing to continue)")
         ckpt_path = str(last)
         try:
-            stored = LandmarkModule.load_checkpoint_config(last)
-        except (KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-            raise CheckpointError(f"--resume: {last} is not a spine_kp checkpoint ({exc!r})") from None
+            stored = load_checkpoint(last, mmap=True).config
+        except CheckpointError as exc:
+            raise CheckpointError(f"--resume: {exc}") from None
         if stored != experiment_to_dict(cfg):
             log.warning("resuming %s with a config that differs from the checkpoint's; using the new one", last)
         if init is not None:
@@ -173,7 +176,10 @@ def train(
     best = Path(ckpt_cb.best_model_path) if ckpt_cb is not None and ckpt_cb.best_model_path else None
     score = ckpt_cb.best_model_score if ckpt_cb is not None else None
     stage_metrics = None
-    if cfg.grade_stage.enabled and not fast_dev_run and trainer.is_global_zero:
+    skip = stage_skip_reason(cfg.grade_stage, len(datamodule.train_records))
+    if skip is not None and cfg.grade_stage.enabled:
+        log.warning("grade stage not trained: %s", skip)
+    if skip is None and not fast_dev_run and trainer.is_global_zero:
         payload = train_grade_stage(
             cfg.grade_stage,
             schema,
@@ -198,6 +204,7 @@ def train(
         init_report=init_report,
         grade_stage=stage_metrics,
         skipped=tuple(datamodule.skipped),
+        is_global_zero=trainer.is_global_zero,
     )
 
 

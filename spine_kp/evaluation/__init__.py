@@ -13,11 +13,12 @@ from spine_kp.evaluation.baseline_f1 import BaselineF1
 from spine_kp.evaluation.calibration import Reliability, fit_temperature, reliability
 from spine_kp.evaluation.encode import Encoder
 from spine_kp.evaluation.evaluate import EvaluationResult, evaluate_files, evaluate_records
-from spine_kp.evaluation.matching import GroundTruth, Predictions, StudyMatch, match_study
+from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM, GroundTruth, Predictions, StudyMatch, match_study
 from spine_kp.evaluation.metrics import ClassResult, average_precision, pr_curve, support_weighted_f1
 from spine_kp.evaluation.spacing import SpacingError, fill_spacing
 
 __all__ = [
+    "DEFAULT_RADIUS_MM",
     "BaselineF1",
     "ClassResult",
     "Encoder",

@@ -26,7 +26,7 @@ from spine_kp.evaluation.localization import (
     paired_classes,
     summarize_by_identification,
 )
-from spine_kp.evaluation.matching import FP, TP, GroundTruth, Predictions, StudyMatch, match_study
+from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM, FP, TP, GroundTruth, Predictions, StudyMatch, match_study
 from spine_kp.evaluation.metrics import (
     ClassResult,
     F1Class,
@@ -235,7 +235,7 @@ def evaluate_records(
     gt_records: Iterable[StudyRecord],
     pred_records: Iterable[StudyRecord],
     schema: Schema,
-    radius: float = 8.0,
+    radius: float = DEFAULT_RADIUS_MM,
     match_level: bool = False,
     f1_radius: float = 6.0,
 ) -> EvaluationResult:
@@ -305,7 +305,7 @@ def evaluate_files(
     pred_path: str | Path,
     schema: Schema,
     data_root: str | Path | None = None,
-    radius: float = 8.0,
+    radius: float = DEFAULT_RADIUS_MM,
     match_level: bool = False,
 ) -> EvaluationResult:
     """Read both files (``AnnotationError`` on malformed input), resolve spacing, and score.

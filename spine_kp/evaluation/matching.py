@@ -36,6 +36,9 @@ NEAR_EMPTY = 4  # no hit, but within r of an empty-label ground-truth point: cou
 
 PAD = -1  # ``ident`` of a padding entry in a batch (no class, not empty, never predicted)
 
+#: r, the matching radius in mm (the "8 mm rules"); every default radius of the package is this one.
+DEFAULT_RADIUS_MM = 8.0
+
 
 @dataclass(frozen=True, eq=False)
 class GroundTruth:
@@ -161,7 +164,9 @@ def _take(a: np.ndarray, order: np.ndarray) -> np.ndarray:
     return np.take_along_axis(a, idx, axis=order.ndim - 1)
 
 
-def match_study(gt: GroundTruth, pred: Predictions, radius: float = 8.0, match_level: bool = False) -> StudyMatch:
+def match_study(
+    gt: GroundTruth, pred: Predictions, radius: float = DEFAULT_RADIUS_MM, match_level: bool = False
+) -> StudyMatch:
     """Apply rules 1-4 to one study (or a padded batch of studies) for every class at once.
 
     Args:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spine_kp.checkpoint import load_checkpoint
 from spine_kp.errors import UserError
 from spine_kp.io.atomic import atomic_write_bytes
 from spine_kp.models.registry import BACKBONES
@@ -198,12 +199,13 @@ def export_onnx(
     except ImportError:
         raise UserError(f"ONNX export needs onnx and onnxruntime; {INSTALL_HINT}") from None
     ckpt = Path(checkpoint)
-    predictor = Predictor.from_checkpoint(ckpt, device="cpu")  # a bad file is a CheckpointError naming it
+    source = load_checkpoint(ckpt)  # a bad file is a CheckpointError naming it
+    predictor = Predictor.from_checkpoint(source, device="cpu")
+    model_config = source.model_config
     if predictor.grade_stage is not None:  # its grades would silently differ from predict --checkpoint
         raise OnnxExportError(
             f"{ckpt}: the crop grading stage (grade_stage) cannot be exported yet; predict with --checkpoint"
         )
-    model_config = dict(torch.load(ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]["config"]["model"])
     family = backbone_family(str(model_config.get("backbone", "")))
     net = ExportNet(predictor.model).eval()
     kinds = net.kinds

@@ -32,6 +32,8 @@ class GradeStageConfig:
         intensity: amplitude of the random intensity scale (1 +- a) and shift (+- a) in training.
         combine: "replace" (crop probabilities only) or "average" (mean with the grade head's) at predict time.
         load_workers: threads decoding the training slices.
+        min_train_studies: the stage trains only when the training split holds at least this many studies; with
+            fewer a crop CNN learns less than the grade head already knows, so it is skipped (and logged).
     """
 
     enabled: bool = False
@@ -54,6 +56,7 @@ class GradeStageConfig:
     intensity: float = 0.15
     combine: str = "replace"
     load_workers: int = 2
+    min_train_studies: int = 20
 
     def __post_init__(self) -> None:
         if self.combine not in COMBINE_MODES:

@@ -175,6 +175,18 @@ def crop_map(
     return float(np.mean(aps)) if aps else 0.0
 
 
+def stage_skip_reason(cfg: GradeStageConfig, n_train_studies: int) -> str | None:
+    """Why the stage is not trained for a split of ``n_train_studies`` studies (None: it is trained)."""
+    if not cfg.enabled:
+        return "grade_stage.enabled is false"
+    if n_train_studies < cfg.min_train_studies:
+        return (
+            f"only {n_train_studies} training studies (grade_stage.min_train_studies: {cfg.min_train_studies}); "
+            "the grade head grades alone"
+        )
+    return None
+
+
 def train_grade_stage(
     cfg: GradeStageConfig,
     schema: Schema,

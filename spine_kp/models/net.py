@@ -6,7 +6,6 @@ Coordinate frame: input pixels, pixel centres at integers (``spine_kp.codec.heat
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +23,10 @@ from spine_kp.schema import Schema
 NO_BACKBONE = ("none", "")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
-    """Architecture description, plain data so checkpoints can store it (``to_dict`` / ``from_dict``).
+    """Architecture description, plain data so checkpoints can store it (``spine_kp.config.to_dict`` /
+    ``from_dict``, like every other config section; an unknown key fails there, naming it).
 
     Attributes:
         backbone: ``BACKBONES`` name, or "none" for a standalone decoder (``hourglass``).
@@ -59,19 +59,6 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: output_stride must be 1, 2 or 4, got {self.output_stride}")
         if self.in_chans < 1 or self.decoder_channels < 1:
             raise ValueError(f"ModelConfig: in_chans and decoder_channels must be positive, got {self}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (deep copy) for checkpoints and YAML."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "model config") -> ModelConfig:
-        """Build from a dict; an unknown key fails naming it and ``source``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{source}: unknown model key(s) {sorted(unknown)}; valid keys: {sorted(known)}")
-        return cls(**data)
 
 
 class LandmarkNet(nn.Module):

@@ -1,17 +1,15 @@
 """A trained model ready to predict: rebuilt from a self-contained checkpoint, applied to decoded slices.
 
-The checkpoint (written by the training recipe) holds the experiment config, the schema and the training label
-statistics as hyper-parameters next to the weights, so nothing else is needed here; this module reads the
-sections it needs without importing the training code. A checkpoint trained with ``grade_stage.enabled`` also holds
-the crop grading stage (key ``"grade_stage"``), whose grades are combined with the grade head's
-(:mod:`spine_kp.predict.crop_stage`). Everything after the network (preprocessing, decoding,
-records) is the backend-independent :class:`spine_kp.predict.pipeline.SlicePredictor`, shared with the ONNX
-Runtime predictor.
+The checkpoint (written by the training recipe) holds the experiment config, the schema, the training label
+statistics and the heatmap codec as hyper-parameters next to the weights (and, when trained with
+``grade_stage.enabled``, the crop grading stage: :mod:`spine_kp.predict.crop_stage`), so nothing else is needed
+here; it is read by :func:`spine_kp.checkpoint.load_checkpoint`, without importing the training code. Everything
+after the network (preprocessing, decoding, records) is the backend-independent
+:class:`spine_kp.predict.pipeline.SlicePredictor`, shared with the ONNX Runtime predictor.
 """
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from spine_kp.checkpoint import CheckpointError, SpineCheckpoint, load_checkpoint
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.config import from_dict
 from spine_kp.data.labels import LabelStats
-from spine_kp.errors import UserError
 from spine_kp.models.net import LandmarkNet, ModelConfig, create_model
 from spine_kp.predict.crop_stage import CropStage
 from spine_kp.predict.infer import TorchNetwork, TrainedLabels
@@ -32,9 +30,7 @@ from spine_kp.predict.pipeline import SlicePrediction, SlicePredictor  # noqa: F
 from spine_kp.schema import Schema
 from spine_kp.types import Slice
 
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint that is not a spine_kp checkpoint (or is damaged); the message names the file."""
+__all__ = ["CheckpointError", "Predictor", "SlicePrediction", "resolve_device"]  # CheckpointError: re-exported
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -84,56 +80,43 @@ class Predictor(SlicePredictor):
         return TorchNetwork(self.model, self.device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", **overrides: Any) -> Predictor:
-        """Rebuild from a training checkpoint (``best.ckpt`` / ``last.ckpt``).
+    def from_checkpoint(cls, path: str | Path | SpineCheckpoint, device: str = "auto", **overrides: Any) -> Predictor:
+        """Rebuild from a training checkpoint (``best.ckpt`` / ``last.ckpt``), or what ``load_checkpoint`` read.
 
         Args:
             overrides: replace fields of the stored decode config, e.g. ``decode=LevelOrderConfig(enabled=False)``,
                 or the stored grade temperatures (``checkpoint["calibration"]``; a checkpoint without them has
                 T = 1), e.g. ``temperatures={}`` for the raw probabilities; ``grade_stage=None`` ignores a stored crop
                 grading stage.
+
+        Raises:
+            CheckpointError: the file is missing, unreadable, not a spine_kp checkpoint, or its weights do not fit
+                the model config stored beside them.
         """
-        p = Path(path)
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint {p} does not exist")
+        ckpt = path if isinstance(path, SpineCheckpoint) else load_checkpoint(path)
+        p, cfg, schema = ckpt.path, ckpt.config, ckpt.schema
+        model = create_model(from_dict(ModelConfig, ckpt.model_config, source=f"{p} model"), schema)
         try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=False)
-            hp = ckpt["hyper_parameters"]
-            cfg, schema_dict, stats_dict = hp["config"], hp["schema"], hp.get("label_stats")
-            state = ckpt["state_dict"]
-        except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-            raise CheckpointError(f"{p}: not a spine_kp checkpoint ({exc!r})") from None
-        schema = Schema.from_dict(schema_dict)
-        model = create_model(from_dict(ModelConfig, cfg["model"], source=f"{p} model"), schema)
-        weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-        try:
-            model.load_state_dict(weights)
+            model.load_state_dict(ckpt.model_state)
         except RuntimeError as exc:  # weights that do not fit the model config stored beside them
             raise CheckpointError(f"{p}: damaged spine_kp checkpoint ({' '.join(str(exc).split())})") from None
         data = cfg["data"]
-        codec_cfg = cfg["codec"]
-        codec = HeatmapCodec(
-            tuple(data["input_size"]),
-            stride=cfg["model"]["output_stride"],
-            sigma=codec_cfg["sigma"],
-            refine=codec_cfg["refine"],
-        )
-        stats = LabelStats.from_dict(stats_dict, schema) if stats_dict else None
+        stats = LabelStats.from_dict(ckpt.label_stats, schema) if ckpt.label_stats else None
         trained = TrainedLabels.from_stats(schema, stats)
         decode = from_dict(LevelOrderConfig, cfg.get("decode", {}), source=f"{p} decode")
         decode = overrides.pop("decode", decode)
-        temperatures = overrides.pop("temperatures", (ckpt.get("calibration") or {}).get("temperatures"))
+        temperatures = overrides.pop("temperatures", ckpt.temperatures)
         stage = None
-        if ckpt.get("grade_stage") is not None:
+        if ckpt.grade_stage is not None:
             try:
-                stage = CropStage.from_payload(ckpt["grade_stage"], schema, trained, source=str(p))
+                stage = CropStage.from_payload(ckpt.grade_stage, schema, trained, source=str(p))
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise CheckpointError(f"{p}: damaged grade_stage entry ({exc!r})") from None
         stage = overrides.pop("grade_stage", stage)
         return cls(
             model,
             schema,
-            codec,
+            ckpt.heatmap_codec(),
             trained,
             input_size=tuple(data["input_size"]),
             neighbours=int(data.get("neighbours", 0)),

@@ -12,9 +12,9 @@ import hashlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import torch
 from pydicom.uid import generate_uid
 
+from spine_kp.checkpoint import CheckpointError, load_checkpoint
 from spine_kp.io.dicom_sr import AlgorithmInfo, build_sr, read_source_header, sr_file_name, write_sr
 from spine_kp.predict.runner import PredictRun, StudyFailure
 from spine_kp.schema import Schema
@@ -31,12 +31,8 @@ def _file_digest(path: Path) -> str:
 def _model_config(path: Path) -> dict:
     """The ``model`` section of the config stored in a checkpoint ({} when there is none)."""
     try:  # mmap: the pickled structure is read, the tensors are not
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # legacy (non-zip) checkpoint format cannot be memory-mapped
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    try:
-        return dict(ckpt["hyper_parameters"]["config"]["model"])
-    except (KeyError, TypeError):
+        return load_checkpoint(path, mmap=True).model_config
+    except CheckpointError:
         return {}
 
 

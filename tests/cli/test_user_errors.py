@@ -147,7 +147,7 @@ ROWS: list[Row | object] = [
     ("train --init: foreign checkpoint", lambda c: c.train("--init", str(c.foreign_checkpoint())),
      "foreign.ckpt: not a spine_kp checkpoint"),
     ("train --resume: no last.ckpt", lambda c: c.train("--resume"), "last.ckpt does not exist"),
-    ("train --resume: foreign last.ckpt", lambda c: c.resume_with_foreign_last(), "last.ckpt is not a spine_kp"),
+    ("train --resume: foreign last.ckpt", lambda c: c.resume_with_foreign_last(), "last.ckpt: not a spine_kp"),
     # outputs that cannot be written
     ("train: --out is a regular file", lambda c: c.train(out=c.file("afile")), "afile: is a file, not a folder"),
     ("predict: -o under a regular file", lambda c: c.predict(out=c.file("afile") / "pred.json"), "afile: not a folder"),

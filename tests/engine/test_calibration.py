@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from spine_kp.engine.calibration import CHECKPOINT_KEY, Calibration, GradeLogits, fit_calibration, merge
+from spine_kp.engine.calibration import CHECKPOINT_KEY, Calibration, GradeLogits, fit_calibration, stack_studies
 from spine_kp.engine.config import experiment_to_dict, load_experiment
+from spine_kp.engine.gather import merge_by_study
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.engine.train import replace_data_paths, train
 from spine_kp.evaluation.calibration import TEMPERATURE_BOUNDS, fit_temperature
@@ -17,8 +18,8 @@ from spine_kp.schema import load_schema
 SCHEMA = load_schema()
 
 
-def _batch(rng: np.random.Generator, b: int, scale: float) -> tuple[dict, dict, dict]:
-    """Grade logits, multi-hot targets and masks of ``b`` images, like a validation batch."""
+def _batch(rng: np.random.Generator, b: int, scale: float, name: str = "s") -> tuple[dict, dict, dict, list]:
+    """Grade logits, multi-hot targets, masks and study UIDs of ``b`` images, like a validation batch."""
     logits, targets, masks = {}, {}, {}
     for kind in SCHEMA.kinds:
         k, g = len(SCHEMA.landmarks_of_kind(kind.name)), len(kind.grades)
@@ -31,32 +32,34 @@ def _batch(rng: np.random.Generator, b: int, scale: float) -> tuple[dict, dict, 
         logits[kind.name] = torch.tensor(scale * z, dtype=torch.float32)
         targets[kind.name] = torch.tensor(labels, dtype=torch.float32)
         masks[kind.name] = torch.tensor(rng.random((b, k)) < 0.8)
-    return logits, targets, masks
+    return logits, targets, masks, [f"{name}.{i:02d}" for i in range(b)]
 
 
 def test_graded_landmarks_are_collected_and_fitted_per_kind():
     rng = np.random.default_rng(0)
     buf = GradeLogits()
-    batches = [_batch(rng, 8, 3.0) for _ in range(20)]
+    batches = [_batch(rng, 8, 3.0, f"s{j:02d}") for j in range(20)]
     for batch in batches:
         buf.add(*batch)
     arrays = buf.arrays()
-    disc_mask = torch.cat([m["disc"] for _, _, m in batches])
+    disc_mask = torch.cat([m["disc"] for _, _, m, _ in batches])
     assert arrays["disc"][0].shape == (int(disc_mask.sum()), len(SCHEMA.kind("disc").grades))
     cal = fit_calibration(arrays, SCHEMA, TrainedLabels.all(SCHEMA), min_points=20)
     for kind in SCHEMA.kinds:
         z, y = arrays[kind.name]
         assert cal.temperatures[kind.name] == pytest.approx(fit_temperature(z, y, kind.multi_label).temperature)
         assert cal.temperatures[kind.name] > 1.5  # the logits were scaled up 3x: over-confident
-    # two DDP ranks' halves give the same arrays as one process
-    half = GradeLogits()
-    for batch in batches[10:]:
-        half.add(*batch)
-    first = GradeLogits()
+    # two DDP ranks' shards (the second one padded with a study of the first, as DistributedSampler does, and in
+    # another order) give the same arrays as one process
+    first, second = GradeLogits(), GradeLogits()
     for batch in batches[:10]:
         first.add(*batch)
-    merged = merge([first.arrays(), half.arrays()])
-    np.testing.assert_array_equal(merged["vertebra"][0], arrays["vertebra"][0])
+    for batch in [*batches[:9:-1], batches[0]]:
+        second.add(*batch)
+    merged = stack_studies(merge_by_study([second.studies, first.studies]))
+    for kind in ("vertebra", "disc"):
+        for got, want in zip(merged[kind], arrays[kind]):
+            np.testing.assert_array_equal(got, want)
     buf.clear()
     assert fit_calibration(buf.arrays(), SCHEMA, TrainedLabels.all(SCHEMA), 1).temperatures == {
         "vertebra": 1.0,

@@ -220,7 +220,7 @@ def test_files_that_are_not_spine_kp_checkpoints(tmp_path: Path) -> None:
     torch.save(module.model.state_dict(), backbone_only)
     with pytest.raises(CheckpointError, match=r"missing\.ckpt does not exist"):
         init_from_checkpoint(module, tmp_path / "missing.ckpt")
-    with pytest.raises(CheckpointError, match=r"notes\.ckpt: not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"notes\.ckpt: not a spine_kp checkpoint \(not a readable torch file"):
         init_from_checkpoint(module, text)
     with pytest.raises(CheckpointError, match=r"backbone\.pth: not a spine_kp checkpoint.*model\.pretrained"):
         init_from_checkpoint(module, backbone_only)

@@ -50,13 +50,14 @@ def test_fast_dev_run(synth_root, tmp_path, model):
 
 
 def test_fit_resume_and_self_contained_checkpoint(synth_root, tmp_path):
-    cfg = _cfg(synth_root, **{"trainer.max_epochs": "1"})
+    cfg = _cfg(synth_root, **{"trainer.max_epochs": "1", "codec.blur_sigma": "0.7"})
     run = tmp_path / "run"
     first = train(cfg, run)
     assert first.last_checkpoint is not None and first.best_checkpoint is not None
     ckpt = torch.load(first.last_checkpoint, map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 0
-    assert {"config", "schema", "label_stats"} <= set(ckpt["hyper_parameters"])
+    assert {"config", "schema", "label_stats", "codec"} <= set(ckpt["hyper_parameters"])
+    assert ckpt["hyper_parameters"]["codec"]["blur_sigma"] == 0.7  # the codec it was trained with, stored
     assert ckpt["optimizer_states"] and ckpt["lr_schedulers"]
     step_before = ckpt["global_step"]
 
@@ -74,6 +75,7 @@ def test_fit_resume_and_self_contained_checkpoint(synth_root, tmp_path):
         a, b = module(x)["heatmaps"], predictor.model(x)["heatmaps"]
     assert torch.equal(a, b)
     assert predictor.input_size == (64, 64)
+    assert predictor.codec.to_dict() == module.codec.to_dict() and predictor.codec.blur_sigma == 0.7
 
 
 def test_resume_without_checkpoint_is_an_error(synth_root, tmp_path):

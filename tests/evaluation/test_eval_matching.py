@@ -82,6 +82,20 @@ def test_radius_is_configurable():
     assert counts(run(gt, pred, radius=6.0), "vertebra/v2")[0] == 0
 
 
+def test_every_default_radius_is_the_one_constant():
+    import argparse
+
+    from spine_kp.cli.evaluate import add_arguments
+    from spine_kp.evaluation import DEFAULT_RADIUS_MM
+
+    assert DEFAULT_RADIUS_MM == 8.0
+    gt = [study("s", [pt("L1", 100, 100, "v2")])]
+    assert run(gt, gt).radius == DEFAULT_RADIUS_MM and run(gt, gt).localization.radius == DEFAULT_RADIUS_MM
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--annotations", "a", "--predictions", "p"]).radius == DEFAULT_RADIUS_MM
+
+
 @pytest.mark.parametrize("label", ["v2,v5", "v5,v2"])
 def test_multi_label_ground_truth_belongs_to_every_class_of_its_set(label):
     gt = [study("s", [pt("L4-L5", 100, 100, label)])]

@@ -26,6 +26,7 @@ TINY = {
     "grade_stage.size_px": "24",
     "grade_stage.channels": "[8, 16]",
     "grade_stage.batch_size": "2",
+    "grade_stage.min_train_studies": "1",
 }
 
 
@@ -99,7 +100,7 @@ def test_config_rejects_an_unknown_combine_mode():
 
     with pytest.raises(ConfigError, match="combine"):
         load_experiment("demo_cpu", {"grade_stage.combine": "max"})
-    assert dataclasses.asdict(load_experiment("demo_cpu").grade_stage)["enabled"] is False
+    assert dataclasses.asdict(load_experiment("demo_cpu").grade_stage)["enabled"] is True  # on in the packaged recipe
 
 
 def test_onnx_export_refuses_a_checkpoint_with_the_stage(run, tmp_path):
@@ -108,3 +109,12 @@ def test_onnx_export_refuses_a_checkpoint_with_the_stage(run, tmp_path):
     with pytest.raises(OnnxExportError, match="grade_stage"):
         export_onnx(run.best_checkpoint, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_stage_is_skipped_on_a_handful_of_studies():
+    from spine_kp.grading.config import GradeStageConfig
+    from spine_kp.grading.stage import stage_skip_reason
+
+    assert "min_train_studies" in stage_skip_reason(GradeStageConfig(enabled=True), 5)
+    assert stage_skip_reason(GradeStageConfig(enabled=True), 20) is None
+    assert stage_skip_reason(GradeStageConfig(enabled=False), 500) is not None

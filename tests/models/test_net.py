@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from spine_kp.codec.heatmap import cells_to_pixels, heatmap_argmax
+from spine_kp.config import ConfigError, from_dict, to_dict
 from spine_kp.models.decoders import DECODERS
 from spine_kp.models.heads import GradeHead, grade_probabilities, landmark_scores, sample_at_points
 from spine_kp.models.net import LandmarkNet, ModelConfig, build_landmark_net, create_model
@@ -190,10 +193,14 @@ def test_landmark_scores() -> None:
 
 def test_model_config_round_trip_and_errors() -> None:
     cfg = ModelConfig(backbone="resnet18", decoder="fpn", decoder_kwargs={"pyramid_channels": 32}, pretrained=None)
-    again = ModelConfig.from_dict(cfg.to_dict())
+    again = from_dict(ModelConfig, to_dict(cfg))
     assert again == cfg
-    with pytest.raises(ValueError, match="unknown model key"):
-        ModelConfig.from_dict({**cfg.to_dict(), "widht": 3})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.backbone = "resnet34"  # type: ignore[misc]
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.widht'"):
+        from_dict(ModelConfig, {**to_dict(cfg), "widht": 3}, prefix="model.")
+    with pytest.raises(ConfigError, match=r"model: ModelConfig: output_stride must be 1, 2 or 4, got 8"):
+        from_dict(ModelConfig, {"output_stride": 8}, prefix="model.")
     with pytest.raises(ValueError, match="output_stride"):
         ModelConfig(output_stride=8)
 

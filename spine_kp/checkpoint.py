@@ -1,0 +1,187 @@
+"""The one reader of spine_kp checkpoints: a file -> :class:`SpineCheckpoint`, or one :class:`CheckpointError` line.
+
+A spine_kp checkpoint is the Lightning checkpoint that training writes (``RUN/checkpoints/best.ckpt``,
+``last.ckpt``); it holds everything prediction needs::
+
+    {"state_dict": {"model.<LandmarkNet key>": tensor, ...},       # plus the recipe's buffers (label weights)
+     "hyper_parameters": {"config": experiment config (plain data, spine_kp.engine.config),
+                          "schema": Schema.to_dict(),
+                          "label_stats": LabelStats.to_dict() or None,
+                          "codec": HeatmapCodec.to_dict()},        # absent before the codec was stored
+     "calibration": {"temperatures": {kind: T}, ...},              # absent when not fitted
+     ...}                                                          # Lightning's own entries (epoch, optimizer, ...)
+
+Training (:class:`spine_kp.engine.module.LandmarkModule`), warm starts (:mod:`spine_kp.engine.init_weights`), the
+predictor, the ONNX export and the DICOM SR writer all read it through :func:`load_checkpoint`, and the heatmap
+codec of a model is rebuilt in one place, :func:`build_codec`, from the codec stored beside the weights (or, for
+an older checkpoint without it, from the config as it was trained).
+
+Checkpoints are pickles (``torch.load(weights_only=False)``): read only files you trust.
+
+Imports only torch and the leaves below it (errors, schema, the codec): predict and export use it without the
+training code.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spine_kp.codec.heatmap import HeatmapCodec
+from spine_kp.errors import UserError
+from spine_kp.schema import Schema, SchemaError
+
+#: Prefix of the network's tensors in the module's state dict (``LandmarkModule.model``).
+MODEL_PREFIX = "model."
+#: Where the fitted grade temperatures are stored (see :mod:`spine_kp.engine.calibration`).
+CALIBRATION_KEY = "calibration"
+#: Hyper-parameter that holds ``HeatmapCodec.to_dict()``.
+CODEC_KEY = "codec"
+
+# What torch.load raises on a file that is not a torch checkpoint (or is truncated, or pickles unknown classes).
+_UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, ImportError, AttributeError)
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that is missing, unreadable, not a spine_kp checkpoint, or damaged; the message names the file."""
+
+
+@dataclass(frozen=True)
+class SpineCheckpoint:
+    """What a spine_kp checkpoint holds (plain data, as stored).
+
+    Attributes:
+        path: the file.
+        config: the experiment config (``spine_kp.engine.config.experiment_to_dict``).
+        schema: the schema the model was trained for.
+        label_stats: ``LabelStats.to_dict()`` of the training split (None: every landmark and grade trained).
+        state_dict: the module's tensors (``model.`` keys for the network).
+        calibration: the fitted grade temperatures entry (None: not fitted, T = 1).
+        codec: ``HeatmapCodec.to_dict()`` of the trained model (None: a checkpoint written before it was stored).
+        grade_stage: the crop grading stage entry (``spine_kp.grading.stage``; None: graded by the head alone).
+    """
+
+    path: Path
+    config: dict[str, Any]
+    schema: Schema
+    label_stats: dict[str, Any] | None
+    state_dict: Mapping[str, Any]
+    calibration: dict[str, Any] | None = None
+    codec: dict[str, Any] | None = None
+    grade_stage: dict[str, Any] | None = None
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        """The ``model`` section of the config (a copy)."""
+        return dict(self.config["model"])
+
+    @property
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """The network's tensors, ``model.`` stripped (``LandmarkNet.load_state_dict`` keys)."""
+        n = len(MODEL_PREFIX)
+        return {k[n:]: v for k, v in self.state_dict.items() if k.startswith(MODEL_PREFIX) and torch.is_tensor(v)}
+
+    @property
+    def temperatures(self) -> dict[str, float] | None:
+        """kind -> fitted grade temperature (None when the checkpoint has none)."""
+        return (self.calibration or {}).get("temperatures")
+
+    def heatmap_codec(self) -> HeatmapCodec:
+        """The codec the model was trained with (see :func:`build_codec`).
+
+        Raises:
+            CheckpointError: the stored codec or config cannot build one.
+        """
+        try:
+            return build_codec(self.config, self.codec)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{self.path}: damaged spine_kp checkpoint (codec: {exc})") from None
+
+
+def build_codec(config: Mapping[str, Any], stored: Mapping[str, Any] | None = None) -> HeatmapCodec:
+    """The heatmap codec of a model: training targets, validation and prediction all decode with this one.
+
+    Args:
+        config: plain-data experiment config; the codec is ``data.input_size``, ``model.output_stride`` and the
+            ``codec`` section (``sigma``, ``refine``, optional ``blur_sigma``).
+        stored: ``HeatmapCodec.to_dict()`` kept in a checkpoint; when given it wins over ``config``.
+    """
+    if stored:
+        return HeatmapCodec.from_dict(dict(stored))
+    section = config["codec"]
+    return HeatmapCodec(
+        tuple(config["data"]["input_size"]),
+        stride=config["model"]["output_stride"],
+        sigma=section["sigma"],
+        refine=section["refine"],
+        blur_sigma=section.get("blur_sigma"),
+    )
+
+
+def load_checkpoint(path: str | Path, mmap: bool = False, hint: str = "") -> SpineCheckpoint:
+    """Read a spine_kp checkpoint (a trusted file: it is unpickled).
+
+    Args:
+        path: the ``.ckpt`` file.
+        mmap: map the tensors instead of reading them (for a caller that needs only the config).
+        hint: appended to the message for a readable file that is not a spine_kp checkpoint.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, not a spine_kp checkpoint or damaged (one line naming it).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} does not exist; give a RUN/checkpoints/*.ckpt file of spine-kp train")
+    try:
+        ckpt = _torch_load(p, mmap)
+    except _UNREADABLE as exc:
+        raise CheckpointError(f"{p}: not a spine_kp checkpoint (not a readable torch file: {exc})") from None
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
+    state = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
+    if not isinstance(hp, Mapping) or not {"config", "schema"} <= set(hp) or not isinstance(state, Mapping):
+        raise CheckpointError(
+            f"{p}: not a spine_kp checkpoint (needs state_dict and hyper_parameters with config and schema); "
+            f"give a .ckpt written by spine-kp train{hint}"
+        )
+    try:
+        schema = Schema.from_dict(hp["schema"], source=f"{p} schema")
+        config = dict(hp["config"])
+        if not isinstance(config.get("model"), Mapping):
+            raise KeyError("config has no model section")
+    except (SchemaError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{p}: damaged spine_kp checkpoint ({exc})") from None
+    return SpineCheckpoint(
+        path=p,
+        config=config,
+        schema=schema,
+        label_stats=hp.get("label_stats"),
+        state_dict=state,
+        calibration=ckpt.get(CALIBRATION_KEY) or None,
+        codec=hp.get(CODEC_KEY) or None,
+        grade_stage=ckpt.get("grade_stage") or None,
+    )
+
+
+def _torch_load(path: Path, mmap: bool) -> Any:
+    if mmap:
+        try:  # the pickled structure is read, the tensors are not
+            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except RuntimeError:  # a legacy (non-zip) checkpoint cannot be memory-mapped
+            pass
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+__all__ = [
+    "CALIBRATION_KEY",
+    "CODEC_KEY",
+    "MODEL_PREFIX",
+    "CheckpointError",
+    "SpineCheckpoint",
+    "build_codec",
+    "load_checkpoint",
+]
