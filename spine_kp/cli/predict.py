@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if args.onnx:  # this path never imports torch
         from spine_kp.predict.onnx_predictor import OnnxPredictor
 
-        if args.devices > 1 or args.num_nodes > 1 or args.dicom_sr:
-            raise UserError("--devices/--num-nodes and --dicom-sr need --checkpoint; --onnx predicts in one process")
+        if args.devices > 1 or args.num_nodes > 1:
+            raise UserError("--devices/--num-nodes need --checkpoint; --onnx predicts in one process")
         predictor = OnnxPredictor.from_onnx(args.onnx, device=args.device)
     else:
         from spine_kp.predict.predictor import Predictor
@@ -95,9 +95,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.data_root}: no DICOM study found ({len(run_result.skipped_files)} file(s) skipped)")
     sr_files = None
     if args.dicom_sr is not None:  # before the outputs, so reports that fail are listed in the errors file
-        from spine_kp.predict.sr import algorithm_from_checkpoint, write_dicom_srs
+        from spine_kp.predict.sr import algorithm_from_checkpoint, algorithm_from_onnx, write_dicom_srs
 
-        algorithm = algorithm_from_checkpoint(args.checkpoint)
+        algorithm = algorithm_from_onnx(predictor.meta) if args.onnx else algorithm_from_checkpoint(args.checkpoint)
         sr_files = write_dicom_srs(run_result, predictor.schema, args.dicom_sr, algorithm)
     written = write_outputs(run_result, predictor.schema, args.output, args.csv, args.overlays)
     for f in run_result.failures:

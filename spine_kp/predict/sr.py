@@ -2,8 +2,10 @@
 
 The model is identified from its checkpoint: name ``spine_kp <backbone>+<decoder>`` (from the stored model
 config), version ``<spine_kp version> sha256:<first 12 hex digits of the checkpoint file>`` so two checkpoints of
-one architecture never share a version, and a device UID derived from that digest. A study whose SR cannot be
-built or written is added to the run's failures with the reason; the other studies go on.
+one architecture never share a version, and a device UID derived from that digest. An ONNX export carries the same
+identification in its metadata (:func:`algorithm_from_onnx`), so ``predict --onnx`` writes the same reports without
+torch. A study whose SR cannot be built or written is added to the run's failures with the reason; the other
+studies go on.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from pathlib import Path
 
 from pydicom.uid import generate_uid
 
-from spine_kp.checkpoint import CheckpointError, load_checkpoint
 from spine_kp.io.dicom_sr import AlgorithmInfo, build_sr, read_source_header, sr_file_name, write_sr
 from spine_kp.predict.runner import PredictRun, StudyFailure
 from spine_kp.schema import Schema
@@ -30,23 +31,44 @@ def _file_digest(path: Path) -> str:
 
 def _model_config(path: Path) -> dict:
     """The ``model`` section of the config stored in a checkpoint ({} when there is none)."""
+    from spine_kp.checkpoint import CheckpointError, load_checkpoint  # torch: not on the ONNX path
+
     try:  # mmap: the pickled structure is read, the tensors are not
         return load_checkpoint(path, mmap=True).model_config
     except CheckpointError:
         return {}
 
 
+def _package_version() -> str:
+    try:
+        return version("spine_kp")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
 def algorithm_from_checkpoint(path: str | Path) -> AlgorithmInfo:
     """Name, version, parameters and device UID of the model in a checkpoint (see the module docstring)."""
     p = Path(path)
-    digest = _file_digest(p)
-    model = _model_config(p)
-    try:
-        package = version("spine_kp")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        package = "unknown"
+    return _algorithm(_model_config(p), p.name, _file_digest(p), _package_version())
+
+
+def algorithm_from_onnx(meta: dict) -> AlgorithmInfo:
+    """The same identification from an ONNX export's metadata (``OnnxPredictor.meta``): the checkpoint it was
+    exported from, its digest and the spine_kp version that exported it."""
+    model = meta.get("model", {})
+    return _algorithm(
+        dict(model.get("config", {})),
+        str(model.get("checkpoint", "")),
+        str(model.get("checkpoint_sha256", "")),
+        str(model.get("spine_kp_version", "unknown")),
+    )
+
+
+def _algorithm(model: dict, checkpoint_name: str, digest: str, package: str) -> AlgorithmInfo:
     arch = "+".join(str(model[k]) for k in ("backbone", "decoder") if k in model)
-    params = [f"checkpoint={p.name}"] + [f"{k}={model[k]}" for k in ("output_stride", "in_chans") if k in model]
+    params = [f"checkpoint={checkpoint_name}"] + [
+        f"{k}={model[k]}" for k in ("output_stride", "in_chans") if k in model
+    ]
     return AlgorithmInfo(
         name=f"spine_kp {arch}".strip(),
         version=f"{package} sha256:{digest[:12]}",

@@ -74,12 +74,26 @@ def test_onnx_predictions_equal_checkpoint_predictions(both: dict) -> None:
         assert abs(q["score"] - p["score"]) < 1e-3 and q["zIndex"] == p["zIndex"]
 
 
-def test_predict_onnx_runs_without_torch(synth_root: Path, onnx_model: Path, both: dict, tmp_path: Path) -> None:
+def test_predict_onnx_runs_without_torch(
+    synth_root: Path, tiny_checkpoint: Path, onnx_model: Path, both: dict, tmp_path: Path
+) -> None:
+    import pydicom
+
     out = tmp_path / "pred.json"
     args = ["predict", str(synth_root / "studies"), "--onnx", str(onnx_model), "-o", str(out), "--flip-tta", "--quiet"]
+    args += ["--dicom-sr", str(tmp_path / "sr_onnx")]
     proc = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(out.read_text()) == both["onnx"]
+    # the DICOM SRs of the ONNX path name the same model (name, version = checkpoint digest) as the checkpoint's
+    ref = ["predict", str(synth_root / "studies"), "--checkpoint", str(tiny_checkpoint), "-o", str(tmp_path / "r.json")]
+    assert main([*ref, "--quiet", "--dicom-sr", str(tmp_path / "sr_ckpt")]) == 0
+    onnx_files = sorted(p.name for p in (tmp_path / "sr_onnx").glob("*.dcm"))
+    assert onnx_files and onnx_files == sorted(p.name for p in (tmp_path / "sr_ckpt").glob("*.dcm"))
+    for name in onnx_files[:2]:
+        a, b = (pydicom.dcmread(tmp_path / d / name) for d in ("sr_onnx", "sr_ckpt"))
+        assert a.ManufacturerModelName == b.ManufacturerModelName and a.SoftwareVersions == b.SoftwareVersions
+        assert len(a.ContentSequence) == len(b.ContentSequence)
 
 
 def test_onnx_predictor_carries_the_checkpoint_settings(tiny_checkpoint: Path, onnx_model: Path) -> None:
@@ -134,6 +148,5 @@ def test_options_that_need_a_checkpoint_are_refused_with_onnx(
     synth_root: Path, onnx_model: Path, tmp_path: Path, capsys
 ) -> None:
     base = ["predict", str(synth_root / "studies"), "--onnx", str(onnx_model), "-o", str(tmp_path / "p.json")]
-    for extra in (["--dicom-sr", str(tmp_path / "sr")], ["--devices", "2"]):
-        assert main([*base, *extra]) == 2
-        assert "need --checkpoint" in _error_line(capsys)
+    assert main([*base, "--devices", "2"]) == 2
+    assert "need --checkpoint" in _error_line(capsys)
