@@ -245,12 +245,15 @@ def train_grade_stage(
     )
     trainer.fit(module, loader, val_loader)
     state = module.best_state if module.best_state is not None else module.model.state_dict()
+    module.model.load_state_dict(state)
+    temperatures = fit_stage_temperatures(module.model, val_set, schema, stats) if len(val_set) else {}
     metrics = {
         "train_slices": len(train_set),
         "val_slices": len(val_set),
         "best_val_mAP": module.best_score if module.best_state is not None else None,
         "best_epoch": module.best_epoch if module.best_state is not None else cfg.epochs - 1,
         "val_mAP_per_epoch": [round(v, 4) for v in module.history],
+        "temperatures": temperatures,
         "seconds_crops": round(t_crops, 1),
         "seconds_total": round(time.perf_counter() - t0, 1),
     }
@@ -259,8 +262,44 @@ def train_grade_stage(
         "version": PAYLOAD_VERSION,
         "config": to_dict(cfg),
         "state_dict": {k: v.detach().cpu().clone() for k, v in state.items()},
+        "temperatures": temperatures,
         "metrics": metrics,
     }
+
+
+@torch.no_grad()
+def fit_stage_temperatures(
+    model: torch.nn.Module, val_set: CropSet, schema: Schema, stats: LabelStats | None, min_points: int = 20
+) -> dict[str, float]:
+    """One temperature per graded kind, fitted (NLL) on the validation crops at the ground-truth points with the
+    kept weights, as the grade head's calibration is (:mod:`spine_kp.evaluation.calibration`); applied at predict.
+
+    Returns:
+        kind -> T (1.0 where fewer than ``min_points`` graded landmarks of the kind were available).
+    """
+    from spine_kp.evaluation.calibration import fit_temperature
+    from spine_kp.predict.infer import TrainedLabels
+
+    trained = TrainedLabels.from_stats(schema, stats)
+    model.eval()
+    batches = [b for b in DataLoader(_Slices(val_set), batch_size=64)]
+    out = {}
+    for kind in (schema.kind(k) for k in model.kind_names):
+        z, y, m = [], [], []
+        for b in batches:
+            z.append(model(b["crops"])[kind.name].reshape(-1, len(kind.grades)))
+            y.append(b["grades"][kind.name].reshape(-1, len(kind.grades)))
+            m.append(b["grade_mask"][kind.name].reshape(-1))
+        keep = torch.cat(m).bool()
+        fit = fit_temperature(
+            torch.cat(z)[keep].numpy(),
+            torch.cat(y)[keep].numpy(),
+            kind.multi_label,
+            grade_mask=trained.grades[kind.name],
+            min_points=min_points,
+        )
+        out[kind.name] = float(fit.temperature)
+    return out
 
 
 def attach_grade_stage(checkpoints: Sequence[str | Path | None], payload: dict[str, Any]) -> list[Path]:

@@ -35,12 +35,18 @@ class CropStage:
     """
 
     def __init__(
-        self, model: CropGrader | PerKindCropGrader, config: GradeStageConfig, schema: Schema, trained: TrainedLabels
+        self,
+        model: CropGrader | PerKindCropGrader,
+        config: GradeStageConfig,
+        schema: Schema,
+        trained: TrainedLabels,
+        temperatures: dict[str, float] | None = None,
     ) -> None:
         self.model = model.eval()
         self.config = config
         self.schema = schema
         self.trained = trained
+        self.temperatures = dict(temperatures or {})  # kind -> T fitted on the stage's validation crops
 
     @classmethod
     def from_payload(
@@ -54,11 +60,12 @@ class CropStage:
         config = from_dict(GradeStageConfig, payload["config"], source=f"{source} grade_stage")
         model = create_crop_grader(config, schema)
         model.load_state_dict(payload["state_dict"])
-        return cls(model, config, schema, trained)
+        return cls(model, config, schema, trained, payload.get("temperatures"))
 
     def with_combine(self, combine: str) -> CropStage:
         """The same grader combined another way with the head ("replace" or "average")."""
-        return CropStage(self.model, dataclasses.replace(self.config, combine=combine), self.schema, self.trained)
+        config = dataclasses.replace(self.config, combine=combine)
+        return CropStage(self.model, config, self.schema, self.trained, self.temperatures)
 
     def crops(self, slc: Slice, points: np.ndarray) -> np.ndarray:
         """(L, S, S) crops of one slice at the graded landmarks (``model.landmarks``) of ``points`` ((K, 2) original
@@ -87,7 +94,7 @@ class CropStage:
             return []
         batch = torch.from_numpy(np.stack([self.crops(s, p) for s, p in zip(slices, points)]))  # (B, K, S, S)
         model = self.model.to(device)
-        probs = masked_grade_probabilities(model(batch.to(device)), self.schema, self.trained)
+        probs = masked_grade_probabilities(model(batch.to(device)), self.schema, self.trained, self.temperatures)
         host = {k: v.cpu().numpy() for k, v in probs.items()}
         return [{k: v[i] for k, v in host.items()} for i in range(len(slices))]
 

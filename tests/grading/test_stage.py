@@ -118,3 +118,31 @@ def test_the_stage_is_skipped_on_a_handful_of_studies():
     assert "min_train_studies" in stage_skip_reason(GradeStageConfig(enabled=True), 5)
     assert stage_skip_reason(GradeStageConfig(enabled=True), 20) is None
     assert stage_skip_reason(GradeStageConfig(enabled=False), 500) is not None
+
+
+def test_stage_temperatures_are_fitted_stored_and_applied(run, slices, synth_root, one_thread):
+    import numpy as np
+
+    from spine_kp.grading.cropset import build_cropset
+    from spine_kp.grading.stage import fit_stage_temperatures
+    from spine_kp.io.annotations import read_annotations
+    from spine_kp.io.dicom import scan
+    from spine_kp.predict.crop_stage import CropStage
+    from spine_kp.schema import load_schema
+
+    stage = torch.load(run.best_checkpoint, map_location="cpu", weights_only=False)["grade_stage"]
+    assert set(stage["temperatures"]) == {"vertebra", "disc"}
+    assert all(0.1 <= t <= 10.0 for t in stage["temperatures"].values())
+    predictor = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
+    assert predictor.grade_stage.temperatures == stage["temperatures"]
+    fitted = CropStage.from_payload({**stage, "temperatures": {"disc": 3.0}}, predictor.schema, predictor.trained)
+    raw = CropStage(fitted.model, fitted.config, fitted.schema, fitted.trained, {})
+    points = [p.coords for p in predictor.with_grade_stage(None).predict(slices)]
+    a, b = fitted.grade(slices, points), raw.grade(slices, points)
+    np.testing.assert_allclose(a[0]["vertebra"], b[0]["vertebra"])  # T = 1 where none was fitted
+    assert not np.allclose(a[0]["disc"], b[0]["disc"])  # the temperatures reach the probabilities
+    schema = load_schema()
+    records = read_annotations(synth_root / "annotations.json", schema)
+    crops = build_cropset(records, scan(synth_root / "studies").studies, schema, fitted.config)
+    too_few = fit_stage_temperatures(fitted.model, crops, schema, None, min_points=10**6)
+    assert too_few == {"vertebra": 1.0, "disc": 1.0}
