@@ -53,10 +53,11 @@ def run_demo(
     train_dir, test_dir = out / "train", out / "test"
     t = time.perf_counter()
     log(f"1/4 writing phantom studies to {out} ({train_studies} training, {test_studies} held-out)")
+    # annotations.json is written last: without it a set is the demo's own interrupted output, rewritten whole
     if not (train_dir / "annotations.json").exists():
-        make_dataset(train_dir, train_studies, seed, workers=workers)
+        make_dataset(train_dir, train_studies, seed, workers=workers, overwrite=True)
     if not (test_dir / "annotations.json").exists():
-        make_dataset(test_dir, test_studies, seed + 1, workers=workers)
+        make_dataset(test_dir, test_studies, seed + 1, workers=workers, overwrite=True)
     seconds["synth"] = time.perf_counter() - t
 
     t = time.perf_counter()
