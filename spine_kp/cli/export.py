@@ -12,12 +12,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tolerance", type=float, default=1e-4, help="largest accepted |ONNX Runtime - PyTorch| (default 1e-4)"
     )
+    p.add_argument(
+        "--without-grade-stage",
+        action="store_true",
+        help="export a checkpoint that has a crop grading stage anyway: ONNX grades come from the grade head alone",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from spine_kp.export.onnx import export_onnx
 
-    result = export_onnx(args.checkpoint, args.onnx, opset=args.opset, tolerance=args.tolerance)
+    result = export_onnx(
+        args.checkpoint,
+        args.onnx,
+        opset=args.opset,
+        tolerance=args.tolerance,
+        without_grade_stage=args.without_grade_stage,
+    )
     worst = max(result.max_abs_diff, key=result.max_abs_diff.get)
     size = f"{result.size_bytes / 1e6:.1f} MB"
     print(f"onnx: {result.path} ({size}, opset {result.opset}, backbone family {result.family})")

@@ -180,12 +180,15 @@ def export_onnx(
     out: str | Path,
     opset: int = MIN_OPSET,
     tolerance: float = DEFAULT_TOLERANCE,
+    without_grade_stage: bool = False,
 ) -> ExportResult:
     """Export ``checkpoint`` to ``out`` (see the module docstring); nothing is written unless the check passes.
 
     Args:
         opset: ONNX opset (at least 17).
         tolerance: largest accepted |ONNX Runtime - PyTorch| per output, relative to max(1, max |PyTorch|).
+        without_grade_stage: export a checkpoint that holds a crop grading stage anyway (its grades then come from
+            the grade head alone); otherwise such a checkpoint is refused.
 
     Raises:
         CheckpointError: the checkpoint cannot be read. OnnxExportError: the network cannot be exported faithfully.
@@ -202,9 +205,10 @@ def export_onnx(
     source = load_checkpoint(ckpt)  # a bad file is a CheckpointError naming it
     predictor = Predictor.from_checkpoint(source, device="cpu")
     model_config = source.model_config
-    if predictor.grade_stage is not None:  # its grades would silently differ from predict --checkpoint
+    if predictor.grade_stage is not None and not without_grade_stage:  # grades would differ from --checkpoint
         raise OnnxExportError(
-            f"{ckpt}: the crop grading stage (grade_stage) cannot be exported yet; predict with --checkpoint"
+            f"{ckpt}: the crop grading stage (grade_stage) cannot be exported yet; pass --without-grade-stage "
+            "to export the network and grade with its head alone, or predict with --checkpoint"
         )
     family = backbone_family(str(model_config.get("backbone", "")))
     net = ExportNet(predictor.model).eval()

@@ -103,12 +103,13 @@ def test_config_rejects_an_unknown_combine_mode():
     assert dataclasses.asdict(load_experiment("demo_cpu").grade_stage)["enabled"] is True  # on in the packaged recipe
 
 
-def test_onnx_export_refuses_a_checkpoint_with_the_stage(run, tmp_path):
+def test_onnx_export_refuses_a_checkpoint_with_the_stage_unless_asked(run, tmp_path):
     from spine_kp.export.onnx import OnnxExportError, export_onnx
 
-    with pytest.raises(OnnxExportError, match="grade_stage"):
+    with pytest.raises(OnnxExportError, match="--without-grade-stage"):
         export_onnx(run.best_checkpoint, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+    assert export_onnx(run.best_checkpoint, tmp_path / "m.onnx", without_grade_stage=True).path.exists()
 
 
 def test_the_stage_is_skipped_on_a_handful_of_studies():
