@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--without-grade-stage",
         action="store_true",
-        help="export a checkpoint that has a crop grading stage anyway: ONNX grades come from the grade head alone",
+        help="leave a checkpoint's crop grading stage out of the export: ONNX grades come from the grade head alone",
     )
 
 

@@ -2,13 +2,17 @@
 
 What is exported: the network of a checkpoint as ONE graph with two inputs, ``images`` (B, C, H, W) and ``points``
 (B, K, 2), and the outputs ``heatmaps``, ``features`` (the decoder output the grade head reads) and one
-``grade_logits.<kind>`` per grade kind (layout: :mod:`spine_kp.predict.onnx_predictor`). Decoding, grading
-points and records stay in Python, shared with ``spine-kp predict --checkpoint``; the ONNX predictor runs the graph
-in two halves cut at ``features``. The batch axis is dynamic, H and W are the trained input size.
+``grade_logits.<kind>`` per grade kind (layout: :mod:`spine_kp.predict.onnx_predictor`). A checkpoint with a crop
+grading stage adds its crop grader to the same graph as an independent third input ``crops`` (B, L, S, S) with one
+``stage_logits.<kind>`` output per graded kind (traced together with the network as one module, so one file and one
+verification); ``without_grade_stage`` leaves it out. Decoding, crops, grading points and records stay in Python,
+shared with ``spine-kp predict --checkpoint``; the ONNX predictor runs the graph in parts (cut at ``features``, and
+the stage's). The batch axis is dynamic, H and W are the trained input size.
 
 Beside the graph, ``metadata_props["spine_kp"]`` holds a JSON document with what ``predict --onnx`` needs: schema,
 codec settings, input size, neighbours, percentiles, target spacing, decoding settings, trained-label masks, grade
-temperatures, and the model's name, config, source checkpoint (file name, sha256) and spine_kp version.
+temperatures, the crop grading stage (config, graded landmarks and kinds, temperatures; absent without one), and the
+model's name, config, source checkpoint (file name, sha256) and spine_kp version.
 
 The exporter is torch's TorchScript-based ``torch.onnx.export(..., dynamo=False)`` at opset >= 17 (GridSample,
 LayerNormalization). Every export is verified before it is written: ONNX Runtime runs the file on a random batch
@@ -37,7 +41,9 @@ from spine_kp.checkpoint import load_checkpoint
 from spine_kp.errors import UserError
 from spine_kp.io.atomic import atomic_write_bytes
 from spine_kp.models.registry import BACKBONES
+from spine_kp.predict.crop_stage import CropStage
 from spine_kp.predict.onnx_predictor import (
+    CROPS,
     FEATURES,
     FORMAT_VERSION,
     HEATMAPS,
@@ -47,6 +53,7 @@ from spine_kp.predict.onnx_predictor import (
     POINTS,
     grade_output,
     onnx_providers,
+    stage_output,
 )
 from spine_kp.predict.predictor import Predictor
 
@@ -59,23 +66,40 @@ class OnnxExportError(UserError, ValueError):
 
 
 class ExportNet(nn.Module):
-    """The exported graph: ``(images, points) -> heatmaps, features, grade logits per kind (schema order)``.
+    """The exported graph: ``(images, points) -> heatmaps, features, grade logits per kind (schema order)``, and with a
+    crop grader also ``crops -> stage logits per graded kind`` (an independent input and outputs, after the others).
 
     Args:
         model: a :class:`spine_kp.models.net.LandmarkNet` (the same modules, no copy).
+        stage: the crop grader of a crop grading stage (``CropStage.model``), or None.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, stage: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
+        self.stage = stage
         self.kinds = [k.name for k in model.schema.kinds]
+        self.stage_kinds = list(stage.kind_names) if stage is not None else []
 
-    def forward(self, images: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, images: torch.Tensor, points: torch.Tensor, crops: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
         m = self.model
         out = m.decoder(m.backbone(images) if m.backbone is not None else [images])
         features = out[0] if isinstance(out, tuple) else out  # hourglass stacks: the last stack's features
         logits = m.grade(features, points)
-        return (m.heatmap_head(features), features, *(logits[k] for k in self.kinds))
+        result = (m.heatmap_head(features), features, *(logits[k] for k in self.kinds))
+        if self.stage is None or crops is None:
+            return result
+        stage_logits = self.stage(crops)
+        return (*result, *(stage_logits[k] for k in self.stage_kinds))
+
+    def input_names(self) -> list[str]:
+        return [IMAGES, POINTS, CROPS] if self.stage is not None else [IMAGES, POINTS]
+
+    def output_names(self) -> list[str]:
+        names = [HEATMAPS, FEATURES, *(grade_output(k) for k in self.kinds)]
+        return names + [stage_output(k) for k in self.stage_kinds]
 
 
 @dataclass(frozen=True)
@@ -113,10 +137,28 @@ def _package_version() -> str:
         return "unknown"
 
 
-def export_metadata(predictor: Predictor, model_config: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
-    """The JSON document ``predict --onnx`` rebuilds its :class:`~spine_kp.predict.pipeline.SlicePredictor` from."""
-    arch = "+".join(str(model_config[k]) for k in ("backbone", "decoder") if k in model_config)
+def stage_metadata(stage: CropStage) -> dict[str, Any]:
+    """The ``"grade_stage"`` entry of the metadata: what :class:`~spine_kp.predict.onnx_predictor.OnnxCropStage`
+    needs beside the graph (config with the crop geometry, align and combine; graded landmarks and kinds;
+    temperatures)."""
     return {
+        "config": dataclasses.asdict(stage.config),
+        "landmarks": [int(i) for i in stage.landmarks],
+        "kinds": list(stage.model.kind_names),
+        "temperatures": {k: float(t) for k, t in stage.temperatures.items()},
+    }
+
+
+def export_metadata(
+    predictor: Predictor, model_config: dict[str, Any], checkpoint: Path, net: ExportNet | None = None
+) -> dict[str, Any]:
+    """The JSON document ``predict --onnx`` rebuilds its :class:`~spine_kp.predict.pipeline.SlicePredictor` from.
+
+    ``net``: the exported module (its crop grader, if any, is described under ``"grade_stage"``); None: the network
+    alone."""
+    arch = "+".join(str(model_config[k]) for k in ("backbone", "decoder") if k in model_config)
+    net = net if net is not None else ExportNet(predictor.model)
+    meta = {
         "format": FORMAT_VERSION,
         "schema": predictor.schema.to_dict(),
         "codec": predictor.codec.to_dict(),
@@ -138,23 +180,29 @@ def export_metadata(predictor: Predictor, model_config: dict[str, Any], checkpoi
             "checkpoint_sha256": _sha256(checkpoint),
             "spine_kp_version": _package_version(),
         },
-        "graph": {
-            "inputs": [IMAGES, POINTS],
-            "outputs": [HEATMAPS, FEATURES, *(grade_output(k.name) for k in predictor.schema.kinds)],
-        },
+        "graph": {"inputs": net.input_names(), "outputs": net.output_names()},
     }
+    if net.stage is not None and predictor.grade_stage is not None:
+        meta["grade_stage"] = stage_metadata(predictor.grade_stage)
+    return meta
 
 
-def _example(batch: int, channels: int, size: tuple[int, int], landmarks: int, seed: int) -> tuple[torch.Tensor, ...]:
+def _example(
+    batch: int, channels: int, size: tuple[int, int], landmarks: int, seed: int, crops: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Random inputs; ``crops`` = (L, S): also a (batch, L, S, S) crop batch."""
     g = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, channels, *size, generator=g)
     points = torch.rand(batch, landmarks, 2, generator=g) * torch.tensor([size[1] - 1.0, size[0] - 1.0])
-    return images, points
+    if crops is None:
+        return images, points
+    return images, points, torch.randn(batch, crops[0], crops[1], crops[1], generator=g)
 
 
 def _trace(net: ExportNet, example: tuple[torch.Tensor, ...], names: list[str], opset: int, family: str) -> bytes:
     buf = io.BytesIO()
-    axes = {name: {0: "batch"} for name in [IMAGES, POINTS, *names]}
+    inputs = net.input_names()
+    axes = {name: {0: "batch"} for name in [*inputs, *names]}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about fixed H, W; the exporter's deprecation notice
@@ -164,7 +212,7 @@ def _trace(net: ExportNet, example: tuple[torch.Tensor, ...], names: list[str], 
                 buf,
                 dynamo=False,
                 opset_version=opset,
-                input_names=[IMAGES, POINTS],
+                input_names=inputs,
                 output_names=names,
                 dynamic_axes=axes,
                 do_constant_folding=True,
@@ -187,8 +235,8 @@ def export_onnx(
     Args:
         opset: ONNX opset (at least 17).
         tolerance: largest accepted |ONNX Runtime - PyTorch| per output, relative to max(1, max |PyTorch|).
-        without_grade_stage: export a checkpoint that holds a crop grading stage anyway (its grades then come from
-            the grade head alone); otherwise such a checkpoint is refused.
+        without_grade_stage: leave a checkpoint's crop grading stage out (grades of ``predict --onnx`` then come from
+            the grade head alone); by default it is exported with the network.
 
     Raises:
         CheckpointError: the checkpoint cannot be read. OnnxExportError: the network cannot be exported faithfully.
@@ -205,19 +253,16 @@ def export_onnx(
     source = load_checkpoint(ckpt)  # a bad file is a CheckpointError naming it
     predictor = Predictor.from_checkpoint(source, device="cpu")
     model_config = source.model_config
-    if predictor.grade_stage is not None and not without_grade_stage:  # grades would differ from --checkpoint
-        raise OnnxExportError(
-            f"{ckpt}: the crop grading stage (grade_stage) cannot be exported yet; pass --without-grade-stage "
-            "to export the network and grade with its head alone, or predict with --checkpoint"
-        )
     family = backbone_family(str(model_config.get("backbone", "")))
-    net = ExportNet(predictor.model).eval()
-    kinds = net.kinds
-    names = [HEATMAPS, FEATURES, *(grade_output(k) for k in kinds)]
+    stage = None if without_grade_stage else predictor.grade_stage
+    net = ExportNet(predictor.model, stage.model if stage is not None else None).eval()
+    names = net.output_names()
     channels = int(model_config.get("in_chans", 1))
     k = predictor.schema.num_landmarks
-    model = onnx.load_from_string(_trace(net, _example(2, channels, predictor.input_size, k, 0), names, opset, family))
-    meta = export_metadata(predictor, model_config, ckpt)
+    crops = (len(stage.landmarks), stage.config.size_px) if stage is not None else None
+    example = _example(2, channels, predictor.input_size, k, 0, crops)
+    model = onnx.load_from_string(_trace(net, example, names, opset, family))
+    meta = export_metadata(predictor, model_config, ckpt, net)
     model.producer_name, model.producer_version = "spine_kp", meta["model"]["spine_kp_version"]
     model.doc_string = f"{meta['model']['name']} from {ckpt.name}: images (B, C, H, W) -> heatmaps, grade logits"
     entry = model.metadata_props.add()
@@ -225,11 +270,11 @@ def export_onnx(
     data = model.SerializeToString()
 
     # Verify on another batch size than the traced one (the batch axis must really be dynamic).
-    images, points = _example(3, channels, predictor.input_size, k, 1)
+    check = _example(3, channels, predictor.input_size, k, 1, crops)
     with torch.no_grad():
-        expected = [t.numpy() for t in net(images, points)]
+        expected = [t.numpy() for t in net(*check)]
     session = ort.InferenceSession(data, providers=onnx_providers("cpu"))
-    got = session.run(names, {IMAGES: images.numpy(), POINTS: points.numpy()})
+    got = session.run(names, {name: t.numpy() for name, t in zip(net.input_names(), check)})
     diffs = {n: float(np.abs(g - e).max()) for n, g, e in zip(names, got, expected)}
     for name, e in zip(names, expected):
         limit = tolerance * max(1.0, float(np.abs(e).max()))

@@ -9,8 +9,13 @@ model). The graph::
                                                               │                                        (B, K, H/s, W/s)
     points (B, K, 2) float32, input pixels ──────────────────►grade head ─► grade_logits.<kind> (B, K_kind, G)
 
+    crops (B, L, S, S) float32 ─► crop grader ─► stage_logits.<kind> (B, K_kind, G)    (with a crop grading stage)
+
 Decoding happens between the two halves (the grading points are the decoded landmarks), so the predictor cuts the
 graph at ``features`` into two sessions: ``images -> heatmaps, features`` and ``features, points -> grade logits``.
+With a crop grading stage (metadata ``"grade_stage"``), a third session runs ``crops -> stage logits`` on crops of the
+slices' native pixels at the decoded points (:class:`OnnxCropStage`: the crops, temperatures and combination are
+:class:`spine_kp.predict.stage_common.StageBase`'s, shared with the PyTorch stage).
 Everything else is the backend-independent :class:`spine_kp.predict.pipeline.SlicePredictor`, exactly as for a
 checkpoint. The batch axis is dynamic; H and W are fixed to the trained input size.
 """
@@ -18,7 +23,7 @@ checkpoint. The batch axis is dynamic; H and W are fixed to the trained input si
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +33,20 @@ from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.config import from_dict
 from spine_kp.errors import UserError
+from spine_kp.grading.config import GradeStageConfig
 from spine_kp.predict.decoding import TrainedLabels
 from spine_kp.predict.pipeline import SlicePredictor
+from spine_kp.predict.stage_common import StageBase
 from spine_kp.schema import Schema
+from spine_kp.types import Slice
 
 #: metadata_props key of the JSON document, and the version of its layout
 METADATA_KEY = "spine_kp"
 FORMAT_VERSION = 1
 #: graph input and output names
-IMAGES, POINTS, HEATMAPS, FEATURES = "images", "points", "heatmaps", "features"
+IMAGES, POINTS, HEATMAPS, FEATURES, CROPS = "images", "points", "heatmaps", "features", "crops"
 GRADE_PREFIX = "grade_logits."
+STAGE_PREFIX = "stage_logits."
 INSTALL_HINT = 'install the ONNX extra: pip install -e ".[onnx]" (onnx and onnxruntime)'
 
 
@@ -48,6 +57,11 @@ class OnnxModelError(UserError, ValueError):
 def grade_output(kind: str) -> str:
     """Graph output name of one kind's grade logits."""
     return GRADE_PREFIX + kind
+
+
+def stage_output(kind: str) -> str:
+    """Graph output name of one kind's crop grader logits (crop grading stage)."""
+    return STAGE_PREFIX + kind
 
 
 def _load_model(path: Path) -> Any:
@@ -118,6 +132,34 @@ class OnnxNetwork:
         return dict(zip(self.kinds, logits))
 
 
+class OnnxCropStage(StageBase):
+    """The crop grading stage of an export: the ``crops -> stage_logits.<kind>`` part of the graph as a session.
+
+    Args:
+        session: ONNX Runtime session ``crops -> stage logits``.
+        kinds: graded kinds (the session's outputs, in this order).
+        others: see :class:`~spine_kp.predict.stage_common.StageBase`.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        kinds: list[str],
+        config: GradeStageConfig,
+        schema: Schema,
+        trained: TrainedLabels,
+        landmarks: list[int],
+        temperatures: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__(config, schema, trained, landmarks, temperatures)
+        self.session = session
+        self.kinds = list(kinds)
+
+    def logits(self, batch: np.ndarray, device: Any = "cpu") -> dict[str, np.ndarray]:
+        out = self.session.run([stage_output(k) for k in self.kinds], {CROPS: batch})
+        return dict(zip(self.kinds, out))
+
+
 class OnnxPredictor(SlicePredictor):
     """A spine_kp ONNX export, predicting through ONNX Runtime (see the module docstring).
 
@@ -127,14 +169,32 @@ class OnnxPredictor(SlicePredictor):
         others: see :class:`~spine_kp.predict.pipeline.SlicePredictor`.
     """
 
-    def __init__(self, network: OnnxNetwork, meta: Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self, network: OnnxNetwork, meta: Mapping[str, Any], grade_stage: OnnxCropStage | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._network = network
         self.meta = dict(meta)
+        self.grade_stage = grade_stage
 
     @property
     def network(self) -> OnnxNetwork:
         return self._network
+
+    def regrade(
+        self,
+        slices: Sequence[Slice],
+        coords: Sequence[np.ndarray],
+        peaks: np.ndarray,
+        probs: list[dict[str, np.ndarray]],
+        timings: dict[str, float] | None = None,
+    ) -> list[dict[str, np.ndarray]]:
+        """As :meth:`spine_kp.predict.predictor.Predictor.regrade`: with the exported crop grading stage, crops of
+        each slice's native pixels at the decoded points, graded and combined with the head's grades; without one:
+        the head's grades."""
+        if self.grade_stage is None:
+            return probs
+        return self.grade_stage.regrade(slices, coords, peaks, probs, timings)
 
     @classmethod
     def from_onnx(
@@ -145,8 +205,8 @@ class OnnxPredictor(SlicePredictor):
         Args:
             device: "auto", "cpu" or "cuda" (ONNX Runtime providers, see :func:`onnx_providers`).
             threads: intra-op threads of each session (None: ONNX Runtime's default, one per physical core).
-            overrides: replace stored settings, e.g. ``decode=LevelOrderConfig(enabled=False)`` or
-                ``temperatures={}``.
+            overrides: replace stored settings, e.g. ``decode=LevelOrderConfig(enabled=False)``,
+                ``temperatures={}`` or ``grade_stage=None`` (grade with the head alone).
         """
         p = Path(path)
         model = _load_model(p)
@@ -176,6 +236,12 @@ class OnnxPredictor(SlicePredictor):
                 "target_spacing": meta.get("target_spacing"),
                 "temperatures": meta.get("temperatures") or {},
             }
+            stage_meta = meta.get("grade_stage")
+            if stage_meta is not None:
+                stage_config = from_dict(GradeStageConfig, stage_meta["config"], source=f"{p} grade_stage")
+                stage_kinds = [str(k) for k in stage_meta["kinds"]]
+                stage_landmarks = [int(i) for i in stage_meta["landmarks"]]
+                stage_temperatures = {str(k): float(t) for k, t in (stage_meta.get("temperatures") or {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise OnnxModelError(f"{p}: damaged spine_kp metadata ({type(exc).__name__}: {exc})") from None
         options = ort.SessionOptions()
@@ -188,9 +254,15 @@ class OnnxPredictor(SlicePredictor):
                 extractor.extract_model([IMAGES], [HEATMAPS, FEATURES]),
                 extractor.extract_model([FEATURES, POINTS], [grade_output(k) for k in kinds]),
             )
+            if stage_meta is not None:
+                halves += (extractor.extract_model([CROPS], [stage_output(k) for k in stage_kinds]),)
             sessions = [ort.InferenceSession(h.SerializeToString(), options, providers=providers) for h in halves]
         except Exception as exc:  # onnx / onnxruntime raise their own types; the file is what is wrong
             raise OnnxModelError(f"{p}: not a usable spine_kp graph ({type(exc).__name__}: {exc})") from None
+        if stage_meta is not None:
+            settings["grade_stage"] = OnnxCropStage(
+                sessions[2], stage_kinds, stage_config, schema, trained, stage_landmarks, stage_temperatures
+            )
         settings.update(overrides)
         return cls(OnnxNetwork(sessions[0], sessions[1], kinds), meta, **settings)
 
@@ -199,9 +271,11 @@ __all__ = [
     "FORMAT_VERSION",
     "METADATA_KEY",
     "OnnxModelError",
+    "OnnxCropStage",
     "OnnxNetwork",
     "OnnxPredictor",
     "grade_output",
     "onnx_providers",
     "read_metadata",
+    "stage_output",
 ]

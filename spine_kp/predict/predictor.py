@@ -10,7 +10,6 @@ after the network (preprocessing, decoding, records) is the backend-independent
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -147,11 +146,4 @@ class Predictor(SlicePredictor):
         also under flip-TTA) and combine with the head's grades; without one: the head's grades."""
         if self.grade_stage is None:
             return probs
-        t0 = time.perf_counter()
-        found = [(peaks[i] > 0) & self.trained.landmarks for i in range(len(slices))]
-        points = [np.where(f[:, None], c, np.nan) for f, c in zip(found, coords)]
-        crop_probs = self.grade_stage.grade(slices, points, self.device)
-        out = [self.grade_stage.combine(h, c) for h, c in zip(probs, crop_probs)]
-        if timings is not None:
-            timings["grade_stage"] = timings.get("grade_stage", 0.0) + time.perf_counter() - t0
-        return out
+        return self.grade_stage.regrade(slices, coords, peaks, probs, timings, self.device)

@@ -103,13 +103,103 @@ def test_config_rejects_an_unknown_combine_mode():
     assert dataclasses.asdict(load_experiment("demo_cpu").grade_stage)["enabled"] is True  # on in the packaged recipe
 
 
-def test_onnx_export_refuses_a_checkpoint_with_the_stage_unless_asked(run, tmp_path):
-    from spine_kp.export.onnx import OnnxExportError, export_onnx
+@pytest.fixture(scope="module")
+def stage_onnx(run, tmp_path_factory):
+    """The stage checkpoint exported with its crop grading stage (the default)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from spine_kp.export.onnx import export_onnx
 
-    with pytest.raises(OnnxExportError, match="--without-grade-stage"):
-        export_onnx(run.best_checkpoint, tmp_path / "m.onnx")
-    assert not (tmp_path / "m.onnx").exists()
-    assert export_onnx(run.best_checkpoint, tmp_path / "m.onnx", without_grade_stage=True).path.exists()
+    return export_onnx(run.best_checkpoint, tmp_path_factory.mktemp("stage_onnx") / "m.onnx")
+
+
+def _onnx_meta(path):
+    import json
+
+    import onnx
+
+    from spine_kp.predict.onnx_predictor import METADATA_KEY
+
+    return json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}[METADATA_KEY])
+
+
+def test_onnx_export_includes_the_stage_unless_asked_not_to(run, stage_onnx, tmp_path):
+    from spine_kp.export.onnx import export_onnx
+
+    assert {"stage_logits.vertebra", "stage_logits.disc"} <= set(stage_onnx.max_abs_diff)  # checked against torch
+    meta = _onnx_meta(stage_onnx.path)
+    stage = torch.load(run.best_checkpoint, map_location="cpu", weights_only=False)["grade_stage"]
+    assert meta["grade_stage"]["config"] == stage["config"] and meta["grade_stage"]["kinds"] == ["vertebra", "disc"]
+    assert meta["grade_stage"]["temperatures"] == pytest.approx(stage["temperatures"])
+    assert "crops" in meta["graph"]["inputs"] and "stage_logits.disc" in meta["graph"]["outputs"]
+    without = export_onnx(run.best_checkpoint, tmp_path / "m.onnx", without_grade_stage=True)
+    meta = _onnx_meta(without.path)
+    assert "grade_stage" not in meta and meta["graph"]["inputs"] == ["images", "points"]
+    assert not any(k.startswith("stage_logits.") for k in without.max_abs_diff)
+
+
+def _records(path):
+    import json
+
+    return {
+        (r["studyUid"], p["tag"]["identification"], p["tag"].get("vertebra", p["tag"].get("disc"))): p
+        for r in json.loads(path.read_text())
+        for p in r["data"][0]["annotation"][0]["data"]["point"]
+    }
+
+
+def test_predict_onnx_with_the_stage_equals_the_checkpoint(run, stage_onnx, slices, synth_root, tmp_path, one_thread):
+    from spine_kp.cli.main import main
+    from spine_kp.predict.onnx_predictor import OnnxPredictor
+
+    outs = {}
+    for name, flag, model in (("torch", "--checkpoint", run.best_checkpoint), ("onnx", "--onnx", stage_onnx.path)):
+        outs[name] = tmp_path / f"{name}.json"
+        args = ["predict", str(synth_root / "studies"), flag, str(model), "-o", str(outs[name])]
+        assert main([*args, "--quiet", "--device", "cpu"]) == 0
+    torch_pts, onnx_pts = _records(outs["torch"]), _records(outs["onnx"])
+    assert torch_pts and set(onnx_pts) == set(torch_pts)  # same studies, identifications and grades
+    for key, p in torch_pts.items():
+        assert abs(onnx_pts[key]["score"] - p["score"]) < 1e-3
+    # the grade probabilities themselves: the stage's, not the head's
+    ref = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
+    got = OnnxPredictor.from_onnx(stage_onnx.path, device="cpu")
+    assert got.grade_stage is not None and got.grade_stage.temperatures == pytest.approx(ref.grade_stage.temperatures)
+    head = OnnxPredictor.from_onnx(stage_onnx.path, device="cpu", grade_stage=None).predict(slices)
+    for a, b, h in zip(got.predict(slices), ref.predict(slices), head):
+        for kind in b.grade_probs:
+            np.testing.assert_allclose(a.grade_probs[kind], b.grade_probs[kind], atol=1e-4)
+            assert not np.allclose(a.grade_probs[kind], h.grade_probs[kind])
+
+
+NO_TORCH = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "timm", "pytorch_lightning", "lightning", "monai"):
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, NoTorch())
+from spine_kp.cli.main import main
+from spine_kp.predict.onnx_predictor import OnnxPredictor
+
+assert OnnxPredictor.from_onnx(sys.argv[3], device="cpu").grade_stage is not None
+rc = main(sys.argv[1:])
+assert not [m for m in sys.modules if m.split(".")[0] == "torch"], "torch was imported"
+sys.exit(rc)
+"""
+
+
+def test_predict_onnx_with_the_stage_runs_without_torch(stage_onnx, synth_root, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "pred.json"
+    args = ["predict", "--onnx", str(stage_onnx.path), str(synth_root / "studies"), "-o", str(out), "--quiet"]
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _records(out)
 
 
 def test_the_stage_is_skipped_on_a_handful_of_studies():
