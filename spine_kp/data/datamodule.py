@@ -15,7 +15,13 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from spine_kp.data.dataset import MissingDataError, SpineDataset, collate_samples, resolve_records
+from spine_kp.data.dataset import (
+    MissingDataError,
+    SpineDataset,
+    check_against_data,
+    collate_samples,
+    resolve_records,
+)
 from spine_kp.data.labels import LabelStats, label_stats
 from spine_kp.data.transforms import AugmentConfig
 from spine_kp.io.annotations import read_annotations
@@ -121,6 +127,7 @@ class SpineDataModule(pl.LightningDataModule):
         self._studies: dict[str, StudyIndex] = {}
         self._stats: LabelStats | None = None
         self.skipped: list[str] = []
+        self.data_warnings: list[str] = []  # points outside their image, zIndex beyond the series (counted, logged)
 
     def setup(self, stage: str | None = None) -> None:
         """Scan the root, read and check the annotations, split by study (once; later calls do nothing)."""
@@ -134,6 +141,7 @@ class SpineDataModule(pl.LightningDataModule):
         records, self.skipped = resolve_records(records, studies, cfg.skip_missing, cfg.root)
         if not records:
             raise MissingDataError(f"{cfg.annotations}: no annotated study could be loaded from {cfg.root}")
+        self.data_warnings = check_against_data(records, studies)
         train_uids, val_uids = split_studies(
             (r.study_uid for r in records), cfg.val_fraction, cfg.seed, cfg.fold, cfg.num_folds
         )

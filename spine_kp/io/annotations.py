@@ -5,7 +5,12 @@ Reading validates every field and names the record, study and point that are wro
     record 12 (study 1.2.3): data[0].annotation[0] point 4 has no 'coord'
 
 Unknown identifications (e.g. "T11-T12") and grade labels outside the schema are kept out of the result
-with a warning (logged and stored on ``StudyRecord.warnings``). Extra fields are ignored. Reading then
+with a warning (logged and stored on ``StudyRecord.warnings``). Extra fields are ignored. Values no annotation can
+hold are errors: a non-finite or non-numeric coordinate, score or spacing, a negative zIndex, and the same
+identification placed twice by one annotator in one study (points with a ``score`` are predictions, which may carry
+one point per grade alternative, and are exempt; two annotators' blocks on one image may both place it). Whether a
+point lies inside its image, and a zIndex inside its series, can only be told with the DICOM data: the training
+dataset counts and reports those (:mod:`spine_kp.data.dataset`). Reading then
 writing preserves everything the format defines: UIDs, version, annotator, point order, coordinates,
 zIndex, grade order ("v5,v2"), empty grades, both tag keys, scores and ``pixelSpacing``.
 """
@@ -37,7 +42,12 @@ def parse_grades(text: str) -> tuple[str, ...]:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a JSON integer too large for a float
+        return False
 
 
 def _spacing(value: Any, where: str) -> tuple[float, float] | None:
@@ -63,8 +73,8 @@ def _parse_point(raw: Any, schema: Schema, where: str, warnings: list[str]) -> P
     if not isinstance(ident, str) or not ident:
         raise AnnotationError(f"{where}: tag has no 'identification'")
     z = raw.get("zIndex")
-    if z is not None and (not isinstance(z, int) or isinstance(z, bool)):
-        raise AnnotationError(f"{where}: 'zIndex' must be an integer, got {z!r}")
+    if z is not None and (not isinstance(z, int) or isinstance(z, bool) or z < 0):
+        raise AnnotationError(f"{where}: 'zIndex' must be an integer >= 0 (the image's index in its series), got {z!r}")
     score = raw.get("score")
     if score is not None and not (_number(score) and 0.0 <= score <= 1.0):
         raise AnnotationError(f"{where}: 'score' must be a number in [0, 1], got {score!r}")
@@ -98,6 +108,21 @@ def _parse_point(raw: Any, schema: Schema, where: str, warnings: list[str]) -> P
     )
 
 
+def _check_once(p: Point, annotator: Any, head: str, at: str, placed: dict[tuple[str, str], str]) -> None:
+    """An annotator places each identification once per study; predictions (scored points) may repeat one.
+
+    ``at`` is the point's place in the record (``data[0].annotation[1] point 3``), ``placed`` what was seen so far.
+    """
+    if p.score is not None:
+        return
+    first = placed.setdefault((repr(annotator), p.identification), at)
+    if first != at:
+        raise AnnotationError(
+            f"{head}: {at}: {p.identification} placed a second time by annotator {annotator!r} in this study (first "
+            f"at {first}); keep one"
+        )
+
+
 def _parse_record(raw: Any, i: int, schema: Schema) -> StudyRecord:
     if not isinstance(raw, dict):
         raise AnnotationError(f"record {i} is not an object")
@@ -111,6 +136,7 @@ def _parse_record(raw: Any, i: int, schema: Schema) -> StudyRecord:
     record_spacing = _spacing(raw.get("pixelSpacing"), head)
     warnings: list[str] = []
     images: list[ImageAnnotation] = []
+    placed: dict[tuple[str, str], str] = {}  # (annotator, identification) -> where it was first placed
     for j, entry in enumerate(data):
         where = f"{head}: data[{j}]"
         if not isinstance(entry, dict):
@@ -135,6 +161,7 @@ def _parse_record(raw: Any, i: int, schema: Schema) -> StudyRecord:
             for k, rp in enumerate(payload["point"]):
                 p = _parse_point(rp, schema, f"{bwhere} point {k}", warnings)
                 if p is not None:
+                    _check_once(p, block.get("annotator"), head, f"data[{j}].annotation[{b}] point {k}", placed)
                     points.append(p)
             layout.append((block.get("annotator"), len(points) - before))
         images.append(
@@ -177,8 +204,18 @@ def read_annotations(path: str | Path, schema: Schema) -> list[StudyRecord]:
             obj = json.load(fh)
     except FileNotFoundError:
         raise AnnotationError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise AnnotationError(f"{p}: is a folder, not a file") from None
+    except OSError as exc:  # no permission, ...
+        raise AnnotationError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except UnicodeDecodeError as exc:
+        raise AnnotationError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except ValueError as exc:  # e.g. an integer literal of more digits than Python converts
+        raise AnnotationError(f"{p}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise AnnotationError(f"{p}: not an annotation file (JSON nested too deeply)") from None
     return parse_records(obj, schema, source=str(p))
 
 

@@ -10,12 +10,21 @@ Series choice (:func:`choose_series`): only sagittal series qualify. Plain T2 fi
 (STIR/TIRM/SPAIR/FS, a last resort), then sagittal series whose weighting could not be told; T1 never. Among equals:
 more slices, then lower SeriesNumber, then SeriesInstanceUID, so the choice is deterministic. The middle frame is
 index ``(n - 1) // 2`` of the slices sorted along the slice normal.
+
+Every slice is checked where it is decoded (:func:`_decode_checked`, the one path to pixels): a non-positive or
+non-finite PixelSpacing, an absurd Rows x Columns, a decoded size other than the header's, a non-finite or zero
+RescaleSlope and values that are not finite or beyond :data:`MAX_PIXEL_VALUE` raise :class:`UnusableImage` naming
+the file, so such an image never reaches
+training or prediction. (Pixel data whose length does not match Rows x Columns x BitsAllocated is caught earlier,
+per file, by the scan: :mod:`spine_kp.io.header`.)
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,9 +36,14 @@ from spine_kp.io.dicom_types import (
     SeriesInfo,
     SkippedFile,
     StudyIndex,
+    UnusableImage,
 )
+from spine_kp.io.header import MAX_PIXELS
 from spine_kp.io.scan import scan
 from spine_kp.types import Slice
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 __all__ = [
     "IngestError",
@@ -39,6 +53,7 @@ __all__ = [
     "SeriesInfo",
     "SkippedFile",
     "StudyIndex",
+    "UnusableImage",
     "choose_series",
     "decode_pixels",
     "load_instance",
@@ -54,6 +69,17 @@ _WHY = {
     "T2FS": " (last resort: no plain T2 sagittal)",
     "unknown": " (last resort: no T2 sagittal recognised; weighting unknown)",
 }
+
+
+_RESCALE_SLOPE, _RESCALE_INTERCEPT = 0x00281053, 0x00281052
+# Far beyond any scanner's range (32-bit stored values times any plausible slope); from ~1e19 on, squares overflow
+# float32 in the intensity normalisation and the network would see NaN.
+MAX_PIXEL_VALUE = 1e12
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (decoders put tracebacks and plugin lists in theirs)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _describe(study: StudyIndex) -> str:
@@ -99,13 +125,13 @@ def _decode_pydicom(path: str | Path) -> np.ndarray:
 
     # pixel_array(path) reads only the pixel module (+ the rescale tags asked for), not a whole Dataset
     info = Dataset()
-    pixels = pixel_array(str(path), ds_out=info, specific_tags=[0x00281052, 0x00281053])
+    pixels = pixel_array(str(path), ds_out=info, specific_tags=[_RESCALE_INTERCEPT, _RESCALE_SLOPE])
     frames = int(info.get("NumberOfFrames", 1) or 1)
     if frames > 1 or pixels.ndim != 2:
         raise IngestError(f"{path}: multi-frame or multi-sample object (shape {pixels.shape}) is not supported yet")
     pixels = pixels.astype(np.float32)  # (H, W)
     # rescale in float32 (pydicom's apply_rescale goes through float64: slower, and float32 is the contract)
-    slope, intercept = float(info.get("RescaleSlope", 1) or 1), float(info.get("RescaleIntercept", 0) or 0)
+    slope, intercept = _rescale(info, _RESCALE_SLOPE, 1.0, path), _rescale(info, _RESCALE_INTERCEPT, 0.0, path)
     if slope != 1.0:
         pixels *= np.float32(slope)
     if intercept != 0.0:
@@ -113,6 +139,32 @@ def _decode_pydicom(path: str | Path) -> np.ndarray:
     if info.get("PhotometricInterpretation") == "MONOCHROME1":  # bright means low signal: flip to MONOCHROME2
         pixels = pixels.max() + pixels.min() - pixels
     return pixels
+
+
+def _rescale(info: Dataset, tag: int, default: float, path: str | Path) -> float:
+    """RescaleSlope or RescaleIntercept read from its text; absent or empty gives ``default``.
+
+    Raises:
+        UnusableImage: the value is not a finite number, or the slope is 0 (every pixel would be the intercept).
+    """
+    if tag not in info:
+        return default
+    value = info.get_item(tag).value  # the raw element where pydicom has not converted it: its text, never an error
+    if value is None:  # present but empty
+        return default
+    text = (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)).strip(" \x00")
+    if not text:
+        return default
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    name = "RescaleSlope" if tag == _RESCALE_SLOPE else "RescaleIntercept"
+    # the rescale runs in float32, where a slope below ~1e-45 is 0 as well
+    if not math.isfinite(number) or (tag == _RESCALE_SLOPE and np.float32(number) == 0.0):
+        what = "zero" if math.isfinite(number) else "not a finite number"
+        raise UnusableImage(f"{path}: {name} {text[:32]!r} is {what}; the pixel values cannot be recovered")
+    return number
 
 
 def _decode_simpleitk(path: str | Path) -> np.ndarray:
@@ -143,6 +195,7 @@ def decode_pixels(path: str | Path) -> np.ndarray:
 
     Raises:
         IngestError: both decoders failed, or the object is multi-frame; the message names the file.
+        UnusableImage: RescaleSlope or RescaleIntercept is not a finite number, or the slope is 0.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. BitsStored smaller than the JPEG precision: harmless, noisy
@@ -150,26 +203,66 @@ def decode_pixels(path: str | Path) -> np.ndarray:
             return _decode_pydicom(path)
         except IngestError:
             raise
-        except Exception as first:  # noqa: BLE001 - any decoder failure moves on to the fallback
+        # BaseException: a decoder plugin written in Rust panics on inconsistent data (pyo3's PanicException is not
+        # an Exception); it is one bad file, not a reason to stop a whole batch
+        except BaseException as first:
+            if isinstance(first, (KeyboardInterrupt, SystemExit)):
+                raise
             try:
                 return _decode_simpleitk(path)
-            except Exception as second:  # noqa: BLE001
-                raise IngestError(f"{path}: cannot decode pixels (pydicom: {first}; SimpleITK: {second})") from second
+            except BaseException as second:
+                if isinstance(second, (KeyboardInterrupt, SystemExit)):
+                    raise
+                raise IngestError(
+                    f"{path}: cannot decode pixels (pydicom: {_one_line(first)}; SimpleITK: {_one_line(second)})"
+                ) from second
+
+
+def _decode_checked(series: SeriesInfo, index: int) -> np.ndarray:
+    """Decode image ``index`` of ``series`` after checking its geometry, and check what came out.
+
+    The one place pixels enter the pipeline: whatever the scan let through, an image whose spacing, size, rescale
+    or values cannot be used stops here.
+
+    Raises:
+        UnusableImage: non-positive or non-finite PixelSpacing, Rows x Columns of zero or beyond 8192 x 8192,
+            a decoded size other than Rows x Columns, a bad RescaleSlope/Intercept, values that are NaN, infinite
+            or beyond ``MAX_PIXEL_VALUE`` in magnitude.
+        IngestError: the pixels cannot be decoded.
+    """
+    path = series.instances[index].path
+    row_mm, col_mm = series.spacing
+    if not all(math.isfinite(v) and v > 0 for v in series.spacing):
+        raise UnusableImage(
+            f"{path}: PixelSpacing {row_mm:g} x {col_mm:g} mm (series {series.series_uid}) is not positive and finite"
+        )
+    if not (series.rows >= 1 and series.cols >= 1 and series.rows * series.cols <= MAX_PIXELS):
+        raise UnusableImage(f"{path}: Rows x Columns {series.rows} x {series.cols} is not a usable image size")
+    pixels = decode_pixels(path)  # (H, W)
+    if pixels.shape != (series.rows, series.cols):
+        raise UnusableImage(
+            f"{path}: decoded {' x '.join(map(str, pixels.shape))} pixels where Rows x Columns is "
+            f"{series.rows} x {series.cols}"
+        )
+    peak = float(np.abs(pixels).max())  # NaN when any value is NaN
+    if not peak <= MAX_PIXEL_VALUE:
+        raise UnusableImage(
+            f"{path}: pixel values reach {peak:g} after rescaling (RescaleSlope/Intercept); beyond "
+            f"{MAX_PIXEL_VALUE:g} they are not MR intensities, and overflow the float32 intensity statistics"
+        )
+    return pixels
 
 
 def _load(series: SeriesInfo, index: int, neighbours: int, reason: str) -> Slice:
     """Decode instance ``index`` of the position-sorted ``series`` and, if asked, its neighbours."""
     n = series.num_slices
-    centre = decode_pixels(series.instances[index].path)  # (H, W)
+    centre = _decode_checked(series, index)  # (H, W)
     stack = None
     if neighbours > 0:
         planes = []
         for j in range(index - neighbours, index + neighbours + 1):
             j = min(max(j, 0), n - 1)  # series ends: repeat the edge slice
-            plane = centre if j == index else decode_pixels(series.instances[j].path)
-            if plane.shape != centre.shape:
-                raise IngestError(f"{series.instances[j].path}: shape {plane.shape} differs from {centre.shape}")
-            planes.append(plane)
+            planes.append(centre if j == index else _decode_checked(series, j))  # each is Rows x Columns
         stack = np.stack(planes)  # (2k+1, H, W)
     inst = series.instances[index]
     return Slice(
@@ -194,6 +287,7 @@ def load_middle_slice(study: StudyIndex, neighbours: int = 0) -> Slice:
 
     Raises:
         NoSagittalSeries: see :func:`choose_series`.
+        UnusableImage: its pixels or geometry cannot be used (see :func:`_decode_checked`).
         IngestError: the slice cannot be decoded.
     """
     series, reason = choose_series(study)

@@ -19,6 +19,10 @@ class NoSagittalSeries(IngestError):
     """A study has no sagittal series that may serve as the T2 sagittal."""
 
 
+class UnusableImage(IngestError):
+    """An image decodes, but its pixels or geometry cannot be used (spacing, size, rescale or values)."""
+
+
 @dataclass(frozen=True)
 class SkippedFile:
     """A file the scan left out and why (``"category: detail"``)."""

@@ -2,7 +2,9 @@
 
 The file is parsed only up to group 0028, by :mod:`spine_kp.io.fast_header` or, for what that does not handle,
 pydicom ``read_partial``; of the pixel data only the element header (and, for compressed data, the item headers)
-is read, which is enough to catch truncated files cheaply.
+is read, which is enough to catch truncated files cheaply, and native pixel data of another length than
+Rows x Columns x BitsAllocated (trailing zero padding aside). A path that is not a regular file (named pipe, device,
+socket, looping or dangling link) is skipped from ``stat`` alone, never opened: a named pipe would wait forever.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass
@@ -26,6 +29,10 @@ from spine_kp.io.fast_header import WANTED, RawHeader, read_raw_header
 
 _TAGS = [Tag(k) for k in WANTED.values()]
 _PIXEL_DATA = (0x7FE0, 0x0010)
+# Far beyond any MR slice (8192 x 8192); a header claiming more is corrupt, and decoding it could exhaust memory.
+MAX_PIXELS = 8192 * 8192
+_MAX_PADDING = 1 << 16  # zero bytes accepted after native pixel data (see _excess_problem)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX only; Windows has no named pipes in the file system
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT"}
 
 
@@ -101,6 +108,23 @@ def _floats(values: dict[str, list[str]], keyword: str, n: int) -> tuple[float, 
     return out if len(out) == n and all(map(math.isfinite, out)) else None
 
 
+def _excess_problem(fh: BinaryIO, start: int, excess: int, native_bytes: int) -> str | None:
+    """Native pixel data longer than Rows x Columns x BitsAllocated: zero padding is fine, anything else is not.
+
+    Some writers pad the pixel data with zeros (pydicom's ``MR_small_padded.dcm``); pydicom decodes the first
+    Rows x Columns values of any longer buffer, so data past them means Rows, Columns or BitsAllocated is wrong and
+    the decoded image would be a wrong one without a word.
+    """
+    if excess <= _MAX_PADDING:
+        fh.seek(start)
+        if not fh.read(excess).strip(b"\x00"):
+            return None
+    return (
+        f"corrupt: pixel data holds {native_bytes + excess} bytes, Rows x Columns x BitsAllocated needs "
+        f"{native_bytes} (the rest is not zero padding)"
+    )
+
+
 def _pixel_data_problem(fh: BinaryIO, size: int, little: bool, implicit: bool, native_bytes: int | None) -> str | None:
     """Check, from its element header, that the pixel data is wholly in the file. ``fh`` is where parsing stopped.
 
@@ -124,9 +148,11 @@ def _pixel_data_problem(fh: BinaryIO, size: int, little: bool, implicit: bool, n
         (length,), value_start = struct.unpack(end + "H", head[6:8]), start + 8
     if length != 0xFFFFFFFF:
         if native_bytes is not None and length < native_bytes:
-            return f"corrupt: pixel data holds {length} bytes, Rows x Columns x frames needs {native_bytes}"
+            return f"corrupt: pixel data holds {length} bytes, Rows x Columns x BitsAllocated needs {native_bytes}"
         if value_start + length > size:
             return f"truncated: pixel data needs {length} bytes, file holds {size - value_start}"
+        if native_bytes is not None and length > native_bytes:
+            return _excess_problem(fh, value_start + native_bytes, length - native_bytes, native_bytes)
         return None
     # encapsulated: hop over the items (offset table, fragments) to the sequence delimiter
     pos = value_start
@@ -155,6 +181,8 @@ def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeade
     if rows is None or cols is None:
         sop_class = UID(v.get("SOPClassUID", [""])[0])
         return SkippedFile(path, f"non-image object: {sop_class.name if sop_class else 'unknown SOP class'}")
+    if not (rows >= 1 and cols >= 1 and rows * cols <= MAX_PIXELS):
+        return SkippedFile(path, f"corrupt: Rows x Columns {rows} x {cols} is not an image size")
     frames = _int(v, "NumberOfFrames") or 1
     if frames > 1:
         return SkippedFile(path, f"multi-frame: {frames} frames in one object (not supported yet)")
@@ -195,18 +223,49 @@ def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeade
     )
 
 
+_FILE_KINDS = ((stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+               (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"))  # fmt: skip
+
+
+def _file_kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), f"file type {stat.S_IFMT(mode):o}")
+
+
+def _not_a_regular_file(path: str) -> str | None:
+    """Why ``path`` must not be opened (named pipe, device, socket, broken or looping link), or None.
+
+    Checked with ``stat`` before anything opens the file: opening a named pipe waits for a writer forever, and a
+    device may never end.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if os.path.islink(path):
+            return f"broken link: {exc.strerror or exc} (symbolic link loop or missing target)"
+        return f"unreadable: {type(exc).__name__}: {exc}"
+    return None if stat.S_ISREG(mode) else f"not a regular file: {_file_kind(mode)}"
+
+
 def read_header(path: str, fast: bool = True) -> ImageHeader | SkippedFile:
     """Read the header of one file: a usable single-frame image gives its header, anything else a SkippedFile.
 
-    Never raises for a bad file (not DICOM, truncated, non-image, multi-frame, no geometry, unreadable).
+    Never raises for a bad file (not DICOM, truncated, non-image, multi-frame, no geometry, unreadable), and never
+    opens one that is not a regular file (named pipe, device, socket, symbolic link loop): those are skipped too.
 
     Args:
         path: any file.
         fast: try :mod:`spine_kp.io.fast_header` first (False: pydicom only; the tests compare both).
     """
+    problem = _not_a_regular_file(path)
+    if problem:
+        return SkippedFile(path, problem)
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
+        # O_NONBLOCK: should the path turn into a FIFO after the check above, opening it must not wait for a writer
+        with os.fdopen(os.open(path, os.O_RDONLY | _NONBLOCK), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return SkippedFile(path, f"not a regular file: {_file_kind(st.st_mode)}")
+            size = st.st_size
             raw = read_raw_header(fh) if fast else None
             if raw is None:
                 try:
@@ -216,5 +275,7 @@ def read_header(path: str, fast: bool = True) -> ImageHeader | SkippedFile:
                 except InvalidDicomError:
                     return SkippedFile(path, "not DICOM: no 'DICM' prefix / file meta information")
             return _to_header(path, raw, fh, size)
-    except (OSError, EOFError, ValueError, struct.error, KeyError, AttributeError, TypeError) as exc:
-        return SkippedFile(path, f"unreadable: {type(exc).__name__}: {exc}")
+    # any Exception: pydicom's failures on damaged bytes are open-ended (its BytesLengthException is a bare
+    # Exception), and one damaged file must never stop a scan
+    except Exception as exc:  # noqa: BLE001
+        return SkippedFile(path, f"unreadable: {type(exc).__name__}: {' '.join(str(exc).split())}")

@@ -89,3 +89,22 @@ def test_datamodule_fold_and_missing(synth_root: Path, tmp_path: Path) -> None:
     assert len(dm.train_records) + len(dm.val_records) == 5 and dm.skipped and "3.3.3" in dm.skipped[0]
     with pytest.raises(RuntimeError, match="setup"):
         SpineDataModule(make_config(synth_root)).train_dataloader()
+
+
+def test_datamodule_counts_points_outside_their_image_and_z_beyond_the_series(
+    synth_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What only the images can refute is one counted warning at setup, not a silent mask per item."""
+    schema = load_schema()
+    records = read_annotations(synth_root / "annotations.json", schema)
+    first = records[0].images[0]
+    moved = [replace(p, coord=(-40.0, 5.0)) if i == 0 else replace(p, z_index=999) if i == 1 else p
+             for i, p in enumerate(first.points)]  # fmt: skip
+    records[0] = replace(records[0], images=(replace(first, points=tuple(moved)), *records[0].images[1:]))
+    ann = write_annotations(tmp_path / "ann.json", records)
+    dm = SpineDataModule(make_config(synth_root, annotations=str(ann)))
+    with caplog.at_level("WARNING", logger="spine_kp.data.dataset"):
+        dm.setup()
+    assert len(dm.data_warnings) == 2 and all(records[0].study_uid in w for w in dm.data_warnings)
+    assert "1 annotated point(s) lie outside their image" in caplog.text
+    assert "1 zIndex value(s) lie beyond their series" in caplog.text
