@@ -67,9 +67,10 @@ class CropStage(StageBase):
         return CropStage(self.model, config, self.schema, self.trained, self.temperatures)
 
     @torch.no_grad()
-    def logits(self, batch: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """The crop grader on (B, L, S, S) crops, on ``device``."""
-        return self.model.to(device)(torch.from_numpy(batch).to(device))
+    def logits(self, batch: np.ndarray) -> dict[str, torch.Tensor]:
+        """The crop grader on (B, L, S, S) crops, on the device its weights are on (the predictor's)."""
+        device = next(self.model.parameters()).device
+        return self.model(torch.from_numpy(batch).to(device))
 
 
 __all__ = ["CropStage"]

@@ -23,7 +23,7 @@ checkpoint. The batch axis is dynamic; H and W are fixed to the trained input si
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,6 @@ from spine_kp.predict.decoding import TrainedLabels
 from spine_kp.predict.pipeline import SlicePredictor
 from spine_kp.predict.stage_common import StageBase
 from spine_kp.schema import Schema
-from spine_kp.types import Slice
 
 #: metadata_props key of the JSON document, and the version of its layout
 METADATA_KEY = "spine_kp"
@@ -155,7 +154,7 @@ class OnnxCropStage(StageBase):
         self.session = session
         self.kinds = list(kinds)
 
-    def logits(self, batch: np.ndarray, device: Any = "cpu") -> dict[str, np.ndarray]:
+    def logits(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         out = self.session.run([stage_output(k) for k in self.kinds], {CROPS: batch})
         return dict(zip(self.kinds, out))
 
@@ -172,29 +171,13 @@ class OnnxPredictor(SlicePredictor):
     def __init__(
         self, network: OnnxNetwork, meta: Mapping[str, Any], grade_stage: OnnxCropStage | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs, grade_stage=grade_stage)
         self._network = network
         self.meta = dict(meta)
-        self.grade_stage = grade_stage
 
     @property
     def network(self) -> OnnxNetwork:
         return self._network
-
-    def regrade(
-        self,
-        slices: Sequence[Slice],
-        coords: Sequence[np.ndarray],
-        peaks: np.ndarray,
-        probs: list[dict[str, np.ndarray]],
-        timings: dict[str, float] | None = None,
-    ) -> list[dict[str, np.ndarray]]:
-        """As :meth:`spine_kp.predict.predictor.Predictor.regrade`: with the exported crop grading stage, crops of
-        each slice's native pixels at the decoded points, graded and combined with the head's grades; without one:
-        the head's grades."""
-        if self.grade_stage is None:
-            return probs
-        return self.grade_stage.regrade(slices, coords, peaks, probs, timings)
 
     @classmethod
     def from_onnx(

@@ -20,6 +20,7 @@ from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.data.preprocess import Geometry, prepare_image
 from spine_kp.predict.decoding import Network, TrainedLabels, infer_views
 from spine_kp.predict.records import landmarks_to_record
+from spine_kp.predict.stage_common import StageBase
 from spine_kp.schema import Schema
 from spine_kp.types import Slice, StudyRecord
 
@@ -54,6 +55,7 @@ class SlicePredictor:
             trained (None: each image fitted to ``input_size``).
         temperatures: kind -> T dividing that kind's grade logits (calibration fitted in training); None or a
             kind not named: T = 1.
+        grade_stage: the crop grading stage (torch or ONNX Runtime), None to grade with the head alone.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class SlicePredictor:
         percentiles: tuple[float, float] | None = None,
         target_spacing: float | None = None,
         temperatures: Mapping[str, float] | None = None,
+        grade_stage: StageBase | None = None,
     ) -> None:
         self.schema = schema
         self.codec = codec
@@ -77,6 +80,7 @@ class SlicePredictor:
         self.percentiles = percentiles
         self.target_spacing = target_spacing
         self.temperatures = dict(temperatures or {})
+        self.grade_stage = grade_stage
 
     @property
     def network(self) -> Network:
@@ -98,13 +102,17 @@ class SlicePredictor:
         probs: list[dict[str, np.ndarray]],
         timings: dict[str, float] | None = None,
     ) -> list[dict[str, np.ndarray]]:
-        """A second grading look at the decoded landmarks (the torch predictor's crop stage); here: the head's.
+        """The grades after a second look: with a crop grading stage, crops of each slice's native pixels at the
+        decoded points, graded and combined with the head's (the main view, also under flip-TTA); without one, the
+        head's.
 
         Args:
             coords: per slice (K, 2) xy in original pixels; peaks: (B, K), 0 for landmarks not found;
             probs: per slice ``{kind: (K_kind, G)}`` of the grade head.
         """
-        return probs
+        if self.grade_stage is None:
+            return probs
+        return self.grade_stage.regrade(slices, coords, peaks, probs, timings)
 
     def prepare(self, slices: Sequence[Slice], offset: int = 0) -> tuple[np.ndarray, list[Geometry]]:
         """(B, C, H, W) float32 inputs and their geometries; ``offset`` != 0 takes the neighbour ``offset`` slices

@@ -10,11 +10,9 @@ after the network (preprocessing, decoding, records) is the backend-independent
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from spine_kp.checkpoint import CheckpointError, SpineCheckpoint, load_checkpoint
@@ -27,7 +25,6 @@ from spine_kp.predict.crop_stage import CropStage
 from spine_kp.predict.infer import TorchNetwork, TrainedLabels
 from spine_kp.predict.pipeline import SlicePrediction, SlicePredictor  # noqa: F401 (SlicePrediction: re-exported)
 from spine_kp.schema import Schema
-from spine_kp.types import Slice
 
 __all__ = ["CheckpointError", "Predictor", "SlicePrediction", "resolve_device"]  # CheckpointError: re-exported
 
@@ -68,11 +65,21 @@ class Predictor(SlicePredictor):
         grade_stage: CropStage | None = None,
     ) -> None:
         super().__init__(
-            schema, codec, trained, input_size, neighbours, decode, percentiles, target_spacing, temperatures
+            schema,
+            codec,
+            trained,
+            input_size,
+            neighbours,
+            decode,
+            percentiles,
+            target_spacing,
+            temperatures,
+            grade_stage,
         )
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.model = model.to(self.device).eval()
-        self.grade_stage = grade_stage
+        if grade_stage is not None:
+            grade_stage.model.to(self.device)
 
     @property
     def network(self) -> TorchNetwork:
@@ -133,17 +140,3 @@ class Predictor(SlicePredictor):
         clone.__dict__.update(self.__dict__)
         clone.grade_stage = stage
         return clone
-
-    def regrade(
-        self,
-        slices: Sequence[Slice],
-        coords: Sequence[np.ndarray],
-        peaks: np.ndarray,
-        probs: list[dict[str, np.ndarray]],
-        timings: dict[str, float] | None = None,
-    ) -> list[dict[str, np.ndarray]]:
-        """With a crop grading stage: grade crops of each slice's native pixels at the decoded points (the main view,
-        also under flip-TTA) and combine with the head's grades; without one: the head's grades."""
-        if self.grade_stage is None:
-            return probs
-        return self.grade_stage.regrade(slices, coords, peaks, probs, timings, self.device)

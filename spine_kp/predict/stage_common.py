@@ -54,7 +54,7 @@ class StageBase:
         self.landmarks = tuple(int(i) for i in landmarks)
         self.temperatures = dict(temperatures or {})
 
-    def logits(self, batch: np.ndarray, device: Any = "cpu") -> Mapping[str, Any]:
+    def logits(self, batch: np.ndarray) -> Mapping[str, Any]:
         """The crop grader on (B, L, S, S) float32 crops: ``{kind: (B, K_kind, G)}`` logits (ndarray or tensor)."""
         raise NotImplementedError
 
@@ -70,23 +70,20 @@ class StageBase:
         """(B, L, S, S) float32 crops of every slice."""
         return np.ascontiguousarray(np.stack([self.crops(s, p) for s, p in zip(slices, points)]), dtype=np.float32)
 
-    def grade(
-        self, slices: Sequence[Slice], points: Sequence[np.ndarray], device: Any = "cpu"
-    ) -> list[dict[str, np.ndarray]]:
+    def grade(self, slices: Sequence[Slice], points: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Grade probabilities of the crop grader, one dict per slice.
 
         Args:
             slices: decoded slices (native pixels and spacing).
             points: per slice (K, 2) xy in original pixels; non-finite rows for landmarks not found (their crop is
                 blank and they are left out of the neighbours that orient the other crops).
-            device: where the grader runs (the PyTorch stage's; ignored by ONNX Runtime's).
 
         Returns:
             Per slice ``{kind: (K_kind, G)}`` probabilities of the graded kinds; untrained grades are 0.
         """
         if not slices:
             return []
-        logits = self.logits(self.crop_batch(slices, points), device)
+        logits = self.logits(self.crop_batch(slices, points))
         probs = grade_probabilities(logits, self.schema, self.trained, self.temperatures)
         return [{k: v[i] for k, v in probs.items()} for i in range(len(slices))]
 
@@ -104,12 +101,11 @@ class StageBase:
         peaks: np.ndarray,
         probs: list[dict[str, np.ndarray]],
         timings: dict[str, float] | None = None,
-        device: Any = "cpu",
     ) -> list[dict[str, np.ndarray]]:
         """:meth:`spine_kp.predict.pipeline.SlicePredictor.regrade` with this stage: grade crops of each slice's
         native pixels at the decoded points of the landmarks found and trained, and combine with the head's grades."""
         t0 = time.perf_counter()
-        crop_probs = self.grade(slices, found_points(coords, peaks, self.trained), device)
+        crop_probs = self.grade(slices, found_points(coords, peaks, self.trained))
         out = [self.combine(h, c) for h, c in zip(probs, crop_probs)]
         if timings is not None:
             timings["grade_stage"] = timings.get("grade_stage", 0.0) + time.perf_counter() - t0
