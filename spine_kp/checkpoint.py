@@ -9,6 +9,7 @@ A spine_kp checkpoint is the Lightning checkpoint that training writes (``RUN/ch
                           "label_stats": LabelStats.to_dict() or None,
                           "codec": HeatmapCodec.to_dict()},        # absent before the codec was stored
      "calibration": {"temperatures": {kind: T}, ...},              # absent when not fitted
+     "score_calibration": {"kinds": {kind: {"a", "b", ...}}, ...}, # Platt maps of the scores; absent when not fitted
      ...}                                                          # Lightning's own entries (epoch, optimizer, ...)
 
 Training (:class:`spine_kp.engine.module.LandmarkModule`), warm starts (:mod:`spine_kp.engine.init_weights`), the
@@ -24,6 +25,7 @@ training code.
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,12 +36,15 @@ import torch
 
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.errors import UserError
+from spine_kp.io.atomic import atomic_write_bytes
 from spine_kp.schema import Schema, SchemaError
 
 #: Prefix of the network's tensors in the module's state dict (``LandmarkModule.model``).
 MODEL_PREFIX = "model."
 #: Where the fitted grade temperatures are stored (see :mod:`spine_kp.engine.calibration`).
 CALIBRATION_KEY = "calibration"
+#: Where the Platt maps of the emitted scores are stored (see :mod:`spine_kp.engine.score_calibration`).
+SCORE_CALIBRATION_KEY = "score_calibration"
 #: Hyper-parameter that holds ``HeatmapCodec.to_dict()``.
 CODEC_KEY = "codec"
 
@@ -64,6 +69,7 @@ class SpineCheckpoint:
         calibration: the fitted grade temperatures entry (None: not fitted, T = 1).
         codec: ``HeatmapCodec.to_dict()`` of the trained model (None: a checkpoint written before it was stored).
         grade_stage: the crop grading stage entry (``spine_kp.grading.stage``; None: graded by the head alone).
+        score_calibration: the Platt maps of the emitted scores per kind (None: scores are ``peak x p``).
     """
 
     path: Path
@@ -74,6 +80,7 @@ class SpineCheckpoint:
     calibration: dict[str, Any] | None = None
     codec: dict[str, Any] | None = None
     grade_stage: dict[str, Any] | None = None
+    score_calibration: dict[str, Any] | None = None
 
     @property
     def model_config(self) -> dict[str, Any]:
@@ -90,6 +97,13 @@ class SpineCheckpoint:
     def temperatures(self) -> dict[str, float] | None:
         """kind -> fitted grade temperature (None when the checkpoint has none)."""
         return (self.calibration or {}).get("temperatures")
+
+    @property
+    def score_maps(self) -> dict[str, tuple[float, float]] | None:
+        """kind or "kind/grade" -> (a, b) of the fitted Platt maps of the scores (None when the checkpoint has none)."""
+        entry = self.score_calibration or {}
+        fits = {**entry.get("kinds", {}), **entry.get("classes", {})}
+        return {k: (float(f["a"]), float(f["b"])) for k, f in fits.items()} if fits else None
 
     def heatmap_codec(self) -> HeatmapCodec:
         """The codec the model was trained with (see :func:`build_codec`).
@@ -164,6 +178,7 @@ def load_checkpoint(path: str | Path, mmap: bool = False, hint: str = "") -> Spi
         calibration=ckpt.get(CALIBRATION_KEY) or None,
         codec=hp.get(CODEC_KEY) or None,
         grade_stage=ckpt.get("grade_stage") or None,
+        score_calibration=ckpt.get(SCORE_CALIBRATION_KEY) or None,
     )
 
 
@@ -185,3 +200,15 @@ __all__ = [
     "build_codec",
     "load_checkpoint",
 ]
+
+
+def write_entry(path: str | Path, key: str, value: Any) -> None:
+    """Store ``value`` under ``key`` of the checkpoint at ``path`` (atomically: temporary file + rename).
+
+    Used for what is fitted after Lightning wrote the file: the crop grading stage and the score calibration.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt[key] = value
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())

@@ -49,6 +49,6 @@ def test_io_holds_no_phantom_drawing():
 def test_checkpoints_are_read_without_the_training_code():
     """``spine_kp.checkpoint`` is the one reader for training, prediction and export; prediction never imports the
     training recipe to use it."""
-    assert _spine_kp_imports(ROOT / "checkpoint.py") <= LEAVES | {"spine_kp.codec.heatmap"}
+    assert _spine_kp_imports(ROOT / "checkpoint.py") <= LEAVES | {"spine_kp.codec.heatmap", "spine_kp.io.atomic"}
     for module in ("predict/predictor.py", "predict/sr.py", "export/onnx.py"):
         assert not {n for n in _spine_kp_imports(ROOT / module) if n.startswith("spine_kp.engine")}, module

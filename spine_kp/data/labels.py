@@ -158,6 +158,21 @@ class LabelStats:
             w = np.where(pos > 0, (total - pos) / pos, 0.0)
         return np.clip(w, 0.0, max_weight).astype(np.float32)
 
+    def log_prior(self, kind: str) -> np.ndarray:
+        """(G_kind,) float32 log training prior per grade, for logit adjustment; 0 for untrained grades.
+
+        Multi-label kinds: the log-odds ``log(positives / negatives)`` of each grade (its own sigmoid); single-label
+        kinds: ``log(positives / total)`` (one softmax). Counted like :meth:`pos_weight`; a grade present on every
+        graded landmark gets the odds of ``total / 1``.
+        """
+        pos = self._counts(kind)
+        total = float(self.graded_counts.get(kind, 0))
+        trained = pos > 0
+        denom = np.maximum(total - pos, 1.0) if self.schema.kind(kind).multi_label else np.full_like(pos, max(total, 1))
+        with np.errstate(divide="ignore"):
+            out = np.where(trained, np.log(np.where(trained, pos, 1.0) / denom), 0.0)
+        return out.astype(np.float32)
+
     def class_weights(self, kind: str, power: float = 0.5) -> np.ndarray:
         """(G_kind,) float32 inverse-frequency weights ``count**-power`` (default inverse square root).
 

@@ -82,10 +82,13 @@ class TrainerConfig:
 @dataclass(frozen=True)
 class CalibrationConfig:
     """Temperature scaling of the grade probabilities, fitted on the validation split every validation epoch and
-    stored in each checkpoint (see :mod:`spine_kp.engine.calibration`)."""
+    stored in each checkpoint (see :mod:`spine_kp.engine.calibration`); and, with ``scores``, Platt scaling of the
+    emitted scores per kind, fitted once training (and the crop stage) is done
+    (:mod:`spine_kp.engine.score_calibration`)."""
 
     enabled: bool = True
-    min_points: int = 20  # a kind with fewer graded validation landmarks keeps T = 1
+    min_points: int = 20  # a kind with fewer graded validation landmarks keeps T = 1 (fewer scored pairs: no map)
+    scores: bool = True
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ Run directory layout::
     RUN_DIR/logs/                  TensorBoard and CSV logs (``logs/grade_stage``: the crop grading stage)
 
 With ``grade_stage.enabled`` the crop grader (:mod:`spine_kp.grading`) is trained once the landmark network is done,
-on the same split, and stored in best.ckpt and last.ckpt under ``"grade_stage"``.
+on the same split, and stored in best.ckpt and last.ckpt under ``"grade_stage"``. Then, with ``calibration.scores``,
+each checkpoint predicts the validation split and a Platt map per kind is fitted to its scores and stored under
+``"score_calibration"`` (:mod:`spine_kp.engine.score_calibration`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
 from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
+from spine_kp.engine.score_calibration import calibrate_checkpoints
 from spine_kp.errors import MissingInputError
 from spine_kp.grading.stage import attach_grade_stage, stage_skip_reason, train_grade_stage
 from spine_kp.io.atomic import atomic_write_text
@@ -52,6 +55,7 @@ class TrainResult:
     epochs: int
     init_report: InitReport | None = None
     grade_stage: dict[str, Any] | None = None
+    score_calibration: dict[str, Any] | None = None
     skipped: tuple[str, ...] = ()  # data.skip_missing: one line per annotated record left out
     is_global_zero: bool = True
 
@@ -195,6 +199,16 @@ def train(
         written = attach_grade_stage([best, last if last.exists() else None], payload)
         log.info("grade stage written into %s", ", ".join(str(p) for p in written))
         stage_metrics = payload["metrics"]
+    score_entry = None
+    if cfg.calibration.enabled and cfg.calibration.scores and not fast_dev_run and trainer.is_global_zero:
+        written_entries = calibrate_checkpoints(
+            [best, last if last.exists() else None],
+            datamodule.val_records,
+            datamodule.studies,
+            min_points=cfg.calibration.min_points,
+            device="cpu" if cfg.trainer.accelerator == "cpu" else "auto",
+        )
+        score_entry = written_entries.get(str(best)) if best is not None else None
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,
@@ -203,6 +217,7 @@ def train(
         epochs=trainer.current_epoch,
         init_report=init_report,
         grade_stage=stage_metrics,
+        score_calibration=score_entry,
         skipped=tuple(datamodule.skipped),
         is_global_zero=trainer.is_global_zero,
     )

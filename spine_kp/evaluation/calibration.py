@@ -230,3 +230,102 @@ def fit_temperature(
     if after > before:  # the bounded search only approximates; never return a temperature worse than none
         t, after = 1.0, before
     return TemperatureFit(t, n, before, after)
+
+
+# ---------------------------------------------------------------------------------------------- Platt scaling
+SCORE_EPS = 1e-6
+#: Least Platt slope: a flat map (a = 0) would tie every point of a kind and so change the APs.
+MIN_SLOPE = 0.2
+
+
+@dataclass(frozen=True)
+class PlattFit:
+    """Platt scaling of one kind's emitted scores: ``s' = sigmoid(a * logit(s) + b)`` (identity: a = 1, b = 0).
+
+    Attributes:
+        a, b: the map's slope and offset in logit space (a >= ``MIN_SLOPE`` > 0, so the map is strictly increasing:
+            it never reorders or ties a class's points and leaves every AP as it was).
+        n: (point, class) pairs the fit used; n_tp: of them true positives.
+        ece_before, ece_after: ECE of those pairs before and after the map (None without data).
+    """
+
+    a: float = 1.0
+    b: float = 0.0
+    n: int = 0
+    n_tp: int = 0
+    ece_before: float | None = None
+    ece_after: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    def __call__(self, scores: np.ndarray | float) -> np.ndarray:
+        return platt(scores, self.a, self.b)
+
+
+def _logit(s: np.ndarray) -> np.ndarray:
+    s = np.clip(np.asarray(s, dtype=np.float64), SCORE_EPS, 1.0 - SCORE_EPS)
+    return np.log(s) - np.log1p(-s)
+
+
+def platt(scores: np.ndarray | float, a: float, b: float) -> np.ndarray:
+    """``sigmoid(a * logit(s) + b)`` of scores in [0, 1]; a score of exactly 0 stays 0 (nothing emitted)."""
+    s = np.asarray(scores, dtype=np.float64)
+    z = a * _logit(s) + b
+    out = np.exp(-np.logaddexp(0.0, -z))
+    return np.where(s <= 0.0, 0.0, out)
+
+
+def fit_platt(scores: np.ndarray, is_tp: np.ndarray, min_points: int = 20, iterations: int = 50) -> PlattFit:
+    """Platt scaling (Platt, 1999) of scores against outcomes: the (a, b) of least log-loss.
+
+    The targets are Platt's smoothed ones, ``(N+ + 1) / (N+ + 2)`` for positives and ``1 / (N- + 2)`` for
+    negatives, so a population of only TPs (common where localization is nearly perfect) still gets a finite map
+    (a -> 0, b -> the logit of the smoothed rate) instead of an infinite one. Newton's method on the 2-parameter
+    convex problem, with step halving; a slope that comes out below ``MIN_SLOPE`` (a flat or reversing map, when
+    the scores say little about the outcome) is refitted as the offset alone at a = ``MIN_SLOPE``.
+
+    Args:
+        scores: (N,) scores in [0, 1].
+        is_tp: (N,) bool outcomes.
+        min_points: fewer pairs than this keep the identity map.
+
+    Returns:
+        The fit, with the ECE of the pairs before and after.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(is_tp, dtype=bool)
+    n, n_tp = int(s.size), int(y.sum())
+    before = expected_calibration_error(s, y)
+    if n < min_points:
+        return PlattFit(1.0, 0.0, n, n_tp, before, before)
+    t = np.where(y, (n_tp + 1.0) / (n_tp + 2.0), 1.0 / (n - n_tp + 2.0))
+    x = _logit(s)
+
+    def loss(a: float, b: float) -> float:
+        z = a * x + b
+        return float(np.mean(np.logaddexp(0.0, z) - t * z))
+
+    def newton(a: float, b: float, fit_slope: bool) -> tuple[float, float]:
+        for _ in range(iterations):
+            p = np.exp(-np.logaddexp(0.0, -(a * x + b)))
+            r, w = p - t, np.maximum(p * (1.0 - p), 1e-12)
+            if fit_slope:
+                g = np.array([np.mean(r * x), np.mean(r)])
+                h = np.array([[np.mean(w * x * x), np.mean(w * x)], [np.mean(w * x), np.mean(w)]]) + 1e-9 * np.eye(2)
+                step = np.linalg.solve(h, g)
+            else:
+                step = np.array([0.0, np.mean(r) / np.mean(w)])
+            scale, current = 1.0, loss(a, b)
+            while scale > 1e-4 and loss(a - scale * step[0], b - scale * step[1]) > current:
+                scale /= 2
+            a, b = a - scale * step[0], b - scale * step[1]
+            if np.max(np.abs(scale * step)) < 1e-8:
+                break
+        return a, b
+
+    a, b = newton(1.0, 0.0, fit_slope=True)
+    if a < MIN_SLOPE:
+        a, b = newton(MIN_SLOPE, 0.0, fit_slope=False)
+    after = expected_calibration_error(platt(s, a, b), y)
+    return PlattFit(float(a), float(b), n, n_tp, before, after)

@@ -61,6 +61,9 @@ class EvaluationResult:
         baseline: the competition baseline's macro F1 at 6 mm and its confusion matrix (``baseline_macro_f1``).
         calibration: reliability bins, ECE and Brier score of the emitted scores per kind, then of all points.
         curves: class name -> (recall, precision) operating points, for plots.
+        scored: kind (then "all", then each class "kind/grade") -> ((N,) scores, (N,) bool TP) of the pairs the
+            calibration figures use, e.g. to fit a score calibration
+            (:func:`spine_kp.evaluation.calibration.fit_platt`).
         errors: identification -> localization errors in mm (NaN = never predicted), for plots.
     """
 
@@ -78,6 +81,7 @@ class EvaluationResult:
     baseline: BaselineF1 | None = field(default=None, compare=False)
     calibration: tuple[Reliability, ...] = field(default=(), compare=False)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
+    scored: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
     errors: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -209,17 +213,23 @@ def _class_results(
     return results, curves
 
 
-def _calibration(
+def _scored_pairs(
     classes: Sequence[tuple[str, str]], kinds: Sequence[str], scores: np.ndarray, outcome: np.ndarray
-) -> tuple[Reliability, ...]:
-    """Reliability of the counted (TP or FP) (prediction, class) pairs, per kind and then all together."""
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The counted (TP or FP) (prediction, class) pairs' scores and outcomes, per kind, all together, per class."""
     counted = (outcome == TP) | (outcome == FP)  # (N, C)
     groups = [(kind, [c for c, (k, _) in enumerate(classes) if k == kind]) for kind in kinds]
-    out = []
-    for name, cols in [*groups, ("all", list(range(len(classes))))]:
+    per_class = [(f"{k}/{g}", [c]) for c, (k, g) in enumerate(classes)]
+    out = {}
+    for name, cols in [*groups, ("all", list(range(len(classes)))), *per_class]:
         rows, cc = np.nonzero(counted[:, cols])
-        out.append(reliability(scores[rows], outcome[:, cols][rows, cc] == TP, N_BINS, name))
-    return tuple(out)
+        out[name] = (scores[rows], outcome[:, cols][rows, cc] == TP)
+    return out
+
+
+def _calibration(scored: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Reliability, ...]:
+    """Reliability of each kind's population of :func:`_scored_pairs`, then of all pairs (not per class)."""
+    return tuple(reliability(s, y, N_BINS, name) for name, (s, y) in scored.items() if "/" not in name)
 
 
 def _first_classes(enc: Encoder, schema: Schema) -> np.ndarray:
@@ -281,6 +291,7 @@ def evaluate_records(
         enc.classes,
         radius=BASELINE_RADIUS,
     )
+    scored = _scored_pairs(enc.classes, [k.name for k in schema.kinds], scores, outcome)
     return EvaluationResult(
         radius=float(radius),
         match_level=bool(match_level),
@@ -294,8 +305,9 @@ def evaluate_records(
         missing_studies=tuple(sorted(set(gt_by) - set(pred_by))),
         unknown_studies=tuple(sorted(set(pred_by) - set(gt_by))),
         baseline=base,
-        calibration=_calibration(enc.classes, [k.name for k in schema.kinds], scores, outcome),
+        calibration=_calibration(scored),
         curves=curves,
+        scored=scored,
         errors={n: all_err[all_ident == i] for i, n in enumerate(names) if np.any(all_ident == i)},
     )
 

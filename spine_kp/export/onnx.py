@@ -11,8 +11,9 @@ the stage's). The batch axis is dynamic, H and W are the trained input size.
 
 Beside the graph, ``metadata_props["spine_kp"]`` holds a JSON document with what ``predict --onnx`` needs: schema,
 codec settings, input size, neighbours, percentiles, target spacing, decoding settings, trained-label masks, grade
-temperatures, the crop grading stage (config, graded landmarks and kinds, temperatures; absent without one), and the
-model's name, config, source checkpoint (file name, sha256) and spine_kp version.
+temperatures, the Platt maps of the scores, the crop grading stage (config, graded landmarks and kinds,
+temperatures; absent without one), and the model's name, config, source checkpoint (file name, sha256) and
+spine_kp version.
 
 The exporter is torch's TorchScript-based ``torch.onnx.export(..., dynamo=False)`` at opset >= 17 (GridSample,
 LayerNormalization). Every export is verified before it is written: ONNX Runtime runs the file on a random batch
@@ -173,6 +174,7 @@ def export_metadata(
             "grades": {k: [bool(v) for v in m] for k, m in predictor.trained.grades.items()},
         },
         "temperatures": {k: float(t) for k, t in predictor.temperatures.items()},
+        "score_calibration": {k: [float(a), float(b)] for k, (a, b) in predictor.score_calibration.items()},
         "model": {
             "name": f"spine_kp {arch}".strip(),
             "config": model_config,

@@ -31,6 +31,13 @@ class GradeStageConfig:
         rotate_deg: uniform extra rotation in training.
         intensity: amplitude of the random intensity scale (1 +- a) and shift (+- a) in training.
         combine: "replace" (crop probabilities only) or "average" (mean with the grade head's) at predict time.
+        pos_weight_power: multi-label positives weigh ``(negatives / positives) ** p`` (capped at 50): 1 is the
+            full inverse-frequency weight, 0.5 its square root, 0 no weighting. Single-label kinds keep their
+            inverse-square-root class weights.
+        focal_gamma: > 0 turns the multi-label BCE into a focal loss (RetinaNet) that down-weighs easy examples.
+        logit_adjust: tau of logit-adjusted training (Menon et al., 2021): during training each grade's logit is
+            shifted by ``tau * log`` of its training prior (odds, for multi-label kinds); prediction reads the
+            unshifted logits, which moves probability towards rare grades without re-weighting examples.
         load_workers: threads decoding the training slices.
         min_train_studies: the stage trains only when the training split holds at least this many studies; with
             fewer a crop CNN learns less than the grade head already knows, so it is skipped (and logged).
@@ -57,6 +64,9 @@ class GradeStageConfig:
     combine: str = "replace"
     load_workers: int = 2
     min_train_studies: int = 20
+    pos_weight_power: float = 1.0
+    focal_gamma: float = 0.0
+    logit_adjust: float = 0.0
 
     def __post_init__(self) -> None:
         if self.combine not in COMBINE_MODES:
@@ -66,6 +76,11 @@ class GradeStageConfig:
         if not self.channels or min(self.channels) < 1 or self.depth < 1:
             raise ValueError(
                 f"grade_stage: channels must be positive widths and depth >= 1 ({self.channels}, {self.depth})"
+            )
+        if self.pos_weight_power < 0 or self.focal_gamma < 0 or self.logit_adjust < 0:
+            raise ValueError(
+                "grade_stage: pos_weight_power, focal_gamma and logit_adjust must be >= 0 "
+                f"({self.pos_weight_power}, {self.focal_gamma}, {self.logit_adjust})"
             )
         if self.epochs < 0 or self.batch_size < 1 or self.jitter_mm < 0 or self.rotate_deg < 0 or self.intensity < 0:
             raise ValueError("grade_stage: epochs, jitter_mm, rotate_deg, intensity must be >= 0 and batch_size >= 1")

@@ -12,7 +12,6 @@ Shapes: B slices, K landmarks, S crop side, K_kind landmarks of a kind, G grades
 from __future__ import annotations
 
 import copy
-import io
 import logging
 import math
 import time
@@ -27,6 +26,7 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from spine_kp.checkpoint import write_entry
 from spine_kp.config import to_dict
 from spine_kp.data.labels import LabelStats
 from spine_kp.engine.losses import multi_label_loss, single_label_loss
@@ -34,7 +34,6 @@ from spine_kp.evaluation.metrics import average_precision
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.cropset import CropSet, build_cropset, outer_size, random_recrop
 from spine_kp.grading.model import create_crop_grader
-from spine_kp.io.atomic import atomic_write_bytes
 from spine_kp.io.dicom import StudyIndex
 from spine_kp.models.heads import grade_probabilities
 from spine_kp.schema import Schema
@@ -65,7 +64,12 @@ class _Slices(Dataset):
 
 
 class CropGraderModule(pl.LightningModule):
-    """The stage's recipe: imbalance-weighted grade losses (as the landmark network's), AdamW, cosine schedule.
+    """The stage's recipe: imbalance-aware grade losses, AdamW, cosine schedule.
+
+    Imbalance (config): multi-label positives weigh ``pos_weight ** pos_weight_power``, an optional focal term
+    (``focal_gamma``), and optional logit adjustment (``logit_adjust``: the training loss reads the logits plus
+    ``tau * log prior``; validation and prediction read the plain logits). Single-label kinds use the
+    inverse-square-root class weights (and the adjustment, if set).
 
     Args:
         cfg: the stage config.
@@ -84,11 +88,13 @@ class CropGraderModule(pl.LightningModule):
             if stats is None:
                 weight = torch.ones(len(kind.grades))
             elif kind.multi_label:
-                weight = torch.as_tensor(stats.pos_weight(kind.name))
+                weight = torch.as_tensor(stats.pos_weight(kind.name)).pow(cfg.pos_weight_power) * mask
             else:
                 weight = torch.as_tensor(stats.class_weights(kind.name)) * mask
+            prior = torch.as_tensor(stats.log_prior(kind.name)) if stats is not None else torch.zeros(len(kind.grades))
             self.register_buffer(f"weight_{kind.name}", weight)
             self.register_buffer(f"trained_{kind.name}", mask)
+            self.register_buffer(f"adjust_{kind.name}", cfg.logit_adjust * prior)
         self.shift_px = cfg.jitter_mm / cfg.step_mm
         self.best_score = -math.inf
         self.best_state: dict[str, Tensor] | None = None
@@ -96,13 +102,17 @@ class CropGraderModule(pl.LightningModule):
         self.history: list[float] = []
         self._val: list[tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]] = []
 
-    def loss(self, logits: dict[str, Tensor], batch: dict[str, Any]) -> Tensor:
+    def loss(self, logits: dict[str, Tensor], batch: dict[str, Any], adjust: bool = False) -> Tensor:
+        """Mean over the graded kinds of their grade loss; ``adjust`` adds the logit adjustment (training)."""
         terms = []
         for kind in (self.schema.kind(k) for k in self.model.kind_names):
             x, y, m = logits[kind.name], batch["grades"][kind.name], batch["grade_mask"][kind.name]
+            if adjust:
+                x = x + getattr(self, f"adjust_{kind.name}")
             w = getattr(self, f"weight_{kind.name}")
             if kind.multi_label:
-                terms.append(multi_label_loss(x, y, m, pos_weight=w, grade_mask=getattr(self, f"trained_{kind.name}")))
+                trained = getattr(self, f"trained_{kind.name}")
+                terms.append(multi_label_loss(x, y, m, w, trained, focal_gamma=self.cfg.focal_gamma))
             else:
                 terms.append(single_label_loss(x, y, m, w))
         return sum(terms) / max(1, len(terms))
@@ -110,7 +120,7 @@ class CropGraderModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         c = self.cfg
         crops = random_recrop(batch["crops"], c.size_px, self.shift_px, math.radians(c.rotate_deg), c.intensity)
-        loss = self.loss(self.model(crops), batch)
+        loss = self.loss(self.model(crops), batch, adjust=True)
         self.log("grade_stage/train_loss", loss, batch_size=crops.shape[0], on_step=False, on_epoch=True)
         return loss
 
@@ -312,11 +322,7 @@ def attach_grade_stage(checkpoints: Sequence[str | Path | None], payload: dict[s
     for path in checkpoints:
         if path is None or not Path(path).is_file() or Path(path) in done:
             continue
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        ckpt[PAYLOAD_KEY] = payload
-        buf = io.BytesIO()
-        torch.save(ckpt, buf)
-        atomic_write_bytes(Path(path), buf.getvalue())
+        write_entry(path, PAYLOAD_KEY, payload)
         done.append(Path(path))
     return done
 

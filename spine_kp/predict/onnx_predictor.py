@@ -189,7 +189,7 @@ class OnnxPredictor(SlicePredictor):
             device: "auto", "cpu" or "cuda" (ONNX Runtime providers, see :func:`onnx_providers`).
             threads: intra-op threads of each session (None: ONNX Runtime's default, one per physical core).
             overrides: replace stored settings, e.g. ``decode=LevelOrderConfig(enabled=False)``,
-                ``temperatures={}`` or ``grade_stage=None`` (grade with the head alone).
+                ``temperatures={}``, ``score_calibration={}`` or ``grade_stage=None`` (grade with the head alone).
         """
         p = Path(path)
         model = _load_model(p)
@@ -218,6 +218,9 @@ class OnnxPredictor(SlicePredictor):
                 "percentiles": tuple(meta["percentiles"]) if meta.get("percentiles") else None,
                 "target_spacing": meta.get("target_spacing"),
                 "temperatures": meta.get("temperatures") or {},
+                "score_calibration": {
+                    str(k): (float(a), float(b)) for k, (a, b) in (meta.get("score_calibration") or {}).items()
+                },
             }
             stage_meta = meta.get("grade_stage")
             if stage_meta is not None:

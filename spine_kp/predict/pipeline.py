@@ -56,6 +56,8 @@ class SlicePredictor:
         temperatures: kind -> T dividing that kind's grade logits (calibration fitted in training); None or a
             kind not named: T = 1.
         grade_stage: the crop grading stage (torch or ONNX Runtime), None to grade with the head alone.
+        score_calibration: "kind/grade" or kind -> (a, b), the Platt maps of the scores fitted at the end of
+            training (:mod:`spine_kp.engine.score_calibration`); None or neither named: the raw ``peak x p``.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class SlicePredictor:
         target_spacing: float | None = None,
         temperatures: Mapping[str, float] | None = None,
         grade_stage: StageBase | None = None,
+        score_calibration: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.schema = schema
         self.codec = codec
@@ -81,6 +84,7 @@ class SlicePredictor:
         self.target_spacing = target_spacing
         self.temperatures = dict(temperatures or {})
         self.grade_stage = grade_stage
+        self.score_calibration = {k: (float(a), float(b)) for k, (a, b) in (score_calibration or {}).items()}
 
     @property
     def network(self) -> Network:
@@ -191,6 +195,7 @@ class SlicePredictor:
                 z_index=s.z_index,
                 spacing=s.spacing,
                 top_k_grades=top_k_grades,
+                score_calibration=self.score_calibration,
             )
             out.append(SlicePrediction(s, record, coords, pred.peaks[i], probs))
         return out

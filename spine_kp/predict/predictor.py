@@ -47,6 +47,7 @@ class Predictor(SlicePredictor):
         schema, codec, trained, input_size, neighbours, decode, percentiles, target_spacing, temperatures: see
             :class:`~spine_kp.predict.pipeline.SlicePredictor`.
         grade_stage: the crop grading stage, None to grade with the head alone.
+        score_calibration: "kind/grade" or kind -> (a, b), Platt maps of the scores (see the base class).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class Predictor(SlicePredictor):
         device: str | torch.device = "cpu",
         temperatures: dict[str, float] | None = None,
         grade_stage: CropStage | None = None,
+        score_calibration: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -75,6 +77,7 @@ class Predictor(SlicePredictor):
             target_spacing,
             temperatures,
             grade_stage,
+            score_calibration,
         )
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.model = model.to(self.device).eval()
@@ -93,7 +96,7 @@ class Predictor(SlicePredictor):
             overrides: replace fields of the stored decode config, e.g. ``decode=LevelOrderConfig(enabled=False)``,
                 or the stored grade temperatures (``checkpoint["calibration"]``; a checkpoint without them has
                 T = 1), e.g. ``temperatures={}`` for the raw probabilities; ``grade_stage=None`` ignores a stored crop
-                grading stage.
+                grading stage; ``score_calibration={}`` keeps the raw ``peak x p`` scores.
 
         Raises:
             CheckpointError: the file is missing, unreadable, not a spine_kp checkpoint, or its weights do not fit
@@ -119,6 +122,7 @@ class Predictor(SlicePredictor):
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise CheckpointError(f"{p}: damaged grade_stage entry ({exc!r})") from None
         stage = overrides.pop("grade_stage", stage)
+        score_calibration = overrides.pop("score_calibration", ckpt.score_maps)
         return cls(
             model,
             schema,
@@ -131,6 +135,7 @@ class Predictor(SlicePredictor):
             device=resolve_device(device),
             temperatures=temperatures,
             grade_stage=stage,
+            score_calibration=score_calibration,
             **overrides,
         )
 

@@ -2,14 +2,19 @@
 
 Per trained landmark the record holds one point per *confident* grade (single-label kinds: the most probable
 grade; multi-label kinds: every grade with probability >= 0.5, at least the most probable one), each scored
-``peak x p(grade)``; ``top_k_grades`` adds the next most probable grades as extra, lower-scored points, the
-format's way to express alternatives (it raises recall at low scores, which AP rewards).
+``peak x p(grade)``, then mapped by the class's (else the kind's) score calibration (Platt scaling fitted at the end
+of training, see :mod:`spine_kp.engine.score_calibration`) when the model has one; ``top_k_grades`` adds the next most
+probable grades as extra, lower-scored points, the format's way to express alternatives (it raises recall at low
+scores, which AP rewards).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
+from spine_kp.evaluation.calibration import platt
 from spine_kp.predict.decoding import TrainedLabels
 from spine_kp.schema import Schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
@@ -50,6 +55,7 @@ def landmarks_to_record(
     z_index: int | None,
     spacing: tuple[float, float] | None = None,
     top_k_grades: int = 0,
+    score_calibration: Mapping[str, tuple[float, float]] | None = None,
 ) -> StudyRecord:
     """Build the prediction record of one image.
 
@@ -59,7 +65,10 @@ def landmarks_to_record(
             gets no point.
         grade_probs: kind -> (K_kind, G) probabilities (landmarks of the kind in schema order).
         spacing: (row_mm, col_mm), written as ``pixelSpacing`` so the file can be evaluated on its own.
+        score_calibration: "kind/grade" or kind -> (a, b) of the Platt map ``sigmoid(a * logit(s) + b)`` applied to
+            the scores of that class, else of that kind (neither named: ``peak x p``).
     """
+    maps = dict(score_calibration or {})
     counters = {k.name: 0 for k in schema.kinds}
     points = []
     for k, name in enumerate(schema.landmarks):
@@ -73,6 +82,9 @@ def landmarks_to_record(
         x, y = (round(float(v), 2) for v in coords[k])
         for g in chosen_grades(probs, schema.kind(kind).multi_label, top_k_grades):
             score = float(np.clip(peaks[k] * probs[g], 0.0, 1.0))
+            fit = maps.get(f"{kind}/{labels[g]}", maps.get(kind))
+            if fit is not None:
+                score = float(platt(score, *fit))
             points.append(Point(name, kind, (x, y), (labels[g],), z_index=z_index, score=round(score, 6)))
     image = ImageAnnotation(series_uid, instance_uid, tuple(points), annotator="spine_kp", pixel_spacing=spacing)
     return StudyRecord(study_uid=study_uid, images=(image,), version="v0.1")

@@ -92,3 +92,14 @@ def test_label_stats_weights() -> None:
     assert cw[grades.index("v6")] == 0.0
     back = LabelStats.from_dict(stats.to_dict(), SCHEMA)
     assert back == stats
+
+
+def test_label_stats_log_prior_for_logit_adjustment() -> None:
+    stats = label_stats(make_records(), SCHEMA)
+    grades = SCHEMA.kind("disc").grades
+    prior = stats.log_prior("disc")  # multi-label: log-odds of each grade among the 18 graded discs
+    assert prior[grades.index("v1")] == pytest.approx(np.log(15 / 3))
+    assert prior[grades.index("v5")] == pytest.approx(np.log(1 / 17))
+    assert prior[grades.index("v7")] == 0.0  # untrained
+    vert = stats.log_prior("vertebra")  # single-label: log share
+    assert vert[SCHEMA.kind("vertebra").grades.index("v1")] == pytest.approx(0.0)  # every graded vertebra is v1

@@ -137,3 +137,41 @@ def test_calibration_lowers_the_ece_of_over_confident_scores():
     assert raw.ece > 0.1  # over-confident: scores near 1, right far less often
     assert calibrated.ece < raw.ece / 2
     assert calibrated.brier < raw.brier
+
+
+# ---------------------------------------------------------------------------------------------- Platt scaling
+def test_platt_fit_lowers_the_ece_of_under_and_over_confident_scores():
+    from spine_kp.evaluation.calibration import fit_platt
+
+    rng = np.random.default_rng(0)
+    peaks = rng.uniform(0.3, 0.6, 400)  # heatmap peaks of landmarks that are right 95 % of the time
+    under = fit_platt(peaks, rng.random(400) < 0.95)
+    assert under.ece_before > 0.3 and under.ece_after < 0.05
+    s = rng.uniform(0.0, 1.0, 2000)  # over-confident: right with probability s**3
+    over = fit_platt(s, rng.random(2000) < s**3)
+    assert over.ece_before > 0.15 and over.ece_after < 0.05 and over.a > 1.0
+
+
+def test_platt_map_is_strictly_increasing_and_keeps_ap():
+    from spine_kp.evaluation.calibration import MIN_SLOPE, fit_platt
+    from spine_kp.evaluation.metrics import average_precision
+
+    rng = np.random.default_rng(1)
+    s = rng.uniform(0.05, 0.95, 300)
+    y = rng.random(300) < 1.0 - s  # right less often the higher the score: the least-loss slope is negative
+    fit = fit_platt(s, y)
+    assert fit.a == pytest.approx(MIN_SLOPE) and np.isfinite(fit.b)
+    mapped = fit(s)
+    assert np.all(np.diff(mapped[np.argsort(s)]) > 0)  # no ties, no reordering
+    assert average_precision(mapped, y, int(y.sum())) == pytest.approx(average_precision(s, y, int(y.sum())))
+
+
+def test_platt_with_too_few_points_is_the_identity_and_zero_stays_zero():
+    from spine_kp.evaluation.calibration import fit_platt, platt
+
+    fit = fit_platt(np.array([0.2, 0.9]), np.array([True, False]), min_points=20)
+    assert (fit.a, fit.b, fit.n) == (1.0, 0.0, 2)
+    np.testing.assert_allclose(fit(np.array([0.2, 0.5, 0.9])), [0.2, 0.5, 0.9], atol=1e-9)
+    assert platt(0.0, 2.0, 3.0) == 0.0
+    only_right = fit_platt(np.full(50, 0.4), np.ones(50, bool))  # Platt's smoothed targets: finite, below 1
+    assert 0.9 < float(only_right(0.4)) < 1.0

@@ -237,3 +237,36 @@ def test_stage_temperatures_are_fitted_stored_and_applied(run, slices, synth_roo
     crops = build_cropset(records, scan(synth_root / "studies").studies, schema, fitted.config)
     too_few = fit_stage_temperatures(fitted.model, crops, schema, None, min_points=10**6)
     assert too_few == {"vertebra": 1.0, "disc": 1.0}
+
+
+def test_imbalance_options_weigh_and_shift_the_training_loss_only(synth_root):
+    from spine_kp.data.labels import label_stats
+    from spine_kp.grading.config import GradeStageConfig
+    from spine_kp.grading.stage import CropGraderModule
+    from spine_kp.io.annotations import read_annotations
+    from spine_kp.schema import load_schema
+
+    schema = load_schema("default")
+    stats = label_stats(read_annotations(synth_root / "annotations.json", schema), schema)
+    full = CropGraderModule(GradeStageConfig(channels=(8,), size_px=16), schema, stats)
+    sqrt = CropGraderModule(GradeStageConfig(channels=(8,), size_px=16, pos_weight_power=0.5), schema, stats)
+    none = CropGraderModule(GradeStageConfig(channels=(8,), size_px=16, pos_weight_power=0.0), schema, stats)
+    trained = torch.as_tensor(stats.grade_mask("disc"), dtype=torch.float32)
+    torch.testing.assert_close(sqrt.weight_disc, full.weight_disc.sqrt())
+    torch.testing.assert_close(none.weight_disc, trained)
+    adjusted = CropGraderModule(GradeStageConfig(channels=(8,), size_px=16, logit_adjust=1.0), schema, stats)
+    torch.testing.assert_close(adjusted.adjust_disc, torch.as_tensor(stats.log_prior("disc")))
+    k, g = len(schema.landmarks_of_kind("disc")), len(schema.kind("disc").grades)
+    v = len(schema.landmarks) - k
+    logits = {"disc": torch.zeros(2, k, g), "vertebra": torch.zeros(2, v, 2)}
+    batch = {
+        "grades": {"disc": torch.zeros(2, k, g), "vertebra": torch.zeros(2, v, 2)},
+        "grade_mask": {"disc": torch.ones(2, k, dtype=torch.bool), "vertebra": torch.ones(2, v, dtype=torch.bool)},
+    }
+    batch["grades"]["disc"][..., 0] = 1.0
+    batch["grades"]["vertebra"][..., 0] = 1.0
+    plain = adjusted.loss(logits, batch)
+    assert plain == pytest.approx(float(adjusted.loss(logits, batch, adjust=False)))
+    assert float(adjusted.loss(logits, batch, adjust=True)) != pytest.approx(float(plain))
+    with pytest.raises(ValueError, match="pos_weight_power"):
+        GradeStageConfig(pos_weight_power=-1.0)

@@ -1,0 +1,129 @@
+"""Benchmark of the crop grading stage's training options on one trained landmark network.
+
+Usage:
+    python scripts/bench_grade_stage.py --run RUN_DIR --test-root ROOT --test-annotations GT.json \\
+        [--variant NAME key=value ...] [--out OUT.json]
+
+``RUN_DIR`` is a finished training run (``config.yaml`` and ``checkpoints/best.ckpt``). Its landmark network stays
+fixed; for each variant the crop stage is retrained on the run's own split (``SpineDataModule`` of the run's config,
+so the same training and validation studies), with the variant's ``grade_stage`` overrides (e.g.
+``pos_weight_power=0.5``), then the held-out studies under ``--test-root`` are predicted (middle slice, as
+``spine-kp predict``) and scored by the project's evaluator (8 mm). The row ``head`` grades with the landmark
+network's grade head alone (no stage). Every variant trains with the same seed.
+
+Printed: mAP, AP per disc grade, false positives per disc grade, ECE per kind and training seconds; the same goes to
+``--out`` as JSON. Variants default to: today's weighting, its square root, no weighting, focal loss (gamma 2,
+square-root weights) and logit adjustment (tau 1, no weighting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spine_kp.config import from_dict
+from spine_kp.data.datamodule import SpineDataModule
+from spine_kp.data.labels import label_stats
+from spine_kp.engine.config import load_experiment
+from spine_kp.evaluation.evaluate import evaluate_records
+from spine_kp.evaluation.spacing import fill_spacing
+from spine_kp.grading.config import GradeStageConfig
+from spine_kp.grading.stage import train_grade_stage
+from spine_kp.io.annotations import read_annotations
+from spine_kp.io.atomic import atomic_write_text
+from spine_kp.predict.crop_stage import CropStage
+from spine_kp.predict.predictor import Predictor
+from spine_kp.predict.runner import PredictOptions, predict_folder
+
+DEFAULT_VARIANTS = {
+    "full pos_weight (today)": {},
+    "sqrt pos_weight": {"pos_weight_power": 0.5},
+    "no pos_weight": {"pos_weight_power": 0.0},
+    "focal g2 + sqrt": {"pos_weight_power": 0.5, "focal_gamma": 2.0},
+    "logit adjust t1": {"pos_weight_power": 0.0, "logit_adjust": 1.0},
+}
+
+
+def _parse_variants(items: list[list[str]] | None) -> dict[str, dict[str, Any]]:
+    if not items:
+        return dict(DEFAULT_VARIANTS)
+    out = {}
+    for name, *pairs in items:
+        out[name] = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs)}
+    return out
+
+
+def _score(predictor: Predictor, root: Path, gt: list, schema: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    run = predict_folder(root, predictor, PredictOptions(workers=2, progress=False))
+    records = [p.record for p in run.predictions]
+    res = evaluate_records(fill_spacing(gt, pred_records=records), records, schema)
+    disc = [c for c in res.classes if c.kind == "disc" and c.defined]
+    return {
+        "mAP": res.map,
+        "disc_ap": {c.grade: c.ap for c in disc},
+        "disc_fp": {c.grade: c.fp for c in disc},
+        "ece": {r.name: r.ece for r in res.calibration},
+        "median_mm": res.localization.overall.median,
+        "predict_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--test-root", type=Path, required=True)
+    ap.add_argument("--test-annotations", type=Path, required=True)
+    ap.add_argument("--variant", nargs="+", action="append", metavar="NAME [key=value ...]")
+    ap.add_argument("--epochs", type=int, default=None, help="override grade_stage.epochs for every variant")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    cfg = load_experiment(args.run / "config.yaml")
+    dm = SpineDataModule(cfg.data)
+    dm.setup("fit")
+    schema = dm.schema
+    stats = label_stats(dm.train_records, schema)
+    gt = read_annotations(args.test_annotations, schema)
+    base = Predictor.from_checkpoint(args.run / "checkpoints" / "best.ckpt", device="cpu", grade_stage=None)
+    rows: dict[str, dict[str, Any]] = {"head": _score(base, args.test_root, gt, schema)}
+    print(f"head: {rows['head']}", flush=True)
+    for name, overrides in _parse_variants(args.variant).items():
+        stage_cfg = dataclasses.replace(cfg.grade_stage, enabled=True, **overrides)
+        if args.epochs is not None:
+            stage_cfg = dataclasses.replace(stage_cfg, epochs=args.epochs)
+        stage_cfg = from_dict(GradeStageConfig, dataclasses.asdict(stage_cfg))  # validates the values
+        t0 = time.perf_counter()
+        payload = train_grade_stage(
+            stage_cfg, schema, stats, dm.train_records, dm.val_records, dm.studies, seed=cfg.seed
+        )
+        seconds = time.perf_counter() - t0
+        stage = CropStage.from_payload(payload, schema, base.trained)
+        row = _score(base.with_grade_stage(stage), args.test_root, gt, schema)
+        row.update(train_s=round(seconds, 1), overrides=overrides, val_mAP=payload["metrics"]["best_val_mAP"])
+        rows[name] = row
+        print(f"{name}: {row}", flush=True)
+        if args.out:
+            atomic_write_text(args.out, json.dumps(rows, indent=1))
+
+    grades = sorted({g for r in rows.values() for g in r["disc_ap"]})
+    print("\n| variant | mAP | disc AP " + " / ".join(grades) + " | disc FP | ECE vertebra / disc | train s |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        aps = " / ".join(f"{r['disc_ap'][g]:.2f}" for g in grades)
+        fps = " / ".join(str(r["disc_fp"][g]) for g in grades)
+        ece = " / ".join(f"{r['ece'].get(k) or 0:.3f}" for k in ("vertebra", "disc"))
+        print(f"| {name} | {r['mAP']:.3f} | {aps} | {fps} | {ece} | {r.get('train_s', '-')} |")
+    if args.out:
+        atomic_write_text(args.out, json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""Score calibration at the end of training: fitted on the validation split, stored, applied by both predictors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spine_kp.checkpoint import SCORE_CALIBRATION_KEY, load_checkpoint
+from spine_kp.engine.config import load_experiment
+from spine_kp.engine.train import replace_data_paths, train
+from spine_kp.evaluation.calibration import platt
+from spine_kp.io.dicom import read_study
+from spine_kp.predict.predictor import Predictor
+
+TINY = {
+    "data.input_size": "[64, 64]",
+    "data.batch_size": "2",
+    "data.val_fraction": "0.4",
+    "model.decoder_channels": "16",
+    "trainer.max_epochs": "1",
+    "trainer.progress_bar": "false",
+    "trainer.log_every_n_steps": "1",
+    "grade_stage.enabled": "false",
+    "calibration.min_points": "1",  # two validation studies: fit every kind and class that has a pair
+}
+
+
+@pytest.fixture(scope="module")
+def run(synth_root, tmp_path_factory, one_thread):
+    cfg = load_experiment("demo_cpu", TINY)
+    cfg = replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json")
+    return train(cfg, tmp_path_factory.mktemp("score_calibration") / "run")
+
+
+@pytest.fixture(scope="module")
+def slices(synth_root):
+    return [read_study(p) for p in sorted((synth_root / "studies").iterdir())]
+
+
+def _scores(predictions):
+    """(study, identification, kind, grade) -> score of every emitted point."""
+    return {
+        (p.record.study_uid, pt.identification, pt.kind, pt.grades[0]): pt.score
+        for p in predictions
+        for pt in p.record.primary.points
+    }
+
+
+def test_best_and_last_carry_a_fitted_map_per_kind(run):
+    assert run.score_calibration is not None and set(run.score_calibration["kinds"]) == {"vertebra", "disc"}
+    for path in (run.best_checkpoint, run.last_checkpoint):
+        entry = torch.load(path, map_location="cpu", weights_only=False)[SCORE_CALIBRATION_KEY]
+        assert entry["n_studies"] == 2 and entry["radius_mm"] == 8.0
+        for fit in [*entry["kinds"].values(), *entry["classes"].values()]:
+            assert fit["a"] >= 0.2 and np.isfinite(fit["b"]) and fit["n"] >= 1
+        maps = load_checkpoint(path).score_maps
+        assert set(maps) == set(entry["kinds"]) | set(entry["classes"])
+
+
+def test_predictor_applies_the_maps_without_reordering_a_class(run, slices, one_thread):
+    calibrated = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
+    raw = Predictor.from_checkpoint(run.best_checkpoint, device="cpu", score_calibration={})
+    assert calibrated.score_calibration and not raw.score_calibration
+    got, ref = _scores(calibrated.predict(slices)), _scores(raw.predict(slices))
+    assert got.keys() == ref.keys()
+    maps = calibrated.score_calibration
+    changed = 0
+    for key, s in ref.items():
+        _, _, kind, grade = key
+        a, b = maps.get(f"{kind}/{grade}", maps[kind])
+        assert got[key] == pytest.approx(float(platt(s, a, b)), abs=1e-4)  # s was rounded to 1e-6
+        changed += abs(got[key] - s) > 1e-3
+    assert changed  # the map does something
+    for cls in {k[2:] for k in ref}:  # within a class, the order of the points is kept
+        keys = [k for k in ref if k[2:] == cls]
+        a, b = np.array([ref[k] for k in keys]), np.array([got[k] for k in keys])
+        assert np.all(np.sign(np.subtract.outer(a, a)) * np.sign(np.subtract.outer(b, b)) >= 0)
+
+
+def test_disabled_score_calibration_writes_nothing(synth_root, tmp_path, one_thread):
+    cfg = load_experiment("demo_cpu", {**TINY, "calibration.scores": "false"})
+    cfg = replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json")
+    result = train(cfg, tmp_path / "run")
+    assert result.score_calibration is None
+    assert SCORE_CALIBRATION_KEY not in torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
+    assert load_checkpoint(result.best_checkpoint).score_maps is None
+
+
+def test_onnx_export_carries_the_maps_and_scores_like_torch(run, slices, tmp_path, one_thread):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from spine_kp.export.onnx import export_onnx
+    from spine_kp.predict.onnx_predictor import METADATA_KEY, OnnxPredictor
+
+    exported = export_onnx(run.best_checkpoint, tmp_path / "m.onnx")
+    meta = json.loads({p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}[METADATA_KEY])
+    ref = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
+    assert {k: tuple(v) for k, v in meta["score_calibration"].items()} == ref.score_calibration  # JSON keeps floats
+    got = _scores(OnnxPredictor.from_onnx(exported.path, device="cpu").predict(slices))
+    want = _scores(ref.predict(slices))
+    assert got.keys() == want.keys()
+    for key, s in want.items():
+        assert abs(got[key] - s) < 1e-3
