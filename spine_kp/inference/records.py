@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spine_kp.predict.decoding import TrainedLabels
+from spine_kp.inference.decoding import TrainedLabels
 from spine_kp.schema import Schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 
