@@ -19,7 +19,9 @@ LEAVES = {"spine_kp.types", "spine_kp.schema", "spine_kp.errors", "spine_kp.conf
 ALLOWED = {
     "io": {"spine_kp.io"} | LEAVES,
     "synth": {"spine_kp.io", "spine_kp.synth"} | LEAVES,
+    "evaluation": {"spine_kp.evaluation", "spine_kp.io"} | LEAVES,  # scores any JSON: readers, no model stack
 }
+TORCH_FREE = ("io", "evaluation")  # packages that never import torch or Lightning, not even inside a function
 # package -> packages none of its modules may import, at module level or inside a function
 FORBIDDEN = {
     "engine": {"spine_kp.predict"},
@@ -48,6 +50,21 @@ def test_package_imports_only_what_it_may(package):
         for name in _spine_kp_imports(m)
         if not any(name == a or name.startswith(a + ".") for a in ALLOWED[package])
     }
+    assert not bad
+
+
+@pytest.mark.parametrize("package", TORCH_FREE)
+def test_package_never_imports_torch(package):
+    bad = set()
+    for m in sorted((ROOT / package).glob("*.py")):
+        for node in ast.walk(ast.parse(m.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            bad |= {f"{m.name}: {n}" for n in names if n.split(".")[0] in {"torch", "pytorch_lightning", "lightning"}}
     assert not bad
 
 
