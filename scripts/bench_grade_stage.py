@@ -35,10 +35,10 @@ from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.spacing import fill_spacing
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.stage import train_grade_stage
+from spine_kp.inference.crop_stage import CropStage
+from spine_kp.inference.predictor import Predictor
 from spine_kp.io.annotations import read_annotations
 from spine_kp.io.atomic import atomic_write_text
-from spine_kp.predict.crop_stage import CropStage
-from spine_kp.predict.predictor import Predictor
 from spine_kp.predict.runner import PredictOptions, predict_folder
 
 DEFAULT_VARIANTS = {

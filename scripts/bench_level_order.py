@@ -20,8 +20,8 @@ import numpy as np
 from spine_kp.codec.level_order import order_violations
 from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
+from spine_kp.inference.predictor import Predictor
 from spine_kp.io.annotations import read_annotations
-from spine_kp.predict.predictor import Predictor
 from spine_kp.predict.runner import PredictOptions, predict_folder
 
 

@@ -25,7 +25,7 @@ import torch
 
 from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.engine.module import LandmarkModule
-from spine_kp.predict.predictor import Predictor
+from spine_kp.inference.predictor import Predictor
 from spine_kp.predict.runner import PredictOptions, PredictRun, predict_folder
 from spine_kp.schema import load_schema
 from spine_kp.synth import make_dataset
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             print(row(name, "torch", *results["torch"]), flush=True)
         if "onnx" in args.backends:
             from spine_kp.export.onnx import export_onnx
-            from spine_kp.predict.onnx_predictor import OnnxPredictor
+            from spine_kp.inference.onnx_predictor import OnnxPredictor
 
             exported = export_onnx(ckpt, tmp / f"{ckpt.stem}.onnx")
             predictor = OnnxPredictor.from_onnx(exported.path, device=args.device, threads=args.threads)

@@ -296,7 +296,7 @@ def run_fold(cfg: ExperimentConfig, fold: int, args: argparse.Namespace, init_kw
     """Train fold ``fold``, predict its held-out studies, score them; the record of the fold (with raw records)."""
     from spine_kp.data.datamodule import SpineDataModule
     from spine_kp.engine.train import train
-    from spine_kp.predict.predictor import Predictor
+    from spine_kp.inference.predictor import Predictor
     from spine_kp.schema import load_schema
 
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, fold=fold))
@@ -340,9 +340,9 @@ def run_fold(cfg: ExperimentConfig, fold: int, args: argparse.Namespace, init_kw
 
 def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
     """Predict every annotated study under the root with ``args.zero_shot`` and score them."""
+    from spine_kp.inference.predictor import Predictor
     from spine_kp.io.annotations import read_annotations
     from spine_kp.io.dicom import scan
-    from spine_kp.predict.predictor import Predictor
 
     t = time.perf_counter()
     predictor = Predictor.from_checkpoint(args.zero_shot, device=args.device)

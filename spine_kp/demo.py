@@ -14,9 +14,9 @@ from spine_kp.engine.config import ExperimentConfig
 from spine_kp.engine.train import replace_data_paths, train
 from spine_kp.evaluation.evaluate import EvaluationResult, evaluate_records
 from spine_kp.evaluation.report import write_report
+from spine_kp.inference.predictor import Predictor
 from spine_kp.io.annotations import read_annotations
 from spine_kp.predict.outputs import write_outputs
-from spine_kp.predict.predictor import Predictor
 from spine_kp.predict.runner import PredictOptions, PredictRun, predict_folder
 from spine_kp.schema import load_schema
 from spine_kp.synth import make_dataset

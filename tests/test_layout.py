@@ -1,9 +1,13 @@
 """Imports flow one way: ``io`` reads and writes real data and imports nothing above it (in particular not the
-phantom generator); ``synth`` draws and may use ``io`` but nothing of the training or prediction stack."""
+phantom generator); ``synth`` draws and may use ``io`` but nothing of the training or prediction stack; the inference
+core (``inference``) is shared by training, grading and export without any of them reaching into the batch runner
+(``predict``)."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,14 @@ LEAVES = {"spine_kp.types", "spine_kp.schema", "spine_kp.errors", "spine_kp.conf
 ALLOWED = {
     "io": {"spine_kp.io"} | LEAVES,
     "synth": {"spine_kp.io", "spine_kp.synth"} | LEAVES,
+    "evaluation": {"spine_kp.evaluation", "spine_kp.io"} | LEAVES,  # scores any JSON: readers, no model stack
+}
+TORCH_FREE = ("io", "evaluation")  # packages that never import torch or Lightning, not even inside a function
+# package -> packages none of its modules may import, at module level or inside a function
+FORBIDDEN = {
+    "engine": {"spine_kp.predict"},
+    "grading": {"spine_kp.predict"},
+    "inference": {"spine_kp.predict", "spine_kp.engine"},
 }
 
 
@@ -41,6 +53,21 @@ def test_package_imports_only_what_it_may(package):
     assert not bad
 
 
+@pytest.mark.parametrize("package", TORCH_FREE)
+def test_package_never_imports_torch(package):
+    bad = set()
+    for m in sorted((ROOT / package).glob("*.py")):
+        for node in ast.walk(ast.parse(m.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            bad |= {f"{m.name}: {n}" for n in names if n.split(".")[0] in {"torch", "pytorch_lightning", "lightning"}}
+    assert not bad
+
+
 def test_io_holds_no_phantom_drawing():
     names = {m.stem for m in (ROOT / "io").glob("*.py")}
     assert not {n for n in names if n.startswith(("synth", "phantom")) or n in {"dicom_write", "dicom_encode"}}
@@ -50,5 +77,47 @@ def test_checkpoints_are_read_without_the_training_code():
     """``spine_kp.checkpoint`` is the one reader for training, prediction and export; prediction never imports the
     training recipe to use it."""
     assert _spine_kp_imports(ROOT / "checkpoint.py") <= LEAVES | {"spine_kp.codec.heatmap", "spine_kp.io.atomic"}
-    for module in ("predict/predictor.py", "predict/sr.py", "export/onnx.py"):
+    for module in ("inference/predictor.py", "predict/sr.py", "export/onnx.py"):
         assert not {n for n in _spine_kp_imports(ROOT / module) if n.startswith("spine_kp.engine")}, module
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every spine_kp name a file imports anywhere in it; ``from spine_kp import predict`` counts as
+    ``spine_kp.predict``."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return {n for n in names if n == "spine_kp" or n.startswith("spine_kp.")}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_inference_core_is_shared_without_the_batch_runner(package):
+    """Training, the crop grading stage and the inference core use one another's models, never ``spine_kp.predict``
+    (the batch runner sits above them); the inference core does not import the training recipe either."""
+    modules = sorted((ROOT / package).rglob("*.py"))
+    assert modules
+    bad = {
+        f"{m.relative_to(ROOT)}: {name}"
+        for m in modules
+        for name in _imported_modules(m)
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[package])
+    }
+    assert not bad
+
+
+def test_inference_core_loads_neither_training_nor_batch_runner():
+    """Transitively too: importing every inference module in a fresh interpreter loads no module of ``engine`` or
+    ``predict`` (and fails on an import cycle)."""
+    modules = sorted(f"spine_kp.inference.{m.stem}" for m in (ROOT / "inference").glob("*.py") if m.stem != "__init__")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(sorted(n for n in sys.modules if n.startswith(('spine_kp.engine', 'spine_kp.predict'))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"

@@ -1,6 +1,11 @@
 """``spine-kp evaluate``: score a prediction JSON against a ground-truth JSON with the 8 mm rules.
 
-Exit codes: 0 success; 2 malformed input (bad JSON/record, unknown schema, no spacing for a study).
+With ``--data ROOT`` the root is scanned once (headers only): it gives the spacing of annotated images that have
+none, and both files are checked against its images; points outside their image, zIndex values beyond their series
+and images not under the root are counted warnings on stderr (and in ``metrics.json`` / ``report.md``).
+
+Exit codes: 0 success; 2 malformed input (bad JSON/record, unknown schema, no spacing for a study, a ``--data`` root
+that is not a folder or holds no DICOM study).
 """
 
 from __future__ import annotations
@@ -15,7 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--annotations", required=True, metavar="GT.json", help="ground-truth JSON")
     parser.add_argument("--predictions", required=True, metavar="PRED.json", help="prediction JSON (points with score)")
-    parser.add_argument("--data", metavar="ROOT", help="DICOM data root: spacing of the annotated instances")
+    parser.add_argument(
+        "--data",
+        metavar="ROOT",
+        help="DICOM data root: spacing of the annotated instances, and both files checked against its images"
+        " (points outside their image, zIndex beyond the series: counted warnings)",
+    )
     parser.add_argument(
         "--radius",
         type=float,
@@ -59,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {args.predictions}: study {uid} is not in {args.annotations}; ignored", file=sys.stderr)
     for uid in result.missing_studies:
         print(f"warning: study {uid} has no prediction; its ground truth counts as FN", file=sys.stderr)
+    if result.data_checks is not None:
+        for line in result.data_checks.warnings(args.annotations, args.predictions):
+            print(f"warning: {line}", file=sys.stderr)
     sys.stdout.write(to_json(result) if args.json else format_result(result))
     if args.report:
         written = write_report(result, args.report)

@@ -52,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
         if out:  # before the run: an output that cannot be written fails now, not after predicting every study
             check_writable(out, folder)
     if args.onnx:  # this path never imports torch
-        from spine_kp.predict.onnx_predictor import OnnxPredictor
+        from spine_kp.inference.onnx_predictor import OnnxPredictor
 
         if args.devices > 1 or args.num_nodes > 1:
             raise UserError("--devices/--num-nodes need --checkpoint; --onnx predicts in one process")
         predictor = OnnxPredictor.from_onnx(args.onnx, device=args.device)
     else:
-        from spine_kp.predict.predictor import Predictor
+        from spine_kp.inference.predictor import Predictor
 
         try:
             predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)

@@ -7,7 +7,9 @@ Modules:
     labels: ``encode_targets``, ``label_stats`` / ``LabelStats`` (untrained landmarks and grades, class weights).
     transforms: ``AugmentConfig``, ``Augmenter`` (geometric steps in transforms_geometric, intensity steps in
         transforms_intensity).
-    dataset: ``SpineDataset``, ``collate_samples`` (the batch format), ``resolve_records``, ``check_against_data``.
+    dataset: ``SpineDataset``, ``collate_samples`` (the batch format), ``resolve_records``.
+    (The check of annotated points against their images, ``check_against_data``, is torch-free and shared with
+    evaluation: :mod:`spine_kp.io.data_checks`.)
     datamodule: ``DataConfig``, ``SpineDataModule``, ``split_studies``.
 
 Names are exported lazily so that importing the light preprocessing does not pull in MONAI or Lightning.
@@ -35,7 +37,6 @@ _EXPORTS = {
     "MissingDataError": "dataset",
     "collate_samples": "dataset",
     "resolve_records": "dataset",
-    "check_against_data": "dataset",
     "DataConfig": "datamodule",
     "SpineDataModule": "datamodule",
     "split_studies": "datamodule",

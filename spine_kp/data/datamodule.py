@@ -15,16 +15,11 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from spine_kp.data.dataset import (
-    MissingDataError,
-    SpineDataset,
-    check_against_data,
-    collate_samples,
-    resolve_records,
-)
+from spine_kp.data.dataset import MissingDataError, SpineDataset, collate_samples, resolve_records
 from spine_kp.data.labels import LabelStats, label_stats
 from spine_kp.data.transforms import AugmentConfig
 from spine_kp.io.annotations import read_annotations
+from spine_kp.io.data_checks import check_against_data
 from spine_kp.io.dicom import StudyIndex, scan
 from spine_kp.schema import Schema, load_schema
 from spine_kp.types import StudyRecord

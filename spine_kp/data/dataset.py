@@ -90,49 +90,6 @@ def resolve_records(
     return kept, problems
 
 
-def _annotated_image(study: StudyIndex, instance_uid: str) -> tuple[int, int, int] | None:
-    """(rows, cols, slices in its series) of the annotated image, from the scan (no pixels decoded)."""
-    for series in study.series:
-        if any(inst.sop_instance_uid == instance_uid for inst in series.instances):
-            return series.rows, series.cols, series.num_slices
-    return None
-
-
-def check_against_data(records: Sequence[StudyRecord], studies: Mapping[str, StudyIndex]) -> list[str]:
-    """Annotated values only the DICOM data can refute, as one counted warning (they do not stop training).
-
-    A point outside its image (beyond half a pixel) is masked in training (:func:`spine_kp.data.labels.
-    encode_targets`); a zIndex at or beyond the number of images of the annotated series is ignored, as training
-    finds the image by its instanceUid. Image size and slice count are those of the annotated image's series.
-
-    Returns:
-        One line per problem (the warning logged shows the counts and the first lines).
-    """
-    outside, beyond = [], []
-    for rec in records:
-        ann = rec.primary
-        found = _annotated_image(studies[rec.study_uid], ann.instance_uid) if ann is not None else None
-        if ann is None or found is None:
-            continue
-        rows, cols, n = found
-        for p in ann.points:
-            x, y = float(p.coord[0]), float(p.coord[1])
-            if not (-0.5 <= x <= cols - 0.5 and -0.5 <= y <= rows - 0.5):
-                outside.append(f"study {rec.study_uid}: {p.identification} at ({x:g}, {y:g}) outside {cols} x {rows}")
-            if p.z_index is not None and p.z_index >= n:
-                beyond.append(f"study {rec.study_uid}: {p.identification} has zIndex {p.z_index}, series of {n}")
-    parts = []
-    if outside:
-        parts.append(f"{len(outside)} annotated point(s) lie outside their image and are masked in training")
-    if beyond:
-        parts.append(f"{len(beyond)} zIndex value(s) lie beyond their series and are ignored (instanceUid decides)")
-    problems = outside + beyond
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
-        log.warning("%s: %s", "; ".join(parts), shown)
-    return problems
-
-
 class SpineDataset(Dataset):
     """Annotated slices with targets (see the module docstring for the item and batch format).
 

@@ -15,7 +15,7 @@ checkpoint written after it (``best.ckpt``, ``last.ckpt``) carries the temperatu
     {"temperatures": {kind: T}, "fits": {kind: {temperature, n, nll_before, nll_after}},
      "fitted_on": "validation grade logits at the ground-truth landmarks", "seconds": s}
 
-:class:`spine_kp.predict.predictor.Predictor` divides each kind's logits by its T (T = 1 for a checkpoint without
+:class:`spine_kp.inference.predictor.Predictor` divides each kind's logits by its T (T = 1 for a checkpoint without
 the entry). The validation mAP that picks ``best.ckpt`` is computed before the fit, with T = 1. The objective and
 search are in :mod:`spine_kp.evaluation.calibration`.
 """
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from spine_kp.checkpoint import CALIBRATION_KEY
 from spine_kp.evaluation.calibration import TemperatureFit, fit_temperature
-from spine_kp.predict.infer import TrainedLabels
+from spine_kp.inference.infer import TrainedLabels
 from spine_kp.schema import Schema
 
 CHECKPOINT_KEY = CALIBRATION_KEY

@@ -34,9 +34,9 @@ from spine_kp.engine.gather import gather_by_study
 from spine_kp.engine.losses import heatmap_loss, multi_label_loss, single_label_loss
 from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
+from spine_kp.inference.infer import TrainedLabels, infer_batch
+from spine_kp.inference.records import landmarks_to_record
 from spine_kp.models.net import create_model
-from spine_kp.predict.infer import TrainedLabels, infer_batch
-from spine_kp.predict.records import landmarks_to_record
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord
 

@@ -36,8 +36,8 @@ from spine_kp.evaluation.calibration import fit_platt
 from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
 from spine_kp.evaluation.spacing import fill_spacing
+from spine_kp.inference.predictor import Predictor
 from spine_kp.io.dicom import IngestError, StudyIndex, load_instance
-from spine_kp.predict.predictor import Predictor
 from spine_kp.types import StudyRecord
 
 log = logging.getLogger(__name__)

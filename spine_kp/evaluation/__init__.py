@@ -3,12 +3,13 @@
 Layers, each usable alone: :mod:`matching` (the rules on arrays: one study or a padded batch), :mod:`metrics`
 (AP, F1), :mod:`baseline_f1` (the competition baseline's macro F1), :mod:`calibration` (ECE, Brier score,
 temperature scaling), :mod:`localization` (errors in mm), :mod:`encode` (records -> arrays), :mod:`spacing` (where
-the pixel spacing comes from), :mod:`evaluate` (records/files -> :class:`EvaluationResult`), :mod:`report` (tables,
-plots).
+the pixel spacing comes from), :mod:`against_data` (both files checked against the images of a DICOM data root),
+:mod:`evaluate` (records/files -> :class:`EvaluationResult`), :mod:`report` (tables, plots).
 """
 
 from __future__ import annotations
 
+from spine_kp.evaluation.against_data import DataChecks, check_against_images, scan_data_root
 from spine_kp.evaluation.baseline_f1 import BaselineF1
 from spine_kp.evaluation.calibration import Reliability, fit_temperature, reliability
 from spine_kp.evaluation.encode import Encoder
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_RADIUS_MM",
     "BaselineF1",
     "ClassResult",
+    "DataChecks",
     "Encoder",
     "EvaluationResult",
     "GroundTruth",
@@ -29,6 +31,7 @@ __all__ = [
     "SpacingError",
     "StudyMatch",
     "average_precision",
+    "check_against_images",
     "evaluate_files",
     "evaluate_records",
     "fill_spacing",
@@ -36,5 +39,6 @@ __all__ = [
     "match_study",
     "pr_curve",
     "reliability",
+    "scan_data_root",
     "support_weighted_f1",
 ]

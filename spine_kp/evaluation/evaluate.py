@@ -6,17 +6,20 @@ sorted errors), so the result does not depend on the order of studies or points 
 with the same ``studyUid`` are merged. Prediction points without a ``score`` rank as score 1.0.
 
 Beside the 8 mm rules: the competition baseline's macro F1 at 6 mm (:mod:`spine_kp.evaluation.baseline_f1`) and the
-calibration of the emitted scores, ECE and Brier score per kind (:mod:`spine_kp.evaluation.calibration`).
+calibration of the emitted scores, ECE and Brier score per kind (:mod:`spine_kp.evaluation.calibration`). Given the
+scanned data root, both files are checked against its images (:mod:`spine_kp.evaluation.against_data`): counted
+findings that change no score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from spine_kp.evaluation.against_data import DataChecks, check_against_images, scan_data_root
 from spine_kp.evaluation.baseline_f1 import BASELINE_RADIUS, BaselineF1, baseline_f1
 from spine_kp.evaluation.calibration import N_BINS, Reliability, reliability
 from spine_kp.evaluation.encode import Encoder, batches, pad_ground_truth, pad_predictions
@@ -38,6 +41,7 @@ from spine_kp.evaluation.metrics import (
 )
 from spine_kp.evaluation.spacing import fill_spacing
 from spine_kp.io.annotations import read_annotations
+from spine_kp.io.dicom_types import StudyIndex
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord
 
@@ -65,6 +69,7 @@ class EvaluationResult:
             calibration figures use, e.g. to fit a score calibration
             (:func:`spine_kp.evaluation.calibration.fit_platt`).
         errors: identification -> localization errors in mm (NaN = never predicted), for plots.
+        data_checks: both files checked against the images of the data root (None without one).
     """
 
     radius: float
@@ -83,6 +88,7 @@ class EvaluationResult:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
     scored: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
     errors: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    data_checks: DataChecks | None = field(default=None, compare=False)
 
     @property
     def defined_classes(self) -> tuple[str, ...]:
@@ -119,6 +125,7 @@ class EvaluationResult:
             },
             "missing_studies": list(self.missing_studies),
             "unknown_studies": list(self.unknown_studies),
+            "data_checks": self.data_checks.to_dict() if self.data_checks is not None else None,
         }
 
 
@@ -248,6 +255,7 @@ def evaluate_records(
     radius: float = DEFAULT_RADIUS_MM,
     match_level: bool = False,
     f1_radius: float = 6.0,
+    studies: Mapping[str, StudyIndex] | None = None,
 ) -> EvaluationResult:
     """Score predictions against ground truth (every ground-truth image must carry its pixel spacing).
 
@@ -258,10 +266,13 @@ def evaluate_records(
         radius: r in mm.
         match_level: a prediction can only match ground truth of the same identification.
         f1_radius: radius of the competition's support-weighted F1.
+        studies: the scanned data root; when given, both files are checked against its images
+            (``result.data_checks``).
 
     Raises:
         SpacingError: a ground-truth image with points has no spacing (names the study).
     """
+    gt_records, pred_records = list(gt_records), list(pred_records)
     gt_by, pred_by = _by_study(gt_records), _by_study(pred_records)
     uids = sorted(gt_by)
     enc = Encoder(schema)
@@ -309,6 +320,7 @@ def evaluate_records(
         curves=curves,
         scored=scored,
         errors={n: all_err[all_ident == i] for i, n in enumerate(names) if np.any(all_ident == i)},
+        data_checks=check_against_images(gt_records, pred_records, studies) if studies is not None else None,
     )
 
 
@@ -326,11 +338,16 @@ def evaluate_files(
         gt_path: ground-truth JSON (competition format).
         pred_path: prediction JSON (same format, points with ``score``).
         schema: landmark set and classes.
-        data_root: DICOM data root for spacing lookup when the ground truth has no ``pixelSpacing``.
+        data_root: DICOM data root, scanned once: spacing lookup where the ground truth has no ``pixelSpacing``, and
+            both files checked against its images (``result.data_checks``).
         radius: r in mm.
         match_level: see :func:`evaluate_records`.
+
+    Raises:
+        IngestError: ``data_root`` is not a folder or holds no DICOM study.
     """
     gt = read_annotations(gt_path, schema)
     pred = read_annotations(pred_path, schema)
-    gt = fill_spacing(gt, data_root=data_root, pred_records=pred)
-    return evaluate_records(gt, pred, schema, radius=radius, match_level=match_level)
+    studies = scan_data_root(data_root) if data_root is not None else None
+    gt = fill_spacing(gt, pred_records=pred, studies=studies)
+    return evaluate_records(gt, pred, schema, radius=radius, match_level=match_level, studies=studies)

@@ -59,8 +59,37 @@ def _calibration_lines(result: EvaluationResult, markdown: bool) -> list[str]:
     ]
 
 
+def _data_check_lines(result: EvaluationResult, markdown: bool) -> list[str]:
+    """Counts of both files' findings against the data root's images, then the first findings of each file."""
+    checks = result.data_checks
+    if checks is None:
+        return []
+    rows = [
+        [name, str(len(c.outside)), str(len(c.beyond)), str(len(c.not_found))]
+        for name, c in (("annotations", checks.annotations), ("predictions", checks.predictions))
+    ]
+    head = "## " if markdown else ""
+    out = [
+        "",
+        f"{head}Checks against the data root (counted, no score changed): {checks.count} finding(s)",
+        "",
+        _table(
+            ["file", "points outside their image", "zIndex beyond the series", "images not in data"],
+            rows,
+            markdown,
+        ),
+    ]
+    for name, c in (("annotations", checks.annotations), ("predictions", checks.predictions)):
+        if c.problems:
+            more = len(c.problems) - MAX_LISTED
+            out += ["", f"{name}:", "", *(f"- {line}" for line in c.problems[:MAX_LISTED])]
+            out += [f"- ... and {more} more"] if more > 0 else []
+    return out
+
+
 def format_result(result: EvaluationResult, markdown: bool = False) -> str:
-    """The per-class table, mAP, the two F1 figures at 6 mm, the localization and calibration tables as text."""
+    """The per-class table, mAP, the two F1 figures at 6 mm, the localization and calibration tables, and the checks
+    against the data root (when one was given) as text."""
     r = result
     cls_rows = [
         [
@@ -116,6 +145,7 @@ def format_result(result: EvaluationResult, markdown: bool = False) -> str:
             markdown,
         ),
         *_calibration_lines(r, markdown),
+        *_data_check_lines(r, markdown),
     ]
     if r.missing_studies:
         out += ["", _studies("studies without predictions (all ground truth counted FN)", r.missing_studies)]

@@ -2,7 +2,7 @@
 
 What is exported: the network of a checkpoint as ONE graph with two inputs, ``images`` (B, C, H, W) and ``points``
 (B, K, 2), and the outputs ``heatmaps``, ``features`` (the decoder output the grade head reads) and one
-``grade_logits.<kind>`` per grade kind (layout: :mod:`spine_kp.predict.onnx_predictor`). A checkpoint with a crop
+``grade_logits.<kind>`` per grade kind (layout: :mod:`spine_kp.inference.onnx_predictor`). A checkpoint with a crop
 grading stage adds its crop grader to the same graph as an independent third input ``crops`` (B, L, S, S) with one
 ``stage_logits.<kind>`` output per graded kind (traced together with the network as one module, so one file and one
 verification); ``without_grade_stage`` leaves it out. Decoding, crops, grading points and records stay in Python,
@@ -40,10 +40,8 @@ from torch import nn
 
 from spine_kp.checkpoint import load_checkpoint
 from spine_kp.errors import UserError
-from spine_kp.io.atomic import atomic_write_bytes
-from spine_kp.models.registry import BACKBONES
-from spine_kp.predict.crop_stage import CropStage
-from spine_kp.predict.onnx_predictor import (
+from spine_kp.inference.crop_stage import CropStage
+from spine_kp.inference.onnx_predictor import (
     CROPS,
     FEATURES,
     FORMAT_VERSION,
@@ -56,7 +54,9 @@ from spine_kp.predict.onnx_predictor import (
     onnx_providers,
     stage_output,
 )
-from spine_kp.predict.predictor import Predictor
+from spine_kp.inference.predictor import Predictor
+from spine_kp.io.atomic import atomic_write_bytes
+from spine_kp.models.registry import BACKBONES
 
 MIN_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
@@ -139,7 +139,7 @@ def _package_version() -> str:
 
 
 def stage_metadata(stage: CropStage) -> dict[str, Any]:
-    """The ``"grade_stage"`` entry of the metadata: what :class:`~spine_kp.predict.onnx_predictor.OnnxCropStage`
+    """The ``"grade_stage"`` entry of the metadata: what :class:`~spine_kp.inference.onnx_predictor.OnnxCropStage`
     needs beside the graph (config with the crop geometry, align and combine; graded landmarks and kinds;
     temperatures)."""
     return {
@@ -153,7 +153,7 @@ def stage_metadata(stage: CropStage) -> dict[str, Any]:
 def export_metadata(
     predictor: Predictor, model_config: dict[str, Any], checkpoint: Path, net: ExportNet | None = None
 ) -> dict[str, Any]:
-    """The JSON document ``predict --onnx`` rebuilds its :class:`~spine_kp.predict.pipeline.SlicePredictor` from.
+    """The JSON document ``predict --onnx`` rebuilds its :class:`~spine_kp.inference.pipeline.SlicePredictor` from.
 
     ``net``: the exported module (its crop grader, if any, is described under ``"grade_stage"``); None: the network
     alone."""

@@ -34,6 +34,7 @@ from spine_kp.evaluation.metrics import average_precision
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.cropset import CropSet, build_cropset, outer_size, random_recrop
 from spine_kp.grading.model import create_crop_grader
+from spine_kp.inference.decoding import TrainedLabels
 from spine_kp.io.dicom import StudyIndex
 from spine_kp.models.heads import grade_probabilities
 from spine_kp.schema import Schema
@@ -288,7 +289,6 @@ def fit_stage_temperatures(
         kind -> T (1.0 where fewer than ``min_points`` graded landmarks of the kind were available).
     """
     from spine_kp.evaluation.calibration import fit_temperature
-    from spine_kp.predict.infer import TrainedLabels
 
     trained = TrainedLabels.from_stats(schema, stats)
     model.eval()

@@ -8,9 +8,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from spine_kp.inference.pipeline import SlicePrediction
 from spine_kp.io.annotations import write_annotations
 from spine_kp.io.atomic import atomic_write_text
-from spine_kp.predict.pipeline import SlicePrediction
 from spine_kp.predict.runner import PredictRun
 from spine_kp.schema import Schema
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spine_kp.inference.pipeline import SlicePrediction
 from spine_kp.io.atomic import atomic_output
-from spine_kp.predict.pipeline import SlicePrediction
 from spine_kp.schema import Schema
 
 _KIND_COLOURS = ("#ffcc00", "#00e5ff", "#ff5cf0", "#7dff6b")

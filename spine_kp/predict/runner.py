@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from spine_kp.inference.pipeline import SlicePrediction, SlicePredictor
 from spine_kp.io.dicom import StudyIndex, load_middle_slice, scan
-from spine_kp.predict.pipeline import SlicePrediction, SlicePredictor
 from spine_kp.types import Slice
 
 

@@ -125,7 +125,10 @@ ROWS: list[Row | object] = [
      "empty: no DICOM study found"),
     ("inspect: empty data root", lambda c: ["inspect", str(c.folder("empty"))], "empty: no DICOM study found"),
     ("inspect: data root does not exist", lambda c: ["inspect", str(c.tmp / "no_root")], "no_root: not a folder"),
-    ("evaluate: --data does not exist", lambda c: c.evaluate("--data", str(c.tmp / "no_root")), "no_root"),
+    ("evaluate: --data does not exist", lambda c: c.evaluate("--data", str(c.tmp / "no_root")),
+     "no_root: not a folder"),
+    ("evaluate: --data holds no DICOM study", lambda c: c.evaluate("--data", str(c.folder("empty"))),
+     "empty: no DICOM study found"),
     ("evaluate: predictions is a folder", lambda c: c.evaluate(predictions=c.folder("empty")), "empty: is a folder"),
     # config keys and values
     ("train: unknown config key", lambda c: c.train("--model.backbon", "x"), "unknown key 'model.backbon'"),
@@ -279,9 +282,9 @@ def test_package_errors_are_user_errors_and_keep_their_builtin_base() -> None:
     from spine_kp.config import ConfigError
     from spine_kp.data.dataset import MissingDataError
     from spine_kp.evaluation.spacing import SpacingError
+    from spine_kp.inference.predictor import CheckpointError
     from spine_kp.io.annotations import AnnotationError
     from spine_kp.io.dicom import IngestError, NoSagittalSeries
-    from spine_kp.predict.predictor import CheckpointError
     from spine_kp.schema import SchemaError
 
     for cls in (ConfigError, SchemaError, AnnotationError, IngestError, NoSagittalSeries, MissingDataError,

@@ -103,7 +103,7 @@ def test_datamodule_counts_points_outside_their_image_and_z_beyond_the_series(
     records[0] = replace(records[0], images=(replace(first, points=tuple(moved)), *records[0].images[1:]))
     ann = write_annotations(tmp_path / "ann.json", records)
     dm = SpineDataModule(make_config(synth_root, annotations=str(ann)))
-    with caplog.at_level("WARNING", logger="spine_kp.data.dataset"):
+    with caplog.at_level("WARNING", logger="spine_kp.io.data_checks"):
         dm.setup()
     assert len(dm.data_warnings) == 2 and all(records[0].study_uid in w for w in dm.data_warnings)
     assert "1 annotated point(s) lie outside their image" in caplog.text

@@ -12,7 +12,7 @@ from spine_kp.engine.gather import merge_by_study
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.engine.train import replace_data_paths, train
 from spine_kp.evaluation.calibration import TEMPERATURE_BOUNDS, fit_temperature
-from spine_kp.predict.infer import TrainedLabels
+from spine_kp.inference.infer import TrainedLabels
 from spine_kp.schema import load_schema
 
 SCHEMA = load_schema()

@@ -12,8 +12,8 @@ from spine_kp.checkpoint import SCORE_CALIBRATION_KEY, load_checkpoint
 from spine_kp.engine.config import load_experiment
 from spine_kp.engine.train import replace_data_paths, train
 from spine_kp.evaluation.calibration import platt
+from spine_kp.inference.predictor import Predictor
 from spine_kp.io.dicom import read_study
-from spine_kp.predict.predictor import Predictor
 
 TINY = {
     "data.input_size": "[64, 64]",
@@ -94,7 +94,7 @@ def test_onnx_export_carries_the_maps_and_scores_like_torch(run, slices, tmp_pat
     import onnx
 
     from spine_kp.export.onnx import export_onnx
-    from spine_kp.predict.onnx_predictor import METADATA_KEY, OnnxPredictor
+    from spine_kp.inference.onnx_predictor import METADATA_KEY, OnnxPredictor
 
     exported = export_onnx(run.best_checkpoint, tmp_path / "m.onnx")
     meta = json.loads({p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}[METADATA_KEY])

@@ -11,8 +11,8 @@ import torch
 
 from spine_kp.cli.main import main
 from spine_kp.export.onnx import ExportNet, export_onnx
-from spine_kp.predict.onnx_predictor import METADATA_KEY, grade_output
-from spine_kp.predict.predictor import Predictor
+from spine_kp.inference.onnx_predictor import METADATA_KEY, grade_output
+from spine_kp.inference.predictor import Predictor
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

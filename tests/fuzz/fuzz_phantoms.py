@@ -29,9 +29,9 @@ from hypothesis import HealthCheck, settings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from spine_kp.codec.heatmap import HeatmapCodec
+from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.pipeline import SlicePredictor
 from spine_kp.io.dicom import ScanResult
-from spine_kp.predict.decoding import TrainedLabels
-from spine_kp.predict.pipeline import SlicePredictor
 from spine_kp.predict.runner import PredictRun
 from spine_kp.schema import Schema, load_schema
 from spine_kp.synth import SynthOptions, make_study, write_study

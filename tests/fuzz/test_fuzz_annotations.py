@@ -15,8 +15,8 @@ from fuzz_phantoms import SCHEMA, fuzz_settings
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from spine_kp.data.dataset import check_against_data
 from spine_kp.io.annotations import AnnotationError, parse_records, read_annotations
+from spine_kp.io.data_checks import check_against_data
 from spine_kp.io.dicom import InstanceInfo, SeriesInfo, StudyIndex
 
 
@@ -249,7 +249,7 @@ def test_points_outside_the_image_and_z_beyond_the_series_are_counted(points, ca
     outside = sum(not (-0.5 <= x <= 47.5 and -0.5 <= y <= 63.5) for _, x, y, _ in points)
     beyond = sum(z >= 15 for *_, z in points)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="spine_kp.data.dataset"):
+    with caplog.at_level(logging.WARNING, logger="spine_kp.io.data_checks"):
         problems = check_against_data(records, {"2.1": _study("2.1", 64, 48, 15)})
     assert len(problems) == outside + beyond
     warned = " ".join(r.getMessage() for r in caplog.records)

@@ -10,8 +10,8 @@ import torch
 
 from spine_kp.engine.config import load_experiment
 from spine_kp.engine.train import replace_data_paths, train
+from spine_kp.inference.predictor import CheckpointError, Predictor
 from spine_kp.io.dicom import read_study
-from spine_kp.predict.predictor import CheckpointError, Predictor
 
 TINY = {
     "data.input_size": "[64, 64]",
@@ -118,7 +118,7 @@ def _onnx_meta(path):
 
     import onnx
 
-    from spine_kp.predict.onnx_predictor import METADATA_KEY
+    from spine_kp.inference.onnx_predictor import METADATA_KEY
 
     return json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}[METADATA_KEY])
 
@@ -150,7 +150,7 @@ def _records(path):
 
 def test_predict_onnx_with_the_stage_equals_the_checkpoint(run, stage_onnx, slices, synth_root, tmp_path, one_thread):
     from spine_kp.cli.main import main
-    from spine_kp.predict.onnx_predictor import OnnxPredictor
+    from spine_kp.inference.onnx_predictor import OnnxPredictor
 
     outs = {}
     for name, flag, model in (("torch", "--checkpoint", run.best_checkpoint), ("onnx", "--onnx", stage_onnx.path)):
@@ -182,7 +182,7 @@ class NoTorch:
 
 sys.meta_path.insert(0, NoTorch())
 from spine_kp.cli.main import main
-from spine_kp.predict.onnx_predictor import OnnxPredictor
+from spine_kp.inference.onnx_predictor import OnnxPredictor
 
 assert OnnxPredictor.from_onnx(sys.argv[3], device="cpu").grade_stage is not None
 rc = main(sys.argv[1:])
@@ -216,9 +216,9 @@ def test_stage_temperatures_are_fitted_stored_and_applied(run, slices, synth_roo
 
     from spine_kp.grading.cropset import build_cropset
     from spine_kp.grading.stage import fit_stage_temperatures
+    from spine_kp.inference.crop_stage import CropStage
     from spine_kp.io.annotations import read_annotations
     from spine_kp.io.dicom import scan
-    from spine_kp.predict.crop_stage import CropStage
     from spine_kp.schema import load_schema
 
     stage = torch.load(run.best_checkpoint, map_location="cpu", weights_only=False)["grade_stage"]

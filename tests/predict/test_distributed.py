@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
+from spine_kp.inference.predictor import SlicePrediction
 from spine_kp.predict.distributed import merge_shards
-from spine_kp.predict.predictor import SlicePrediction
 from spine_kp.predict.runner import StudyFailure
 from spine_kp.types import ImageAnnotation, Slice, StudyRecord
 

@@ -13,8 +13,8 @@ import pytest
 
 from spine_kp.cli.main import main
 from spine_kp.export.onnx import export_onnx
-from spine_kp.predict.onnx_predictor import METADATA_KEY, OnnxPredictor
-from spine_kp.predict.predictor import Predictor
+from spine_kp.inference.onnx_predictor import METADATA_KEY, OnnxPredictor
+from spine_kp.inference.predictor import Predictor
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -1,6 +1,6 @@
-"""The PyTorch network as a :class:`spine_kp.predict.decoding.Network`, and :func:`infer_batch` on it.
+"""The PyTorch network as a :class:`spine_kp.inference.decoding.Network`, and :func:`infer_batch` on it.
 
-Decoding, grading and scoring are backend-independent numpy in :mod:`spine_kp.predict.decoding` (shared with the
+Decoding, grading and scoring are backend-independent numpy in :mod:`spine_kp.inference.decoding` (shared with the
 ONNX Runtime predictor); this module only runs the torch model. The names of that module that callers import from
 here (``TrainedLabels``, ``BatchLandmarks``, ``decode_trained``) are re-exported.
 
@@ -18,12 +18,12 @@ from torch import Tensor, nn
 
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
-from spine_kp.predict.decoding import BatchLandmarks, TrainedLabels, decode_trained, grade_probabilities, infer_views
+from spine_kp.inference.decoding import BatchLandmarks, TrainedLabels, decode_trained, grade_probabilities, infer_views
 from spine_kp.schema import Schema
 
 
 class TorchNetwork:
-    """A :class:`spine_kp.models.net.LandmarkNet` behind the :class:`~spine_kp.predict.decoding.Network` interface.
+    """A :class:`spine_kp.models.net.LandmarkNet` behind the :class:`~spine_kp.inference.decoding.Network` interface.
 
     Args:
         model: ``forward(x)`` giving ``heatmaps`` and ``features``, and ``grade(features, points)``.
@@ -52,7 +52,7 @@ def masked_grade_probabilities(
     trained: TrainedLabels,
     temperatures: Mapping[str, float] | None = None,
 ) -> dict[str, Tensor]:
-    """:func:`spine_kp.predict.decoding.grade_probabilities` for tensors (same device back)."""
+    """:func:`spine_kp.inference.decoding.grade_probabilities` for tensors (same device back)."""
     probs = grade_probabilities(logits, schema, trained, temperatures)
     return {kind: logits[kind].new_tensor(p, dtype=torch.float32) for kind, p in probs.items()}
 
@@ -72,7 +72,7 @@ def infer_batch(
 ) -> BatchLandmarks:
     """Run the network, decode landmarks with level-order DP, grade them at the decoded points.
 
-    :func:`spine_kp.predict.decoding.infer_views` on a :class:`TorchNetwork` (see there for the arguments).
+    :func:`spine_kp.inference.decoding.infer_views` on a :class:`TorchNetwork` (see there for the arguments).
 
     Args:
         model: a :class:`spine_kp.models.net.LandmarkNet`.

@@ -1,7 +1,7 @@
 """The crop grading stage at predict time, without the network: crops, probabilities, combination (no torch).
 
-Shared by the PyTorch stage (:class:`spine_kp.predict.crop_stage.CropStage`) and the ONNX Runtime one
-(:class:`spine_kp.predict.onnx_predictor.OnnxCropStage`); a subclass only supplies :meth:`StageBase.logits`, the crop
+Shared by the PyTorch stage (:class:`spine_kp.inference.crop_stage.CropStage`) and the ONNX Runtime one
+(:class:`spine_kp.inference.onnx_predictor.OnnxCropStage`); a subclass only supplies :meth:`StageBase.logits`, the crop
 grader run on a (B, L, S, S) batch.
 
 Shapes: B slices, K landmarks (schema order), L graded landmarks, S crop side, K_kind landmarks of a kind, G grades of
@@ -18,7 +18,7 @@ import numpy as np
 
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.crops import extract_crops, spine_axis_angles
-from spine_kp.predict.decoding import TrainedLabels, grade_probabilities
+from spine_kp.inference.decoding import TrainedLabels, grade_probabilities
 from spine_kp.schema import Schema
 from spine_kp.types import Slice
 
@@ -102,7 +102,7 @@ class StageBase:
         probs: list[dict[str, np.ndarray]],
         timings: dict[str, float] | None = None,
     ) -> list[dict[str, np.ndarray]]:
-        """:meth:`spine_kp.predict.pipeline.SlicePredictor.regrade` with this stage: grade crops of each slice's
+        """:meth:`spine_kp.inference.pipeline.SlicePredictor.regrade` with this stage: grade crops of each slice's
         native pixels at the decoded points of the landmarks found and trained, and combine with the head's grades."""
         t0 = time.perf_counter()
         crop_probs = self.grade(slices, found_points(coords, peaks, self.trained))

@@ -17,15 +17,15 @@ import torch
 from spine_kp.config import from_dict
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.model import CropGrader, PerKindCropGrader, create_crop_grader
-from spine_kp.predict.decoding import TrainedLabels
-from spine_kp.predict.stage_common import StageBase
+from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 
 
 class CropStage(StageBase):
     """A trained crop grader (PyTorch) with its crop geometry and combination mode.
 
-    Crops, temperatures and the combination are :class:`~spine_kp.predict.stage_common.StageBase`'s (shared with the
+    Crops, temperatures and the combination are :class:`~spine_kp.inference.stage_common.StageBase`'s (shared with the
     ONNX Runtime stage); this class runs the grader.
 
     Args:

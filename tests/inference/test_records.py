@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spine_kp.predict.infer import TrainedLabels, masked_grade_probabilities
-from spine_kp.predict.records import chosen_grades, landmarks_to_record
+from spine_kp.inference.infer import TrainedLabels, masked_grade_probabilities
+from spine_kp.inference.records import chosen_grades, landmarks_to_record
 from spine_kp.schema import load_schema
 
 SCHEMA = load_schema()

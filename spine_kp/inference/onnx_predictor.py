@@ -15,8 +15,8 @@ Decoding happens between the two halves (the grading points are the decoded land
 graph at ``features`` into two sessions: ``images -> heatmaps, features`` and ``features, points -> grade logits``.
 With a crop grading stage (metadata ``"grade_stage"``), a third session runs ``crops -> stage logits`` on crops of the
 slices' native pixels at the decoded points (:class:`OnnxCropStage`: the crops, temperatures and combination are
-:class:`spine_kp.predict.stage_common.StageBase`'s, shared with the PyTorch stage).
-Everything else is the backend-independent :class:`spine_kp.predict.pipeline.SlicePredictor`, exactly as for a
+:class:`spine_kp.inference.stage_common.StageBase`'s, shared with the PyTorch stage).
+Everything else is the backend-independent :class:`spine_kp.inference.pipeline.SlicePredictor`, exactly as for a
 checkpoint. The batch axis is dynamic; H and W are fixed to the trained input size.
 """
 
@@ -34,9 +34,9 @@ from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.config import from_dict
 from spine_kp.errors import UserError
 from spine_kp.grading.config import GradeStageConfig
-from spine_kp.predict.decoding import TrainedLabels
-from spine_kp.predict.pipeline import SlicePredictor
-from spine_kp.predict.stage_common import StageBase
+from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.pipeline import SlicePredictor
+from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 
 #: metadata_props key of the JSON document, and the version of its layout
@@ -107,7 +107,7 @@ def onnx_providers(device: str = "auto") -> list[str]:
 
 
 class OnnxNetwork:
-    """The two halves of an exported graph as ONNX Runtime sessions (a :class:`~spine_kp.predict.decoding.Network`).
+    """The two halves of an exported graph as ONNX Runtime sessions (a :class:`~spine_kp.inference.decoding.Network`).
 
     Args:
         network: session ``images -> heatmaps, features``.
@@ -137,7 +137,7 @@ class OnnxCropStage(StageBase):
     Args:
         session: ONNX Runtime session ``crops -> stage logits``.
         kinds: graded kinds (the session's outputs, in this order).
-        others: see :class:`~spine_kp.predict.stage_common.StageBase`.
+        others: see :class:`~spine_kp.inference.stage_common.StageBase`.
     """
 
     def __init__(
@@ -165,7 +165,7 @@ class OnnxPredictor(SlicePredictor):
     Args:
         network: the sessions.
         meta: the export's JSON document (:func:`read_metadata`), kept as :attr:`meta`.
-        others: see :class:`~spine_kp.predict.pipeline.SlicePredictor`.
+        others: see :class:`~spine_kp.inference.pipeline.SlicePredictor`.
     """
 
     def __init__(

@@ -2,8 +2,8 @@
 
 :class:`SlicePredictor` holds what a trained model needs around its network (schema, heatmap codec, trained
 labels, input size, preprocessing and decoding settings, grade temperatures) and runs the whole path; a backend
-subclass only supplies :attr:`SlicePredictor.network` (PyTorch: :class:`spine_kp.predict.predictor.Predictor`;
-ONNX Runtime: :class:`spine_kp.predict.onnx_predictor.OnnxPredictor`). Nothing here imports torch.
+subclass only supplies :attr:`SlicePredictor.network` (PyTorch: :class:`spine_kp.inference.predictor.Predictor`;
+ONNX Runtime: :class:`spine_kp.inference.onnx_predictor.OnnxPredictor`). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.data.preprocess import Geometry, prepare_image
-from spine_kp.predict.decoding import Network, TrainedLabels, infer_views
-from spine_kp.predict.records import landmarks_to_record
-from spine_kp.predict.stage_common import StageBase
+from spine_kp.inference.decoding import Network, TrainedLabels, infer_views
+from spine_kp.inference.records import landmarks_to_record
+from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 from spine_kp.types import Slice, StudyRecord
 
@@ -149,7 +149,7 @@ class SlicePredictor:
             slices: decoded slices (with ``stack`` when the model uses neighbours or ``fuse_neighbours`` is set).
             flip_tta: average with the anterior-posterior mirrored input.
             fuse_neighbours: average the heatmaps of the neighbouring slices too (single-channel models only).
-            top_k_grades: extra alternative grades per landmark (see :mod:`spine_kp.predict.records`).
+            top_k_grades: extra alternative grades per landmark (see :mod:`spine_kp.inference.records`).
             timings: seconds are added under "preprocess", "model" and "decode".
         """
         if not slices:

@@ -1,7 +1,7 @@
 """Network outputs -> landmarks in the input frame, for any backend: level-order decoding, then grading there.
 
-The network runs wherever it runs (PyTorch: :mod:`spine_kp.predict.infer`; ONNX Runtime:
-:mod:`spine_kp.predict.onnx_predictor`) behind the small :class:`Network` interface; everything after it is numpy
+The network runs wherever it runs (PyTorch: :mod:`spine_kp.inference.infer`; ONNX Runtime:
+:mod:`spine_kp.inference.onnx_predictor`) behind the small :class:`Network` interface; everything after it is numpy
 and lives here once, so both backends decode, grade and score identically. Nothing here imports torch.
 
 Shapes: B batch, C channels, H x W input, K landmarks (schema order), K_kind of one kind, G grades, h x w heatmaps.

@@ -2,10 +2,10 @@
 
 The checkpoint (written by the training recipe) holds the experiment config, the schema, the training label
 statistics and the heatmap codec as hyper-parameters next to the weights (and, when trained with
-``grade_stage.enabled``, the crop grading stage: :mod:`spine_kp.predict.crop_stage`), so nothing else is needed
+``grade_stage.enabled``, the crop grading stage: :mod:`spine_kp.inference.crop_stage`), so nothing else is needed
 here; it is read by :func:`spine_kp.checkpoint.load_checkpoint`, without importing the training code. Everything
 after the network (preprocessing, decoding, records) is the backend-independent
-:class:`spine_kp.predict.pipeline.SlicePredictor`, shared with the ONNX Runtime predictor.
+:class:`spine_kp.inference.pipeline.SlicePredictor`, shared with the ONNX Runtime predictor.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.config import from_dict
 from spine_kp.data.labels import LabelStats
+from spine_kp.inference.crop_stage import CropStage
+from spine_kp.inference.infer import TorchNetwork, TrainedLabels
+from spine_kp.inference.pipeline import SlicePrediction, SlicePredictor  # noqa: F401 (SlicePrediction: re-exported)
 from spine_kp.models.net import LandmarkNet, ModelConfig, create_model
-from spine_kp.predict.crop_stage import CropStage
-from spine_kp.predict.infer import TorchNetwork, TrainedLabels
-from spine_kp.predict.pipeline import SlicePrediction, SlicePredictor  # noqa: F401 (SlicePrediction: re-exported)
 from spine_kp.schema import Schema
 
 __all__ = ["CheckpointError", "Predictor", "SlicePrediction", "resolve_device"]  # CheckpointError: re-exported
@@ -45,7 +45,7 @@ class Predictor(SlicePredictor):
         model: the network (eval mode is set here).
         device: where it runs.
         schema, codec, trained, input_size, neighbours, decode, percentiles, target_spacing, temperatures: see
-            :class:`~spine_kp.predict.pipeline.SlicePredictor`.
+            :class:`~spine_kp.inference.pipeline.SlicePredictor`.
         grade_stage: the crop grading stage, None to grade with the head alone.
         score_calibration: "kind/grade" or kind -> (a, b), Platt maps of the scores (see the base class).
     """

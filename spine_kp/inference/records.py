@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from spine_kp.evaluation.calibration import platt
-from spine_kp.predict.decoding import TrainedLabels
+from spine_kp.inference.decoding import TrainedLabels
 from spine_kp.schema import Schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 
