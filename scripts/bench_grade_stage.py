@@ -11,6 +11,9 @@ so the same training and validation studies), with the variant's ``grade_stage``
 ``spine-kp predict``) and scored by the project's evaluator (8 mm). The row ``head`` grades with the landmark
 network's grade head alone (no stage). Every variant trains with the same seed.
 
+``--top-k-grades K`` scores as ``predict --top-k-grades K`` does: with K = the number of grades, every grade of every
+landmark is a ranked point, so AP measures the ranking alone and not also which grades pass the emission threshold.
+
 Printed: mAP, AP per disc grade, false positives per disc grade, ECE per kind and training seconds; the same goes to
 ``--out`` as JSON. Variants default to: today's weighting, its square root, no weighting, focal loss (gamma 2,
 square-root weights) and logit adjustment (tau 1, no weighting).
@@ -59,9 +62,9 @@ def _parse_variants(items: list[list[str]] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _score(predictor: Predictor, root: Path, gt: list, schema: Any) -> dict[str, Any]:
+def _score(predictor: Predictor, root: Path, gt: list, schema: Any, top_k: int = 0) -> dict[str, Any]:
     t0 = time.perf_counter()
-    run = predict_folder(root, predictor, PredictOptions(workers=2, progress=False))
+    run = predict_folder(root, predictor, PredictOptions(workers=2, progress=False, top_k_grades=top_k))
     records = [p.record for p in run.predictions]
     res = evaluate_records(fill_spacing(gt, pred_records=records), records, schema)
     disc = [c for c in res.classes if c.kind == "disc" and c.defined]
@@ -82,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-annotations", type=Path, required=True)
     ap.add_argument("--variant", nargs="+", action="append", metavar="NAME [key=value ...]")
     ap.add_argument("--epochs", type=int, default=None, help="override grade_stage.epochs for every variant")
+    ap.add_argument(
+        "--top-k-grades",
+        type=int,
+        default=0,
+        help="as predict --top-k-grades: also emit the next grades as lower-scored points (AP then ranks every "
+        "grade of every landmark, not only the confident ones)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = label_stats(dm.train_records, schema)
     gt = read_annotations(args.test_annotations, schema)
     base = Predictor.from_checkpoint(args.run / "checkpoints" / "best.ckpt", device="cpu", grade_stage=None)
-    rows: dict[str, dict[str, Any]] = {"head": _score(base, args.test_root, gt, schema)}
+    rows: dict[str, dict[str, Any]] = {"head": _score(base, args.test_root, gt, schema, args.top_k_grades)}
     print(f"head: {rows['head']}", flush=True)
     for name, overrides in _parse_variants(args.variant).items():
         stage_cfg = dataclasses.replace(cfg.grade_stage, enabled=True, **overrides)
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         seconds = time.perf_counter() - t0
         stage = CropStage.from_payload(payload, schema, base.trained)
-        row = _score(base.with_grade_stage(stage), args.test_root, gt, schema)
+        row = _score(base.with_grade_stage(stage), args.test_root, gt, schema, args.top_k_grades)
         row.update(train_s=round(seconds, 1), overrides=overrides, val_mAP=payload["metrics"]["best_val_mAP"])
         rows[name] = row
         print(f"{name}: {row}", flush=True)

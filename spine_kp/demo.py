@@ -51,13 +51,14 @@ def run_demo(
     out = Path(out)
     seconds: dict[str, float] = {}
     train_dir, test_dir = out / "train", out / "test"
+    schema = load_schema(cfg.schema)  # the phantoms are drawn and annotated in the experiment's schema
     t = time.perf_counter()
     log(f"1/4 writing phantom studies to {out} ({train_studies} training, {test_studies} held-out)")
     # annotations.json is written last: without it a set is the demo's own interrupted output, rewritten whole
     if not (train_dir / "annotations.json").exists():
-        make_dataset(train_dir, train_studies, seed, workers=workers, overwrite=True)
+        make_dataset(train_dir, train_studies, seed, workers=workers, overwrite=True, schema=schema)
     if not (test_dir / "annotations.json").exists():
-        make_dataset(test_dir, test_studies, seed + 1, workers=workers, overwrite=True)
+        make_dataset(test_dir, test_studies, seed + 1, workers=workers, overwrite=True, schema=schema)
     seconds["synth"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -77,7 +78,6 @@ def run_demo(
 
     t = time.perf_counter()
     log("4/4 evaluating with the 8 mm rules")
-    schema = load_schema(cfg.schema)
     evaluation = evaluate_records(read_annotations(test_dir / "annotations.json", schema), run.records, schema)
     report = write_report(evaluation, out / "report")
     seconds["evaluate"] = time.perf_counter() - t

@@ -27,3 +27,18 @@ def test_rerun_after_an_interrupted_synth_rewrites_the_partial_set(tmp_path, mon
         )
     assert (tmp_path / "train" / "annotations.json").exists() and (tmp_path / "test" / "annotations.json").exists()
     assert not partial.exists()
+
+
+def test_phantoms_are_drawn_in_the_experiment_schema(tmp_path, monkeypatch):
+    import json
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(demo, "train", stop)
+    cfg = load_experiment("demo_cpu", {"schema": "tianchi"})
+    with pytest.raises(_Stop):
+        demo.run_demo(cfg, tmp_path, train_studies=2, test_studies=1, workers=1, log=lambda m: None)
+    text = (tmp_path / "train" / "annotations.json").read_text()
+    assert '"L1"' in text and '"T12"' not in text  # tianchi: L1-L5, no T12
+    assert json.loads(text)
