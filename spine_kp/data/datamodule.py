@@ -3,6 +3,10 @@
 The split is by study UID and deterministic for a seed: either a held-out fraction, or fold ``fold`` of a
 ``num_folds``-fold split. The engine's validation runs the real predictor and evaluator on ``val_records``
 (with ``studies`` to find their DICOM files), so those are exposed besides the loaders.
+
+The heatmap targets are encoded by the datasets (in the loader workers) with the codec this data module is given:
+the model's own (``LandmarkModule.codec``, built by :func:`spine_kp.checkpoint.build_codec`), never one rebuilt
+here from config fields, so training targets and the model's decoding cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from spine_kp.data.dataset import MissingDataError, SpineDataset, collate_samples, resolve_records
+from spine_kp.data.dataset import MissingDataError, SpineDataset, TargetCodec, collate_samples, resolve_records
 from spine_kp.data.labels import LabelStats, label_stats
 from spine_kp.data.transforms import AugmentConfig
 from spine_kp.io.annotations import read_annotations
@@ -111,12 +115,16 @@ class SpineDataModule(pl.LightningDataModule):
     Args:
         config: data settings.
         schema: landmark set; default ``load_schema(config.schema)``.
+        codec: the model's heatmap codec (``LandmarkModule.codec``); both loaders' batches then carry ``heatmaps``
+            and ``heatmap_weight`` (see :mod:`spine_kp.data.dataset`). None: batches without heatmap targets,
+            enough for the records and the images but not for training.
     """
 
-    def __init__(self, config: DataConfig, schema: Schema | None = None) -> None:
+    def __init__(self, config: DataConfig, schema: Schema | None = None, codec: TargetCodec | None = None) -> None:
         super().__init__()
         self.config = config
         self.schema = schema if schema is not None else load_schema(config.schema)
+        self.codec = codec
         self._train: SpineDataset | None = None
         self._val: SpineDataset | None = None
         self._studies: dict[str, StudyIndex] = {}
@@ -151,6 +159,7 @@ class SpineDataModule(pl.LightningDataModule):
             cache_dir=cfg.cache_dir,
             seed=cfg.seed,
             root=cfg.root,
+            codec=self.codec,
         )
         self._train = SpineDataset(
             [r for r in records if r.study_uid in train_set], self._studies, augment=cfg.augment, **common

@@ -2,7 +2,10 @@
 
 Each item is the annotated image of one study record (``record.primary``: the annotated instance, which is not
 always the middle frame), loaded through :func:`spine_kp.io.dicom.load_instance`, prepared exactly as the predictor
-prepares the middle frame (:func:`spine_kp.data.preprocess.prepare_slice`), then augmented when asked.
+prepares the middle frame (:func:`spine_kp.data.preprocess.prepare_slice`), then augmented when asked, and its
+heatmap targets are encoded from the augmented keypoints by the model's codec, in ``__getitem__``: in the loader
+workers when there are any, so a training step never waits on a per-sample Python loop. Prepared slices may be
+cached (``cache``); the heatmaps never are, as augmentation moves the keypoints every epoch.
 
 Batch format (the engine codes against it)::
 
@@ -10,10 +13,16 @@ Batch format (the engine codes against it)::
      "keypoints": (B, K, 2) float32  (x, y) in input pixels, schema landmark order,
      "visible": (B, K) bool,
      "absent": (B, K) bool            annotated, but moved out of view by augmentation: known not to be in the image,
+     "heatmaps": (B, K, h, w) float32  Gaussian targets of these keypoints (``codec.encode``),
+     "heatmap_weight": (B, K) float32  1 for a visible keypoint inside the image, else 0 (the codec's weights),
      "grades": {kind: (B, K_kind, G_kind) float32 multi-hot},   # schema.landmarks_of_kind(kind) order
      "grade_mask": {kind: (B, K_kind) bool},
      "geometry": list[Geometry] (len B),
      "study_uid": list[str], "instance_uid": list[str]}
+
+``heatmaps`` and ``heatmap_weight`` are there when the dataset has a codec (training and validation always do: the
+engine passes the model's own :class:`~spine_kp.codec.heatmap.HeatmapCodec`); a dataset without one serves
+images and points only.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -42,6 +51,22 @@ log = logging.getLogger(__name__)
 
 class MissingDataError(IngestError):
     """Annotated studies or images are not in the data root; the message lists them."""
+
+
+class TargetCodec(Protocol):
+    """What the dataset needs of the model's :class:`~spine_kp.codec.heatmap.HeatmapCodec`.
+
+    Typed by structure so that ``data`` does not import ``codec`` (imports flow io -> data -> codec); the object
+    passed in is the codec itself, so targets are encoded exactly as the model decodes (``to_dict`` lets the engine
+    check that it is).
+    """
+
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 def _has_instance(study: StudyIndex, instance_uid: str) -> bool:
@@ -107,6 +132,11 @@ class SpineDataset(Dataset):
         percentiles: intensity clip percentiles (must match the predictor's).
         target_spacing: mm per input pixel (None: fit the image to ``input_size``); must match the predictor's.
         root: data root, named in messages.
+        codec: the model's heatmap codec (``LandmarkModule.codec``): items then carry ``heatmaps`` and
+            ``heatmap_weight`` encoded from their (augmented) keypoints; None: no heatmap targets.
+
+    Raises:
+        ValueError: the codec is for another input size than ``input_size``.
     """
 
     def __init__(
@@ -124,7 +154,13 @@ class SpineDataset(Dataset):
         percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
         root: str = "",
         target_spacing: float | None = None,
+        codec: TargetCodec | None = None,
     ) -> None:
+        if codec is not None and tuple(codec.input_size) != (int(input_size[0]), int(input_size[1])):
+            raise ValueError(
+                f"SpineDataset: the heatmap codec is for {tuple(codec.input_size)} inputs but the images are "
+                f"{tuple(input_size)}; build the codec from the same config (data.input_size)"
+            )
         self.records, self.skipped = resolve_records(records, studies, skip_missing, root)
         self.studies = {r.study_uid: studies[r.study_uid] for r in self.records}  # only what is used: small pickles
         self.schema = schema
@@ -135,6 +171,7 @@ class SpineDataset(Dataset):
         self.seed = int(seed)
         self.percentiles = (float(percentiles[0]), float(percentiles[1]))
         self.target_spacing = None if target_spacing is None else float(target_spacing)
+        self.codec = codec
         self._kind_index = kind_indices(schema)
         self._targets: dict[int, Targets] = {}  # per record; encoded once so warnings are logged once
         self._rng: np.random.Generator | None = None
@@ -190,7 +227,7 @@ class SpineDataset(Dataset):
         if self.augmenter is not None:
             image, keypoints, visible = self.augmenter(self._generator(), image, keypoints, visible)
         grade_mask = {k: m & visible[self._kind_index[k]] for k, m in t.grade_mask.items()}  # graded where seen
-        return {
+        item: dict[str, Any] = {
             "image": image.to(torch.float32).contiguous(),
             # copies: the cached targets must not be changed through the returned tensors
             "keypoints": torch.tensor(keypoints, dtype=torch.float32),
@@ -202,6 +239,12 @@ class SpineDataset(Dataset):
             "study_uid": rec.study_uid,
             "instance_uid": ann.instance_uid,
         }
+        if self.codec is not None:  # encoded afresh for every item, never cached: augmentation moves the points
+            # from the float32 points the item carries, so the targets are exactly codec.encode of its keypoints
+            maps, weight = self.codec.encode(item["keypoints"].numpy(), visible)
+            item["heatmaps"] = torch.from_numpy(maps)  # (K, h, w)
+            item["heatmap_weight"] = torch.from_numpy(weight)  # (K,)
+        return item
 
 
 def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -209,7 +252,7 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not samples:
         raise ValueError("collate_samples: empty batch")
     first = samples[0]
-    return {
+    batch: dict[str, Any] = {
         "image": torch.stack([s["image"] for s in samples]),
         "keypoints": torch.stack([s["keypoints"] for s in samples]),
         "visible": torch.stack([s["visible"] for s in samples]),
@@ -220,3 +263,7 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "study_uid": [s["study_uid"] for s in samples],
         "instance_uid": [s["instance_uid"] for s in samples],
     }
+    for key in ("heatmaps", "heatmap_weight"):  # present when the dataset has a codec
+        if key in first:
+            batch[key] = torch.stack([s[key] for s in samples])
+    return batch

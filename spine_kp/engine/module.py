@@ -5,6 +5,10 @@ config, the schema, the training label statistics and the heatmap codec are save
 checkpoint alone rebuilds the model for prediction (``LandmarkModule.load_from_checkpoint(path)``, or
 :func:`spine_kp.checkpoint.load_checkpoint` without the training code).
 
+The heatmap targets come with the batch: the data module's datasets encode them in the loader workers with this
+module's codec (``SpineDataModule(..., codec=module.codec)``; :meth:`LandmarkModule.setup` refuses a data module
+with another codec), so a training step does no per-sample work in Python.
+
 Validation runs the real predictor and evaluator; under DDP every rank's outputs are gathered first
 (:mod:`spine_kp.engine.gather`), so ``val/mAP`` and the localization metrics measure the whole validation split
 and are the same on every rank.
@@ -27,6 +31,7 @@ from torch import Tensor
 
 from spine_kp.checkpoint import CODEC_KEY, build_codec
 from spine_kp.config import from_dict, to_dict
+from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import LabelStats
 from spine_kp.engine.calibration import CHECKPOINT_KEY, Calibration, GradeLogits, fit_calibration, stack_studies
 from spine_kp.engine.config import ExperimentConfig
@@ -89,6 +94,7 @@ class LandmarkModule(pl.LightningModule):
         self.calibration: Calibration | None = None
 
     def setup(self, stage: str) -> None:
+        self._check_data_codec()
         # Lightning recommends sync_dist=True for every epoch metric under DDP; the gathered ones need no reduction.
         warnings.filterwarnings(
             "ignore",
@@ -96,22 +102,44 @@ class LandmarkModule(pl.LightningModule):
             category=PossibleUserWarning,
         )
 
+    def _check_data_codec(self) -> None:
+        """Refuse a SpineDataModule whose heatmap targets are not encoded with this module's codec."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if not isinstance(datamodule, SpineDataModule):
+            return
+        if datamodule.codec is None:
+            raise ValueError(
+                "SpineDataModule has no heatmap codec, so its batches carry no targets; build it with the model's "
+                "codec: SpineDataModule(config, schema, codec=module.codec)"
+            )
+        theirs = datamodule.codec.to_dict()
+        if theirs != self.codec.to_dict():
+            raise ValueError(
+                f"SpineDataModule encodes heatmap targets with {theirs} but the model decodes with "
+                f"{self.codec.to_dict()}; build it with the model's codec: SpineDataModule(..., codec=module.codec)"
+            )
+
     # ------------------------------------------------------------------ forward / losses
     def forward(self, images: Tensor, points: Tensor | None = None) -> dict[str, Any]:
         return self.model(images, points)
 
     def _heatmap_targets(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """(B, K, h, w) Gaussian targets and (B, K) weights.
+        """(B, K, h, w) Gaussian targets and (B, K) weights, from the batch's ``heatmaps`` and ``heatmap_weight``.
 
-        Unannotated and untrained landmarks weigh 0. A landmark the augmentation moved out of view is known to be
-        absent: its target is an all-zero map weighted ``loss.absent_weight``, so a channel learns not to fire on
-        a neighbouring level when its own is outside the field of view.
+        The data loaders encoded them with this module's codec (:mod:`spine_kp.data.dataset`). Unannotated and
+        untrained landmarks weigh 0. A landmark the augmentation moved out of view is known to be absent: its target
+        is an all-zero map weighted ``loss.absent_weight``, so a channel learns not to fire on a neighbouring level
+        when its own is outside the field of view.
+
+        Raises:
+            KeyError: the batch has no heatmap targets (its dataset was built without the codec).
         """
-        kps = batch["keypoints"].detach().cpu().numpy()
-        vis = batch["visible"].detach().cpu().numpy()
-        maps, weights = zip(*(self.codec.encode(kps[i], vis[i]) for i in range(len(kps))))
-        target = torch.from_numpy(np.stack(maps)).to(self.device)
-        weight = torch.from_numpy(np.stack(weights)).to(self.device)
+        if "heatmaps" not in batch or "heatmap_weight" not in batch:
+            raise KeyError(
+                "the batch has no 'heatmaps'/'heatmap_weight' targets; build the SpineDataModule (or SpineDataset) "
+                "with the model's codec: codec=module.codec"
+            )
+        target, weight = batch["heatmaps"], batch["heatmap_weight"]
         absent = batch.get("absent")
         if absent is not None and self.cfg.loss.absent_weight > 0:
             weight = torch.maximum(weight, absent.to(weight) * self.cfg.loss.absent_weight)

@@ -26,7 +26,7 @@ import yaml
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from spine_kp.checkpoint import CheckpointError, load_checkpoint
+from spine_kp.checkpoint import CheckpointError, build_codec, load_checkpoint
 from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
@@ -161,7 +161,11 @@ def train(
     # Read the init checkpoint before the data set-up, so a wrong path fails at once.
     source = read_spine_checkpoint(init) if init is not None and not resume else None
     schema = load_schema(cfg.schema)
-    datamodule = SpineDataModule(cfg.data, schema=schema)
+    config = experiment_to_dict(cfg)
+    # The one heatmap codec of this run: the loaders encode the training targets with it (in their workers), and the
+    # module decodes with it and stores it in every checkpoint.
+    codec = build_codec(config)
+    datamodule = SpineDataModule(cfg.data, schema=schema, codec=codec)
     datamodule.setup("fit")
     stats = label_stats(datamodule.train_records, schema)
     if stats.untrained_landmarks or stats.untrained_grades:
@@ -170,9 +174,8 @@ def train(
             list(stats.untrained_landmarks),
             [f"{k}/{g}" for k, g in stats.untrained_grades],
         )
-    config = experiment_to_dict(cfg)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    module = LandmarkModule(config, schema.to_dict(), stats.to_dict())
+    module = LandmarkModule(config, schema.to_dict(), stats.to_dict(), codec=codec.to_dict())
     init_report = init_from_checkpoint(module, source) if source is not None else None
     trainer = build_trainer(cfg, run_dir, fast_dev_run=fast_dev_run, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.config import ConfigError, from_dict
 from spine_kp.data.datamodule import DataConfig, SpineDataModule, split_studies
 from spine_kp.data.dataset import MissingDataError
@@ -52,7 +53,8 @@ def make_config(root: Path, **kw: object) -> DataConfig:
 
 
 def test_datamodule_splits_by_study_and_serves_batches(synth_root: Path) -> None:
-    dm = SpineDataModule(make_config(synth_root, num_workers=2, augment=AugmentConfig()))
+    codec = HeatmapCodec((64, 64), stride=4)
+    dm = SpineDataModule(make_config(synth_root, num_workers=2, augment=AugmentConfig()), codec=codec)
     dm.setup("fit")
     train, val = dm.train_records, dm.val_records
     all_uids = {r.study_uid for r in read_annotations(synth_root / "annotations.json", dm.schema)}
@@ -63,7 +65,10 @@ def test_datamodule_splits_by_study_and_serves_batches(synth_root: Path) -> None
     batches = list(dm.train_dataloader())  # two worker processes: the dataset must pickle
     assert sum(len(b["study_uid"]) for b in batches) == len(train)
     assert batches[0]["image"].shape[1:] == (1, 64, 64)
+    k = dm.schema.num_landmarks
     v1, v2 = list(dm.val_dataloader()), list(dm.val_dataloader())
+    for b in [*batches, *v1]:  # both loaders carry the targets of the codec they were given
+        assert b["heatmaps"].shape == (len(b["study_uid"]), k, 16, 16) and b["heatmap_weight"].shape[1:] == (k,)
     assert all(torch.equal(a["image"], b["image"]) for a, b in zip(v1, v2))  # validation is not augmented
     stats = dm.label_stats
     assert stats.num_records == len(train) and "T12" not in stats.untrained_landmarks

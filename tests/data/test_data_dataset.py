@@ -13,6 +13,7 @@ from pytorch_lightning.utilities import move_data_to_device
 from torch.utils.data import DataLoader
 
 import spine_kp.data.dataset as dataset_module
+from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.data.dataset import MissingDataError, SpineDataset, collate_samples
 from spine_kp.data.preprocess import prepare_slice, to_original
 from spine_kp.data.transforms import AugmentConfig
@@ -94,6 +95,52 @@ def test_batch_format_through_a_dataloader(data: tuple[list[StudyRecord], dict])
     # Lightning moves batches with apply_to_collection, which cannot rebuild frozen dataclasses field by field
     moved = move_data_to_device(batch, torch.device("cpu"))
     assert moved["geometry"] == batch["geometry"] and torch.equal(moved["image"], batch["image"])
+
+
+def _assert_targets_encode_the_points(batch: dict, codec: HeatmapCodec) -> None:
+    """Each sample's heatmaps and weights are exactly ``codec.encode`` of its own (augmented) keypoints."""
+    for i in range(len(batch["study_uid"])):
+        maps, weight = codec.encode(batch["keypoints"][i].numpy(), batch["visible"][i].numpy())
+        assert torch.equal(batch["heatmaps"][i], torch.from_numpy(maps))
+        assert torch.equal(batch["heatmap_weight"][i], torch.from_numpy(weight))
+
+
+def test_heatmap_targets_are_the_codecs_encoding_of_the_augmented_points(
+    data: tuple[list[StudyRecord], dict],
+) -> None:
+    records, studies = data
+    k = SCHEMA.num_landmarks
+    codec = HeatmapCodec(SIZE, stride=4, sigma=1.5)
+    ds = SpineDataset(records[:2], studies, SCHEMA, input_size=SIZE, augment=AugmentConfig(), seed=5, codec=codec)
+    first, again = ds[0], ds[0]
+    assert first["heatmaps"].shape == (k, 24, 24) and first["heatmaps"].dtype == torch.float32
+    assert first["heatmap_weight"].shape == (k,) and first["heatmap_weight"].dtype == torch.float32
+    assert first["heatmap_weight"].sum() > 0
+    batch = collate_samples([first, again, ds[1]])
+    assert batch["heatmaps"].shape == (3, k, 24, 24) and batch["heatmap_weight"].shape == (3, k)
+    _assert_targets_encode_the_points(batch, codec)
+    assert not torch.equal(first["heatmaps"], again["heatmaps"])  # re-encoded every epoch, never cached
+    # the targets follow the codec they are given: another sigma or stride gives other maps
+    for other in (HeatmapCodec(SIZE, stride=4, sigma=2.5), HeatmapCodec(SIZE, stride=2, sigma=1.5)):
+        ds.codec = other
+        item = ds[1]
+        maps, _ = other.encode(item["keypoints"].numpy(), item["visible"].numpy())
+        assert torch.equal(item["heatmaps"], torch.from_numpy(maps))
+        assert not np.array_equal(maps, codec.encode(item["keypoints"].numpy(), item["visible"].numpy())[0])
+    assert "heatmaps" not in SpineDataset(records[:1], studies, SCHEMA, input_size=SIZE)[0]  # no codec, no targets
+    with pytest.raises(ValueError, match="codec is for"):
+        SpineDataset(records, studies, SCHEMA, input_size=SIZE, codec=HeatmapCodec((64, 64)))
+
+
+def test_loader_workers_encode_the_heatmaps(data: tuple[list[StudyRecord], dict]) -> None:
+    records, studies = data
+    codec = HeatmapCodec(SIZE, stride=4, sigma=2.0)
+    ds = SpineDataset(records, studies, SCHEMA, input_size=SIZE, augment=AugmentConfig(), seed=2, codec=codec)
+    batches = list(DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_samples))
+    assert sum(len(b["study_uid"]) for b in batches) == len(records)
+    for batch in batches:
+        assert batch["heatmaps"].shape == (len(batch["study_uid"]), SCHEMA.num_landmarks, 24, 24)
+        _assert_targets_encode_the_points(batch, codec)
 
 
 def test_augmented_items_change_every_epoch(data: tuple[list[StudyRecord], dict]) -> None:

@@ -35,7 +35,7 @@ def validate(ckpt: Path, root: Path, devices: int) -> tuple[int, dict[str, float
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.validate(module, datamodule=SpineDataModule(data, schema=module.schema), verbose=False)
+    trainer.validate(module, datamodule=SpineDataModule(data, schema=module.schema, codec=module.codec), verbose=False)
     return trainer.global_rank, {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.data.dataset import SpineDataset, collate_samples
 from spine_kp.data.transforms import AugmentConfig
 from spine_kp.engine.config import experiment_to_dict, load_experiment
@@ -30,11 +31,11 @@ CUT_ONLY = replace(
 )  # fmt: skip
 
 
-def _batch(synth_root, n: int = 4) -> dict:
+def _batch(synth_root, n: int = 4, codec: HeatmapCodec | None = None) -> dict:
     schema = load_schema()
     ds = SpineDataset(
         read_annotations(synth_root / "annotations.json", schema), scan(synth_root / "studies").studies, schema,
-        input_size=(64, 64), augment=CUT_ONLY, skip_missing=True,
+        input_size=(64, 64), augment=CUT_ONLY, skip_missing=True, codec=codec,
     )  # fmt: skip
     return collate_samples([ds[i] for i in range(min(n, len(ds)))])
 
@@ -47,11 +48,11 @@ def test_cut_landmarks_are_flagged_absent(synth_root) -> None:
 
 
 def test_absent_landmarks_get_an_empty_target_with_weight(synth_root) -> None:
-    batch = _batch(synth_root)
-    absent = batch["absent"]
     for weight_value, expected in ((0.0, 0.0), (1.0, 1.0)):
         cfg = load_experiment("demo_cpu", {**HOURGLASS, "loss.absent_weight": str(weight_value)})
         module = LandmarkModule(experiment_to_dict(cfg), load_schema().to_dict())
+        batch = _batch(synth_root, codec=module.codec)
+        absent = batch["absent"]
         target, weight = module._heatmap_targets(batch)
         assert torch.all(weight[batch["visible"]] == 1.0)
         assert torch.all(weight[absent] == expected)
