@@ -73,7 +73,7 @@ def fit_score_calibration(
         if rec.primary is None or rec.study_uid not in studies:
             continue
         try:
-            slices.append(load_instance(studies[rec.study_uid], rec.primary.instance_uid, predictor.neighbours))
+            slices.append(load_instance(studies[rec.study_uid], rec.primary.instance_uid, predictor.slices_needed()))
         except IngestError as exc:  # the training already reported it; calibrate on the rest
             log.warning("score calibration: %s", exc)
     if not slices:

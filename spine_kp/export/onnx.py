@@ -3,7 +3,7 @@
 What is exported: the network of a checkpoint as ONE graph with two inputs, ``images`` (B, C, H, W) and ``points``
 (B, K, 2), and the outputs ``heatmaps``, ``features`` (the decoder output the grade head reads) and one
 ``grade_logits.<kind>`` per grade kind (layout: :mod:`spine_kp.inference.onnx_predictor`). A checkpoint with a crop
-grading stage adds its crop grader to the same graph as an independent third input ``crops`` (B, L, S, S) with one
+grading stage adds its crop grader to the same graph as an independent third input ``crops`` (B, L * P, S, S) with one
 ``stage_logits.<kind>`` output per graded kind (traced together with the network as one module, so one file and one
 verification); ``without_grade_stage`` leaves it out. Decoding, crops, grading points and records stay in Python,
 shared with ``spine-kp predict --checkpoint``; the ONNX predictor runs the graph in parts (cut at ``features``, and
@@ -192,7 +192,7 @@ def export_metadata(
 def _example(
     batch: int, channels: int, size: tuple[int, int], landmarks: int, seed: int, crops: tuple[int, int] | None = None
 ) -> tuple[torch.Tensor, ...]:
-    """Random inputs; ``crops`` = (L, S): also a (batch, L, S, S) crop batch."""
+    """Random inputs; ``crops`` = (L * P, S): also a (batch, L * P, S, S) crop batch."""
     g = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, channels, *size, generator=g)
     points = torch.rand(batch, landmarks, 2, generator=g) * torch.tensor([size[1] - 1.0, size[0] - 1.0])
@@ -261,7 +261,7 @@ def export_onnx(
     names = net.output_names()
     channels = int(model_config.get("in_chans", 1))
     k = predictor.schema.num_landmarks
-    crops = (len(stage.landmarks), stage.config.size_px) if stage is not None else None
+    crops = (len(stage.landmarks) * stage.config.planes, stage.config.size_px) if stage is not None else None
     example = _example(2, channels, predictor.input_size, k, 0, crops)
     model = onnx.load_from_string(_trace(net, example, names, opset, family))
     meta = export_metadata(predictor, model_config, ckpt, net)

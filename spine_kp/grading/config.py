@@ -35,6 +35,9 @@ class GradeStageConfig:
             full inverse-frequency weight, 0.5 its square root, 0 no weighting. Single-label kinds keep their
             inverse-square-root class weights.
         focal_gamma: > 0 turns the multi-label BCE into a focal loss (RetinaNet) that down-weighs easy examples.
+        neighbours: n parasagittal slices on each side whose crops (same geometry) join each landmark's, as input
+            planes of the crop CNN (2n + 1 planes); 0: the slice alone. Lateral findings (an asymmetric bulge, a
+            paramedian herniation or node) barely show on the middle slice.
         logit_adjust: tau of logit-adjusted training (Menon et al., 2021): during training each grade's logit is
             shifted by ``tau * log`` of its training prior (odds, for multi-label kinds); prediction reads the
             unshifted logits, which moves probability towards rare grades without re-weighting examples.
@@ -67,6 +70,7 @@ class GradeStageConfig:
     pos_weight_power: float = 1.0
     focal_gamma: float = 0.0
     logit_adjust: float = 0.0
+    neighbours: int = 0
 
     def __post_init__(self) -> None:
         if self.combine not in COMBINE_MODES:
@@ -77,6 +81,8 @@ class GradeStageConfig:
             raise ValueError(
                 f"grade_stage: channels must be positive widths and depth >= 1 ({self.channels}, {self.depth})"
             )
+        if self.neighbours < 0:
+            raise ValueError(f"grade_stage.neighbours must be >= 0, got {self.neighbours}")
         if self.pos_weight_power < 0 or self.focal_gamma < 0 or self.logit_adjust < 0:
             raise ValueError(
                 "grade_stage: pos_weight_power, focal_gamma and logit_adjust must be >= 0 "
@@ -84,6 +90,11 @@ class GradeStageConfig:
             )
         if self.epochs < 0 or self.batch_size < 1 or self.jitter_mm < 0 or self.rotate_deg < 0 or self.intensity < 0:
             raise ValueError("grade_stage: epochs, jitter_mm, rotate_deg, intensity must be >= 0 and batch_size >= 1")
+
+    @property
+    def planes(self) -> int:
+        """Input planes per landmark of the crop CNN (2 * neighbours + 1)."""
+        return 2 * self.neighbours + 1
 
     @property
     def step_mm(self) -> float:

@@ -15,16 +15,23 @@ sides. :func:`spine_axis_angles` gives the angle that makes the local cranio-cau
 Sampling is bilinear (``scipy.ndimage.map_coordinates``, order 1); outside the image the crop reads the low clip
 value (what the dark background becomes). Intensities are normalized with the WHOLE slice's statistics, exactly as
 the network input (:func:`spine_kp.data.intensity.normalize_intensity`).
+
+Planes. With ``grade_stage.neighbours: n > 0`` a landmark's crop is cut, with the same geometry, on its slice and on
+the n neighbouring (parasagittal) slices on each side (:func:`slice_crops`): lateral findings, such as an asymmetric
+bulge or a paramedian herniation, are barely visible on the middle slice alone.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.ndimage import map_coordinates
 
 from spine_kp.data.intensity import DEFAULT_PERCENTILES, IntensityStats, apply_intensity, finite_pixels, intensity_stats
+from spine_kp.data.preprocess import slice_channels
+from spine_kp.types import Slice
 
 
 def _nearest_finite(finite: np.ndarray, k: int, step: int) -> int | None:
@@ -136,3 +143,39 @@ def extract_crops(
 
 
 __all__ = ["crop_coordinates", "extract_crops", "spine_axis_angles"]
+
+
+def slice_crops(
+    slc: Slice,
+    points: np.ndarray,
+    landmarks: Sequence[int],
+    size_px: int,
+    window_mm: float,
+    align: bool = True,
+    neighbours: int = 0,
+) -> np.ndarray:
+    """The crop stage's input for one slice: every graded landmark's crop on each of its planes.
+
+    The crop geometry (centre, rotation from ALL landmarks' spine axis) comes from the slice's points and is the same
+    on every plane; every plane is normalized with the centre slice's statistics, so intensities compare across them.
+
+    Args:
+        slc: the decoded slice (with ``stack`` holding at least ``neighbours`` planes per side when > 0).
+        points: (K, 2) xy in original pixels, schema order; non-finite rows: missing (all-zero crops).
+        landmarks: schema indices of the graded landmarks (L of them).
+        size_px, window_mm: crop side in pixels and mm.
+        align: rotate each crop so the local spine axis points down.
+        neighbours: n parasagittal planes on each side (P = 2n + 1 planes per landmark).
+
+    Returns:
+        (L * P, S, S) float32, landmark-major: rows ``l * P .. l * P + P - 1`` are landmark l's planes, lateral order.
+    """
+    angles = spine_axis_angles(points, slc.spacing) if align else np.zeros(len(points))
+    sel = list(landmarks)
+    planes = slice_channels(slc, neighbours)  # (P, H, W), lateral order
+    stats = intensity_stats(np.asarray(slc.pixels)) if len(planes) > 1 else None
+    per_plane = [
+        extract_crops(p, points[sel], slc.spacing, size_px, window_mm, angles[sel], stats=stats) for p in planes
+    ]  # P x (L, S, S)
+    crops = np.stack(per_plane, axis=1)  # (L, P, S, S)
+    return np.ascontiguousarray(crops.reshape(-1, size_px, size_px), dtype=np.float32)

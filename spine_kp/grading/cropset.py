@@ -26,7 +26,7 @@ from torch import Tensor
 
 from spine_kp.data.labels import encode_targets
 from spine_kp.grading.config import GradeStageConfig
-from spine_kp.grading.crops import extract_crops, spine_axis_angles
+from spine_kp.grading.crops import slice_crops
 from spine_kp.grading.model import graded_landmarks
 from spine_kp.io.dicom import StudyIndex, load_instance
 from spine_kp.schema import Schema
@@ -40,8 +40,8 @@ class CropSet:
     """Crops of N annotated slices at their ground-truth points.
 
     Attributes:
-        crops: (N, L, S, S) float32, one per graded landmark (``graded_landmarks(schema, cfg.kinds)``, schema
-            order); all-zero for a landmark not annotated.
+        crops: (N, L * P, S, S) float32, P planes per graded landmark (``graded_landmarks(schema, cfg.kinds)``,
+            schema order; see :func:`spine_kp.grading.crops.slice_crops`); all-zero for a landmark not annotated.
         grades: graded kind -> (N, K_kind, G_kind) float32 multi-hot.
         grade_mask: graded kind -> (N, K_kind) bool, False where the landmark or its grade is missing.
         study_uids: (N,) the slices' studies.
@@ -70,12 +70,11 @@ def _one(
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     ann = record.primary
     assert ann is not None
-    slc = load_instance(study, ann.instance_uid)
+    slc = load_instance(study, ann.instance_uid, neighbours=cfg.neighbours)
     t = encode_targets(ann, schema, image_shape=slc.shape, source=f"study {record.study_uid}")
     points = np.where(t.visible[:, None], t.keypoints.astype(np.float64), np.nan)
-    angles = spine_axis_angles(points, slc.spacing) if cfg.align else np.zeros(len(points))  # from ALL landmarks
     sel = list(graded_landmarks(schema, cfg.kinds))
-    crops = extract_crops(slc.pixels, points[sel], slc.spacing, size_px, cfg.step_mm * size_px, angles[sel])
+    crops = slice_crops(slc, points, sel, size_px, cfg.step_mm * size_px, cfg.align, cfg.neighbours)
     kinds = {schema.landmark_kinds[i] for i in sel}
     return (
         crops,
@@ -121,7 +120,7 @@ def build_cropset(
     kinds = [k.name for k in schema.kinds if k.name in {schema.landmark_kinds[i] for i in sel}]
     if not kept:
         return CropSet(
-            np.zeros((0, len(sel), size, size), np.float32),
+            np.zeros((0, len(sel) * cfg.planes, size, size), np.float32),
             {n: np.zeros((0, len(schema.landmarks_of_kind(n)), len(schema.kind(n).grades)), np.float32) for n in kinds},
             {n: np.zeros((0, len(schema.landmarks_of_kind(n))), bool) for n in kinds},
             (),
@@ -141,6 +140,7 @@ def random_recrop(
     rotate_rad: float = 0.0,
     intensity: float = 0.0,
     generator: torch.Generator | None = None,
+    planes: int = 1,
 ) -> Tensor:
     """Random central re-crops of cached crops: uniform shift, rotation and intensity scale/shift per crop.
 
@@ -151,6 +151,7 @@ def random_recrop(
         rotate_rad: largest rotation.
         intensity: ``x * (1 + a) + b`` with a, b uniform in [-intensity, intensity].
         generator: random stream (None: torch's global one).
+        planes: P consecutive crops (one landmark's planes, K = L * P) get the same shift, rotation and intensity.
 
     Returns:
         (B, K, S, S); with all amplitudes 0, exactly the central S x S pixels.
@@ -159,8 +160,9 @@ def random_recrop(
     n = b * k
     x = crops.reshape(n, 1, so, so).float()
 
-    def uniform(*shape: int) -> Tensor:
-        return (torch.rand(*shape, generator=generator) * 2.0 - 1.0).to(x.device)
+    def uniform(*shape: int) -> Tensor:  # one draw per landmark, repeated over its planes
+        draw = torch.rand(shape[0] // planes, *shape[1:], generator=generator) * 2.0 - 1.0
+        return draw.repeat_interleave(planes, dim=0).to(x.device)
 
     angle, shift = uniform(n) * rotate_rad, uniform(n, 2) * shift_px
     cos, sin, ratio = angle.cos(), angle.sin(), size_px / so

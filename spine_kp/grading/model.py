@@ -1,6 +1,7 @@
 """The crop grader: a small GroupNorm CNN over landmark-centred crops, plus a landmark-identity embedding.
 
-Shapes: B slices, K landmarks (schema order), S crop side, K_kind landmarks of a kind, G grades of that kind.
+Shapes: B slices, K landmarks (schema order), P planes per landmark, S crop side, K_kind landmarks of a kind, G grades
+of that kind.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class CropGrader(nn.Module):
         embed_dim: identity embedding width.
         hidden: hidden layer width.
         dropout: before the classifiers.
+        planes: P input planes per landmark (its slice and parasagittal neighbours), the first conv's channels.
     """
 
     def __init__(
@@ -58,11 +60,13 @@ class CropGrader(nn.Module):
         embed_dim: int = 16,
         hidden: int = 128,
         dropout: float = 0.1,
+        planes: int = 1,
     ) -> None:
         super().__init__()
         self.landmarks = graded_landmarks(schema, kinds)
+        self.planes = int(planes)
         layers: list[nn.Module] = []
-        c_in = 1
+        c_in = self.planes
         for c in (int(w) for w in channels):
             layers += [_conv(c_in, c, 2)] + [_conv(c, c, 1) for _ in range(max(1, depth) - 1)]
             c_in = c
@@ -80,15 +84,17 @@ class CropGrader(nn.Module):
         """Grade logits per graded kind.
 
         Args:
-            crops: (B, L, S, S) normalized crops, one per graded landmark (``self.landmarks``, schema order).
+            crops: (B, L * P, S, S) normalized crops, P planes per graded landmark (``self.landmarks``, schema
+                order; landmark-major, as :func:`spine_kp.grading.crops.slice_crops` lays them out).
 
         Returns:
             ``{kind: (B, K_kind, G_kind)}`` logits for the graded kinds, landmarks in schema order within each kind.
         """
-        b, k, s, _ = crops.shape
-        if k != len(self.landmarks):
-            raise ValueError(f"CropGrader: expected {len(self.landmarks)} crops per slice, got {k}")
-        feats = self.features(crops.reshape(b * k, 1, s, s).float()).reshape(b, k, -1)  # (B, K, C)
+        b, n, s, _ = crops.shape
+        k, p = len(self.landmarks), self.planes
+        if n != k * p:
+            raise ValueError(f"CropGrader: expected {k} landmarks x {p} planes = {k * p} crops per slice, got {n}")
+        feats = self.features(crops.reshape(b * k, p, s, s).float()).reshape(b, k, -1)  # (B, K, C)
         ident = self.embedding.weight[None].expand(b, -1, -1)  # (B, K, E)
         hidden = self.mlp(torch.cat([feats, ident], dim=-1))  # (B, K, hidden)
         out: dict[str, Tensor] = {}
@@ -118,22 +124,26 @@ class PerKindCropGrader(nn.Module):
         embed_dim: int = 16,
         hidden: int = 128,
         dropout: float = 0.1,
+        planes: int = 1,
     ) -> None:
         super().__init__()
         self.landmarks = graded_landmarks(schema, kinds)
+        self.planes = int(planes)
         graded_kinds = [schema.landmark_kinds[i] for i in self.landmarks]
         self.kind_names = [k.name for k in schema.kinds if k.name in graded_kinds]
         self.graders = nn.ModuleDict(
-            {n: CropGrader(schema, (n,), channels, depth, embed_dim, hidden, dropout) for n in self.kind_names}
+            {n: CropGrader(schema, (n,), channels, depth, embed_dim, hidden, dropout, planes) for n in self.kind_names}
         )
-        for i, kind in enumerate(self.kind_names):
-            rows = [j for j, k in enumerate(graded_kinds) if k == kind]
+        for i, kind in enumerate(self.kind_names):  # the crop rows of the kind's landmarks, all their planes
+            rows = [j * self.planes + q for j, k in enumerate(graded_kinds) if k == kind for q in range(self.planes)]
             self.register_buffer(f"_rows_{i}", torch.tensor(rows, dtype=torch.long), persistent=False)
 
     def forward(self, crops: Tensor) -> dict[str, Tensor]:
-        """Same contract as :meth:`CropGrader.forward`: (B, L, S, S) -> ``{kind: (B, K_kind, G_kind)}``."""
-        if crops.shape[1] != len(self.landmarks):
-            raise ValueError(f"CropGrader: expected {len(self.landmarks)} crops per slice, got {crops.shape[1]}")
+        """Same contract as :meth:`CropGrader.forward`: (B, L * P, S, S) -> ``{kind: (B, K_kind, G_kind)}``."""
+        if crops.shape[1] != len(self.landmarks) * self.planes:
+            raise ValueError(
+                f"CropGrader: expected {len(self.landmarks) * self.planes} crops per slice, got {crops.shape[1]}"
+            )
         out: dict[str, Tensor] = {}
         for i, kind in enumerate(self.kind_names):
             out.update(self.graders[kind](crops[:, getattr(self, f"_rows_{i}")]))
@@ -143,7 +153,7 @@ class PerKindCropGrader(nn.Module):
 def create_crop_grader(cfg: GradeStageConfig, schema: Schema) -> CropGrader | PerKindCropGrader:
     """The crop grader a ``grade_stage`` config describes (training and the predictor build it the same way)."""
     cls = PerKindCropGrader if cfg.per_kind else CropGrader
-    return cls(schema, cfg.kinds, cfg.channels, cfg.depth, cfg.embed_dim, cfg.hidden, cfg.dropout)
+    return cls(schema, cfg.kinds, cfg.channels, cfg.depth, cfg.embed_dim, cfg.hidden, cfg.dropout, cfg.planes)
 
 
 __all__ = ["CropGrader", "PerKindCropGrader", "create_crop_grader", "graded_landmarks"]

@@ -120,7 +120,9 @@ class CropGraderModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         c = self.cfg
-        crops = random_recrop(batch["crops"], c.size_px, self.shift_px, math.radians(c.rotate_deg), c.intensity)
+        crops = random_recrop(
+            batch["crops"], c.size_px, self.shift_px, math.radians(c.rotate_deg), c.intensity, planes=c.planes
+        )
         loss = self.loss(self.model(crops), batch, adjust=True)
         self.log("grade_stage/train_loss", loss, batch_size=crops.shape[0], on_step=False, on_epoch=True)
         return loss

@@ -86,6 +86,12 @@ class SlicePredictor:
         self.grade_stage = grade_stage
         self.score_calibration = {k: (float(a), float(b)) for k, (a, b) in (score_calibration or {}).items()}
 
+    def slices_needed(self, fuse_neighbours: bool = False) -> int:
+        """Neighbouring slices per side to decode with each image: the network's input channels, the crop stage's
+        planes and, with ``fuse_neighbours``, one."""
+        stage = self.grade_stage.config.neighbours if self.grade_stage is not None else 0
+        return max(self.neighbours, stage, 1 if fuse_neighbours else 0)
+
     @property
     def network(self) -> Network:
         """The backend's network (subclasses)."""

@@ -2,10 +2,10 @@
 
 Shared by the PyTorch stage (:class:`spine_kp.inference.crop_stage.CropStage`) and the ONNX Runtime one
 (:class:`spine_kp.inference.onnx_predictor.OnnxCropStage`); a subclass only supplies :meth:`StageBase.logits`, the crop
-grader run on a (B, L, S, S) batch.
+grader run on a (B, L * P, S, S) batch.
 
-Shapes: B slices, K landmarks (schema order), L graded landmarks, S crop side, K_kind landmarks of a kind, G grades of
-that kind.
+Shapes: B slices, K landmarks (schema order), L graded landmarks, P planes per landmark, S crop side, K_kind landmarks
+of a kind, G grades of that kind.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from spine_kp.grading.config import GradeStageConfig
-from spine_kp.grading.crops import extract_crops, spine_axis_angles
+from spine_kp.grading.crops import slice_crops
 from spine_kp.inference.decoding import TrainedLabels, grade_probabilities
 from spine_kp.schema import Schema
 from spine_kp.types import Slice
@@ -55,19 +55,18 @@ class StageBase:
         self.temperatures = dict(temperatures or {})
 
     def logits(self, batch: np.ndarray) -> Mapping[str, Any]:
-        """The crop grader on (B, L, S, S) float32 crops: ``{kind: (B, K_kind, G)}`` logits (ndarray or tensor)."""
+        """The crop grader on (B, L * P, S, S) float32 crops: ``{kind: (B, K_kind, G)}`` logits (ndarray or tensor)."""
         raise NotImplementedError
 
     def crops(self, slc: Slice, points: np.ndarray) -> np.ndarray:
-        """(L, S, S) crops of one slice at the graded landmarks of ``points`` ((K, 2) original pixels, schema order;
-        non-finite rows: missing). Every landmark orients its neighbours' crops."""
+        """(L * P, S, S) crops of one slice at the graded landmarks of ``points`` ((K, 2) original pixels, schema
+        order; non-finite rows: missing), P planes each (:func:`spine_kp.grading.crops.slice_crops`). Every landmark
+        orients its neighbours' crops."""
         c = self.config
-        angles = spine_axis_angles(points, slc.spacing) if c.align else np.zeros(len(points))
-        sel = list(self.landmarks)
-        return extract_crops(slc.pixels, points[sel], slc.spacing, c.size_px, c.window_mm, angles[sel])
+        return slice_crops(slc, points, self.landmarks, c.size_px, c.window_mm, c.align, c.neighbours)
 
     def crop_batch(self, slices: Sequence[Slice], points: Sequence[np.ndarray]) -> np.ndarray:
-        """(B, L, S, S) float32 crops of every slice."""
+        """(B, L * P, S, S) float32 crops of every slice."""
         return np.ascontiguousarray(np.stack([self.crops(s, p) for s, p in zip(slices, points)]), dtype=np.float32)
 
     def grade(self, slices: Sequence[Slice], points: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:

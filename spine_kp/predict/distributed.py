@@ -134,7 +134,7 @@ def predict_distributed(
     result = scan(data_root, workers=max(1, options.workers))
     scan_time = time.perf_counter() - t0
     studies = [result.studies[uid] for uid in sorted(result.studies)]
-    want = max(predictor.neighbours, 1 if options.fuse_neighbours else 0)
+    want = predictor.slices_needed(options.fuse_neighbours)
     loader = DataLoader(
         StudyDataset(studies, want),
         batch_size=options.batch_size,

@@ -89,7 +89,7 @@ def predict_studies(
 ) -> PredictRun:
     """Predict already-scanned studies (the middle frame of each chosen T2 sagittal series)."""
     run = run or PredictRun()
-    want = max(predictor.neighbours, 1 if options.fuse_neighbours else 0)
+    want = predictor.slices_needed(options.fuse_neighbours)
     bar = tqdm(total=len(studies), unit="study", disable=not options.progress, file=sys.stderr, desc="predict")
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         # Loading runs ahead in the pool while the model works; "load" sums the loader threads' time.

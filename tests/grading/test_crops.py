@@ -120,3 +120,38 @@ def test_crops_do_not_import_torch():
 
     code = "import sys, spine_kp.grading.crops; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def _slice_with_stack(planes: np.ndarray):
+    from spine_kp.types import Slice
+
+    centre = planes.shape[0] // 2
+    return Slice(planes[centre], (1.0, 1.0), "1.2.3", "1.2.3.1", "1.2.3.1.1", 7, 15, stack=planes)
+
+
+def test_slice_crops_cut_every_plane_with_the_centre_geometry_and_statistics():
+    from spine_kp.grading.crops import slice_crops
+
+    rng = np.random.default_rng(4)
+    planes = rng.gamma(2.0, 100.0, size=(5, 64, 64)).astype(np.float32)  # a 2-neighbour stack
+    planes[3] *= 2.0  # one lateral plane twice as bright: stays twice as bright (centre statistics)
+    points = np.array([[20.0, 20.0], [30.0, 35.0], [40.0, 50.0]])
+    slc = _slice_with_stack(planes)
+    single = slice_crops(slc, points, [0, 2], 16, 24.0)
+    multi = slice_crops(slc, points, [0, 2], 16, 24.0, neighbours=1)
+    assert single.shape == (2, 16, 16) and multi.shape == (6, 16, 16)
+    np.testing.assert_allclose(multi[1], single[0], atol=1e-6)  # landmark-major: rows 0..2 are landmark 0's planes
+    np.testing.assert_allclose(multi[4], single[1], atol=1e-6)
+    stats = intensity_stats(planes[2])
+    angles = spine_axis_angles(points, (1.0, 1.0))
+    lateral = extract_crops(planes[3], points[[0, 2]], (1.0, 1.0), 16, 24.0, angles[[0, 2]], stats=stats)
+    np.testing.assert_allclose(multi[2], lateral[0], atol=1e-6)
+    np.testing.assert_allclose(multi[5], lateral[1], atol=1e-6)
+
+
+def test_slice_crops_without_decoded_neighbours_name_the_study():
+    from spine_kp.grading.crops import slice_crops
+
+    slc = _slice_with_stack(np.zeros((1, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="1.2.3"):
+        slice_crops(slc, np.array([[10.0, 10.0]]), [0], 8, 16.0, neighbours=1)

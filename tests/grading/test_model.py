@@ -80,3 +80,23 @@ def test_recrop_shift_moves_the_content_and_the_margin_covers_the_largest_move()
     centre = random_recrop(big, 20)[0, 0]
     assert all(not torch.allclose(m, centre) for m in moved)
     assert all(abs(float(m.sum()) - 1.0) < 0.05 for m in moved)  # the dot stays inside the re-crop
+
+
+def test_recrop_moves_the_planes_of_a_landmark_together_and_the_grader_reads_them_as_channels():
+    import torch
+
+    from spine_kp.grading.cropset import random_recrop
+    from spine_kp.grading.model import PerKindCropGrader
+    from spine_kp.schema import load_schema
+
+    base = torch.randn(2, 4, 1, 20, 20)
+    crops = base.expand(-1, -1, 3, -1, -1).reshape(2, 12, 20, 20)  # 4 landmarks x 3 identical planes
+    out = random_recrop(crops, 12, shift_px=3.0, rotate_rad=0.3, intensity=0.2, planes=3).reshape(2, 4, 3, 12, 12)
+    torch.testing.assert_close(out[:, :, 0], out[:, :, 2])  # same shift, rotation and intensity across planes
+    assert not torch.allclose(out[:, 0, 0], out[:, 1, 0])  # landmarks still drawn independently
+    schema = load_schema("default")
+    grader = PerKindCropGrader(schema, channels=(8,), planes=3)
+    logits = grader(torch.randn(2, len(schema.landmarks) * 3, 16, 16))
+    assert logits["disc"].shape == (2, 6, 7) and logits["vertebra"].shape == (2, 6, 2)
+    with pytest.raises(ValueError, match="36 crops"):
+        grader(torch.randn(2, len(schema.landmarks), 16, 16))

@@ -270,3 +270,28 @@ def test_imbalance_options_weigh_and_shift_the_training_loss_only(synth_root):
     assert float(adjusted.loss(logits, batch, adjust=True)) != pytest.approx(float(plain))
     with pytest.raises(ValueError, match="pos_weight_power"):
         GradeStageConfig(pos_weight_power=-1.0)
+
+
+def test_a_stage_on_parasagittal_planes_trains_predicts_and_exports(synth_root, tmp_path, one_thread):
+    """``grade_stage.neighbours: 1``: crops on the slice and one neighbour per side, decoded by predict on its own;
+    torch and ONNX Runtime grade alike."""
+    pytest.importorskip("onnxruntime")
+    from spine_kp.cli.main import main
+    from spine_kp.export.onnx import export_onnx
+
+    cfg = load_experiment("demo_cpu", {**TINY, "grade_stage.neighbours": "1"})
+    cfg = replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json")
+    result = train(cfg, tmp_path / "run")
+    predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
+    assert predictor.grade_stage.config.planes == 3 and predictor.slices_needed() == 1
+    assert predictor.neighbours == 0  # the landmark network still reads one slice
+    exported = export_onnx(result.best_checkpoint, tmp_path / "m.onnx")
+    outs = {}
+    for name, flag, model in (("torch", "--checkpoint", result.best_checkpoint), ("onnx", "--onnx", exported.path)):
+        outs[name] = tmp_path / f"{name}.json"
+        args = ["predict", str(synth_root / "studies"), flag, str(model), "-o", str(outs[name]), "--quiet"]
+        assert main([*args, "--device", "cpu"]) == 0
+    torch_pts, onnx_pts = _records(outs["torch"]), _records(outs["onnx"])
+    assert torch_pts and set(onnx_pts) == set(torch_pts)
+    for key, p in torch_pts.items():
+        assert abs(onnx_pts[key]["score"] - p["score"]) < 1e-3
