@@ -43,6 +43,7 @@ from spine_kp.inference.predictor import Predictor
 from spine_kp.io.annotations import read_annotations
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.predict.runner import PredictOptions, predict_folder
+from spine_kp.schema import load_schema
 
 DEFAULT_VARIANTS = {
     "full pos_weight (today)": {},
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     cfg = load_experiment(args.run / "config.yaml")
-    dm = SpineDataModule(cfg.data)
+    dm = SpineDataModule(cfg.data, schema=load_schema(cfg.schema))
     dm.setup("fit")
     schema = dm.schema
     stats = label_stats(dm.train_records, schema)

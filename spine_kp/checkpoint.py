@@ -9,7 +9,7 @@ A spine_kp checkpoint is the Lightning checkpoint that training writes (``RUN/ch
                           "label_stats": LabelStats.to_dict() or None,
                           "codec": HeatmapCodec.to_dict()},        # absent before the codec was stored
      "calibration": {"temperatures": {kind: T}, ...},              # absent when not fitted
-     "score_calibration": {"kinds": {kind: {"a", "b", ...}}, ...}, # Platt maps of the scores; absent when not fitted
+     "score_calibration": {"localization": {kind: {"a", "b", ...}}, "scores": {...}, ...},  # absent when not fitted
      ...}                                                          # Lightning's own entries (epoch, optimizer, ...)
 
 Training (:class:`spine_kp.engine.module.LandmarkModule`), warm starts (:mod:`spine_kp.engine.init_weights`), the
@@ -45,6 +45,7 @@ MODEL_PREFIX = "model."
 CALIBRATION_KEY = "calibration"
 #: Where the Platt maps of the emitted scores are stored (see :mod:`spine_kp.engine.score_calibration`).
 SCORE_CALIBRATION_KEY = "score_calibration"
+STEPS = ("localization", "scores")  # its two maps, applied in this order
 #: Hyper-parameter that holds ``HeatmapCodec.to_dict()``.
 CODEC_KEY = "codec"
 
@@ -69,7 +70,7 @@ class SpineCheckpoint:
         calibration: the fitted grade temperatures entry (None: not fitted, T = 1).
         codec: ``HeatmapCodec.to_dict()`` of the trained model (None: a checkpoint written before it was stored).
         grade_stage: the crop grading stage entry (``spine_kp.grading.stage``; None: graded by the head alone).
-        score_calibration: the Platt maps of the emitted scores per kind (None: scores are ``peak x p``).
+        score_calibration: the Platt maps of the scores per kind (None: scores are ``peak x p``).
     """
 
     path: Path
@@ -99,11 +100,12 @@ class SpineCheckpoint:
         return (self.calibration or {}).get("temperatures")
 
     @property
-    def score_maps(self) -> dict[str, tuple[float, float]] | None:
-        """kind or "kind/grade" -> (a, b) of the fitted Platt maps of the scores (None when the checkpoint has none)."""
+    def score_maps(self) -> dict[str, dict[str, tuple[float, float]]] | None:
+        """``{"localization": {kind: (a, b)}, "scores": {kind: (a, b)}}`` of the fitted Platt maps (see
+        :mod:`spine_kp.engine.score_calibration`); None when the checkpoint has none."""
         entry = self.score_calibration or {}
-        fits = {**entry.get("kinds", {}), **entry.get("classes", {})}
-        return {k: (float(f["a"]), float(f["b"])) for k, f in fits.items()} if fits else None
+        steps = {s: {k: (float(f["a"]), float(f["b"])) for k, f in (entry.get(s) or {}).items()} for s in STEPS}
+        return steps if any(steps.values()) else None
 
     def heatmap_codec(self) -> HeatmapCodec:
         """The codec the model was trained with (see :func:`build_codec`).

@@ -1,26 +1,36 @@
-"""Score calibration at the end of training: one Platt map per landmark kind, so a score s means "right a share s".
+"""Score calibration at the end of training: two Platt maps per kind, so a score s means "a TP a share s of the time".
 
 Why: an emitted score is ``peak x p(grade)``. The grade probability is temperature-scaled
-(:mod:`spine_kp.engine.calibration`), but the heatmap peak is not a probability: correct landmarks peak at 0.3-0.6,
-so raw scores are under-confident (ECE 0.44 for vertebrae on phantoms) although localization is nearly perfect.
+(:mod:`spine_kp.engine.calibration`, and the crop stage's own), but the heatmap peak is not a probability: correct
+landmarks peak at 0.3-0.6, so raw scores are under-confident (ECE 0.44 for vertebrae on phantoms) although
+localization is nearly perfect; and the grades a landmark emits (its most probable one, the others at >= 0.5) are
+right less often than their probability says.
 
-What is fitted: the finished checkpoint (landmark network, its temperatures and the crop grading stage, as predict
-uses them) predicts the validation split's annotated slices; the project's evaluator matches the points with the
-8 mm rules; each kind's counted (point, class) pairs, the very population whose ECE ``spine-kp evaluate`` reports,
-give (score, TP) pairs, and :func:`spine_kp.evaluation.calibration.fit_platt` fits ``s' = sigmoid(a logit(s) + b)``.
-A class (kind/grade) with at least ``calibration.min_points`` pairs gets its own map (the grades of one kind are not
-equally reliable: a normal disc's scores and a rare grade's mean different things), the other classes their kind's;
-a kind with fewer pairs keeps its raw scores. Every map is strictly increasing (a > 0) and a class's points all go
-through the same map, so it changes no ranking within a class and no AP.
+What is fitted, on the finished checkpoint (landmark network, temperatures and crop grading stage, as predict uses
+them) predicting the validation split's annotated slices:
+
+1. ``localization``: per kind, P(within 8 mm of the annotated landmark of the same identification) as
+   ``sigmoid(a logit(peak) + b)``, from one (peak, within) pair per placed landmark. The confidence of a point is
+   then that probability instead of the raw peak (this reorders points of different landmarks, so APs change; on
+   phantoms they rose).
+2. ``scores``: per kind, ``sigmoid(a logit(s) + b)`` of the resulting score ``s = P(within) x p(grade)``, fitted on
+   the (point, class) pairs the 8 mm rules count as TP or FP, the very population whose ECE ``spine-kp evaluate``
+   reports. It is strictly increasing and one per kind, so it keeps every order within a kind: no AP changes, and
+   no landmark's top grade (the one the competition F1s read).
+
+Both with :func:`spine_kp.evaluation.calibration.fit_platt` (a > 0); a kind with fewer than
+``calibration.min_points`` pairs gets no map (identity). One map per class in step 2 calibrated a little better but
+reordered the grades of a landmark: the top grade of some discs changed and the F1s fell (0.804 -> 0.768 on the
+README demo).
 
 Stored in the checkpoint under ``"score_calibration"``::
 
-    {"kinds": {kind: {a, b, n, n_tp, ece_before, ece_after}}, "classes": {"kind/grade": {...}},
+    {"localization": {kind: {a, b, n, n_tp, ece_before, ece_after}}, "scores": {kind: {...}},
      "fitted_on": "...", "radius_mm": 8.0, "n_studies": n, "seconds": s}
 
-and applied by both predictors (torch and ONNX Runtime) when they write records. Each checkpoint (best, last) is
-fitted on its own predictions. The validation split is the one that picked ``best.ckpt``, so these ECE figures are
-in-sample: judge calibration on held-out data with ``spine-kp evaluate``.
+(``n_tp`` counts landmarks within 8 mm in step 1 and TPs in step 2.) Both predictors (torch and ONNX Runtime) apply
+it when they write records. Each checkpoint (best, last) is fitted on its own predictions. The validation split also
+picked ``best.ckpt``, so the fit is in-sample: judge calibration on held-out data with ``spine-kp evaluate``.
 """
 
 from __future__ import annotations
@@ -31,18 +41,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from spine_kp.checkpoint import SCORE_CALIBRATION_KEY, write_entry
 from spine_kp.evaluation.calibration import fit_platt
 from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
 from spine_kp.evaluation.spacing import fill_spacing
+from spine_kp.inference.pipeline import SlicePrediction
 from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.records import landmarks_to_record
 from spine_kp.io.dicom import IngestError, StudyIndex, load_instance
 from spine_kp.types import StudyRecord
 
 log = logging.getLogger(__name__)
 
-FITTED_ON = "validation split, annotated slices, counted (point, class) pairs of the 8 mm rules"
+FITTED_ON = "validation split, annotated slices: peak vs within 8 mm, then score vs TP of the 8 mm rules"
 
 
 def fit_score_calibration(
@@ -53,13 +67,13 @@ def fit_score_calibration(
     device: str = "cpu",
     batch_size: int = 8,
 ) -> dict[str, Any] | None:
-    """Predict ``records``' annotated slices with ``checkpoint`` and fit one Platt map per kind.
+    """Predict ``records``' annotated slices with ``checkpoint`` and fit the two Platt maps per kind.
 
     Args:
         checkpoint: a finished spine_kp checkpoint (its own score calibration, if any, is ignored).
         records: validation annotation records (each uses ``record.primary``).
         studies: study UID -> StudyIndex holding them.
-        min_points: least scored pairs of a kind to fit its map.
+        min_points: least pairs of a kind to fit each of its maps.
         device: where the network runs ("cpu", "auto", ...).
         batch_size: slices per forward pass.
 
@@ -78,27 +92,65 @@ def fit_score_calibration(
             log.warning("score calibration: %s", exc)
     if not slices:
         return None
-    predicted = [
-        p.record for i in range(0, len(slices), batch_size) for p in predictor.predict(slices[i : i + batch_size])
-    ]
-    seen = {r.study_uid for r in predicted}
-    gt = fill_spacing([r for r in records if r.study_uid in seen], pred_records=predicted)
-    result = evaluate_records(gt, predicted, predictor.schema, radius=DEFAULT_RADIUS_MM)
-    fits: dict[str, dict[str, Any]] = {"kinds": {}, "classes": {}}
-    for kind in predictor.schema.kinds:
-        names = [("kinds", kind.name)] + [("classes", f"{kind.name}/{g}") for g in kind.grades]
-        for level, name in names:
-            scores, is_tp = result.scored.get(name, ((), ()))
-            fit = fit_platt(scores, is_tp, min_points=min_points)
-            if fit.n >= min_points:
-                fits[level][name] = fit.to_dict()
+    predicted = [p for i in range(0, len(slices), batch_size) for p in predictor.predict(slices[i : i + batch_size])]
+    truth = {r.study_uid: r for r in records}
+    schema = predictor.schema
+    peaks: dict[str, list[float]] = {k.name: [] for k in schema.kinds}
+    within: dict[str, list[bool]] = {k.name: [] for k in schema.kinds}
+    for pred in predicted:
+        ann = truth[pred.slice.study_uid].primary
+        gt = {p.identification: p.coord for p in ann.points} if ann is not None else {}
+        row_mm, col_mm = pred.slice.spacing
+        for k, name in enumerate(schema.landmarks):
+            if not predictor.trained.landmarks[k] or pred.peaks[k] <= 0:  # not placed: no point, no score
+                continue
+            kind = schema.landmark_kinds[k]
+            peaks[kind].append(float(pred.peaks[k]))
+            if name not in gt:
+                within[kind].append(False)
+                continue
+            dx, dy = (pred.coords[k][0] - gt[name][0]) * col_mm, (pred.coords[k][1] - gt[name][1]) * row_mm
+            within[kind].append(bool(np.hypot(dx, dy) <= DEFAULT_RADIUS_MM))
+    localization = {}
+    for kind in schema.kinds:
+        fit = fit_platt(np.asarray(peaks[kind.name]), np.asarray(within[kind.name], bool), min_points=min_points)
+        if fit.n >= min_points:
+            localization[kind.name] = fit.to_dict()
+    step1 = {"localization": localization}
+    rescored = [_record(pred, predictor, step1) for pred in predicted]
+    gt = fill_spacing([truth[r.study_uid] for r in rescored], pred_records=rescored)
+    result = evaluate_records(gt, rescored, schema, radius=DEFAULT_RADIUS_MM)
+    scores = {}
+    for kind in schema.kinds:
+        fit = fit_platt(*result.scored.get(kind.name, (np.zeros(0), np.zeros(0, bool))), min_points=min_points)
+        if fit.n >= min_points:
+            scores[kind.name] = fit.to_dict()
     return {
-        **fits,
+        "localization": localization,
+        "scores": scores,
         "fitted_on": FITTED_ON,
         "radius_mm": DEFAULT_RADIUS_MM,
-        "n_studies": len(seen),
+        "n_studies": len(predicted),
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def _record(pred: SlicePrediction, predictor: Predictor, maps: dict[str, Any]) -> StudyRecord:
+    """The record of one prediction, scored with ``maps`` (no network run)."""
+    s = pred.slice
+    return landmarks_to_record(
+        pred.coords,
+        pred.peaks,
+        pred.grade_probs,
+        predictor.schema,
+        predictor.trained,
+        study_uid=s.study_uid,
+        series_uid=s.series_uid,
+        instance_uid=s.instance_uid,
+        z_index=s.z_index,
+        spacing=s.spacing,
+        score_calibration=maps,
+    )
 
 
 def calibrate_checkpoints(
@@ -123,9 +175,9 @@ def calibrate_checkpoints(
         write_entry(path, SCORE_CALIBRATION_KEY, entry)
         done[str(path)] = entry
         summary = {
-            k: (round(f["ece_before"] or 0, 3), round(f["ece_after"] or 0, 3)) for k, f in entry["kinds"].items()
+            k: (round(f["ece_before"] or 0, 3), round(f["ece_after"] or 0, 3)) for k, f in entry["scores"].items()
         }
-        log.info("score calibration of %s: ECE before/after per kind %s", Path(path).name, summary)
+        log.info("score calibration of %s: ECE of the scores before/after per kind %s", Path(path).name, summary)
     return done
 
 

@@ -65,9 +65,8 @@ class EvaluationResult:
         baseline: the competition baseline's macro F1 at 6 mm and its confusion matrix (``baseline_macro_f1``).
         calibration: reliability bins, ECE and Brier score of the emitted scores per kind, then of all points.
         curves: class name -> (recall, precision) operating points, for plots.
-        scored: kind (then "all", then each class "kind/grade") -> ((N,) scores, (N,) bool TP) of the pairs the
-            calibration figures use, e.g. to fit a score calibration
-            (:func:`spine_kp.evaluation.calibration.fit_platt`).
+        scored: kind (then "all") -> ((N,) scores, (N,) bool TP) of the pairs the calibration figures use, e.g. to
+            fit a score calibration (:func:`spine_kp.evaluation.calibration.fit_platt`).
         errors: identification -> localization errors in mm (NaN = never predicted), for plots.
         data_checks: both files checked against the images of the data root (None without one).
     """
@@ -223,20 +222,19 @@ def _class_results(
 def _scored_pairs(
     classes: Sequence[tuple[str, str]], kinds: Sequence[str], scores: np.ndarray, outcome: np.ndarray
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The counted (TP or FP) (prediction, class) pairs' scores and outcomes, per kind, all together, per class."""
+    """The counted (TP or FP) (prediction, class) pairs' scores and outcomes, per kind and then all together."""
     counted = (outcome == TP) | (outcome == FP)  # (N, C)
     groups = [(kind, [c for c, (k, _) in enumerate(classes) if k == kind]) for kind in kinds]
-    per_class = [(f"{k}/{g}", [c]) for c, (k, g) in enumerate(classes)]
     out = {}
-    for name, cols in [*groups, ("all", list(range(len(classes)))), *per_class]:
+    for name, cols in [*groups, ("all", list(range(len(classes))))]:
         rows, cc = np.nonzero(counted[:, cols])
         out[name] = (scores[rows], outcome[:, cols][rows, cc] == TP)
     return out
 
 
 def _calibration(scored: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Reliability, ...]:
-    """Reliability of each kind's population of :func:`_scored_pairs`, then of all pairs (not per class)."""
-    return tuple(reliability(s, y, N_BINS, name) for name, (s, y) in scored.items() if "/" not in name)
+    """Reliability of each population of :func:`_scored_pairs`."""
+    return tuple(reliability(s, y, N_BINS, name) for name, (s, y) in scored.items())
 
 
 def _first_classes(enc: Encoder, schema: Schema) -> np.ndarray:

@@ -174,7 +174,10 @@ def export_metadata(
             "grades": {k: [bool(v) for v in m] for k, m in predictor.trained.grades.items()},
         },
         "temperatures": {k: float(t) for k, t in predictor.temperatures.items()},
-        "score_calibration": {k: [float(a), float(b)] for k, (a, b) in predictor.score_calibration.items()},
+        "score_calibration": {
+            step: {k: [float(a), float(b)] for k, (a, b) in maps.items()}
+            for step, maps in predictor.score_calibration.items()
+        },
         "model": {
             "name": f"spine_kp {arch}".strip(),
             "config": model_config,

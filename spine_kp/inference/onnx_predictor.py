@@ -36,6 +36,7 @@ from spine_kp.errors import UserError
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.inference.decoding import TrainedLabels
 from spine_kp.inference.pipeline import SlicePredictor
+from spine_kp.inference.records import score_maps
 from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 
@@ -218,9 +219,7 @@ class OnnxPredictor(SlicePredictor):
                 "percentiles": tuple(meta["percentiles"]) if meta.get("percentiles") else None,
                 "target_spacing": meta.get("target_spacing"),
                 "temperatures": meta.get("temperatures") or {},
-                "score_calibration": {
-                    str(k): (float(a), float(b)) for k, (a, b) in (meta.get("score_calibration") or {}).items()
-                },
+                "score_calibration": score_maps(meta.get("score_calibration")),
             }
             stage_meta = meta.get("grade_stage")
             if stage_meta is not None:

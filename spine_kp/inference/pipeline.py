@@ -19,7 +19,7 @@ from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.data.preprocess import Geometry, prepare_image
 from spine_kp.inference.decoding import Network, TrainedLabels, infer_views
-from spine_kp.inference.records import landmarks_to_record
+from spine_kp.inference.records import ScoreMaps, landmarks_to_record, score_maps
 from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 from spine_kp.types import Slice, StudyRecord
@@ -56,8 +56,8 @@ class SlicePredictor:
         temperatures: kind -> T dividing that kind's grade logits (calibration fitted in training); None or a
             kind not named: T = 1.
         grade_stage: the crop grading stage (torch or ONNX Runtime), None to grade with the head alone.
-        score_calibration: "kind/grade" or kind -> (a, b), the Platt maps of the scores fitted at the end of
-            training (:mod:`spine_kp.engine.score_calibration`); None or neither named: the raw ``peak x p``.
+        score_calibration: ``{"localization": {kind: (a, b)}, "scores": {kind: (a, b)}}``, the Platt maps fitted at
+            the end of training (:mod:`spine_kp.engine.score_calibration`); None or empty: the raw ``peak x p``.
     """
 
     def __init__(
@@ -72,7 +72,7 @@ class SlicePredictor:
         target_spacing: float | None = None,
         temperatures: Mapping[str, float] | None = None,
         grade_stage: StageBase | None = None,
-        score_calibration: Mapping[str, tuple[float, float]] | None = None,
+        score_calibration: ScoreMaps | None = None,
     ) -> None:
         self.schema = schema
         self.codec = codec
@@ -84,7 +84,7 @@ class SlicePredictor:
         self.target_spacing = target_spacing
         self.temperatures = dict(temperatures or {})
         self.grade_stage = grade_stage
-        self.score_calibration = {k: (float(a), float(b)) for k, (a, b) in (score_calibration or {}).items()}
+        self.score_calibration = score_maps(score_calibration)
 
     def slices_needed(self, fuse_neighbours: bool = False) -> int:
         """Neighbouring slices per side to decode with each image: the network's input channels, the crop stage's

@@ -23,6 +23,7 @@ from spine_kp.data.labels import LabelStats
 from spine_kp.inference.crop_stage import CropStage
 from spine_kp.inference.infer import TorchNetwork, TrainedLabels
 from spine_kp.inference.pipeline import SlicePrediction, SlicePredictor  # noqa: F401 (SlicePrediction: re-exported)
+from spine_kp.inference.records import ScoreMaps
 from spine_kp.models.net import LandmarkNet, ModelConfig, create_model
 from spine_kp.schema import Schema
 
@@ -47,7 +48,7 @@ class Predictor(SlicePredictor):
         schema, codec, trained, input_size, neighbours, decode, percentiles, target_spacing, temperatures: see
             :class:`~spine_kp.inference.pipeline.SlicePredictor`.
         grade_stage: the crop grading stage, None to grade with the head alone.
-        score_calibration: "kind/grade" or kind -> (a, b), Platt maps of the scores (see the base class).
+        score_calibration: the Platt maps of the scores (see the base class).
     """
 
     def __init__(
@@ -64,7 +65,7 @@ class Predictor(SlicePredictor):
         device: str | torch.device = "cpu",
         temperatures: dict[str, float] | None = None,
         grade_stage: CropStage | None = None,
-        score_calibration: dict[str, tuple[float, float]] | None = None,
+        score_calibration: ScoreMaps | None = None,
     ) -> None:
         super().__init__(
             schema,

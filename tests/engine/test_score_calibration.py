@@ -50,34 +50,38 @@ def _scores(predictions):
 
 
 def test_best_and_last_carry_a_fitted_map_per_kind(run):
-    assert run.score_calibration is not None and set(run.score_calibration["kinds"]) == {"vertebra", "disc"}
+    assert run.score_calibration is not None
+    assert set(run.score_calibration["localization"]) == set(run.score_calibration["scores"]) == {"vertebra", "disc"}
     for path in (run.best_checkpoint, run.last_checkpoint):
         entry = torch.load(path, map_location="cpu", weights_only=False)[SCORE_CALIBRATION_KEY]
         assert entry["n_studies"] == 2 and entry["radius_mm"] == 8.0
-        for fit in [*entry["kinds"].values(), *entry["classes"].values()]:
+        for fit in [*entry["localization"].values(), *entry["scores"].values()]:
             assert fit["a"] >= 0.2 and np.isfinite(fit["b"]) and fit["n"] >= 1
         maps = load_checkpoint(path).score_maps
-        assert set(maps) == set(entry["kinds"]) | set(entry["classes"])
+        assert {s: set(m) for s, m in maps.items()} == {s: set(entry[s]) for s in ("localization", "scores")}
 
 
-def test_predictor_applies_the_maps_without_reordering_a_class(run, slices, one_thread):
+def test_predictor_maps_the_peak_then_the_score_and_keeps_each_landmarks_grade_order(run, slices, one_thread):
     calibrated = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
     raw = Predictor.from_checkpoint(run.best_checkpoint, device="cpu", score_calibration={})
-    assert calibrated.score_calibration and not raw.score_calibration
-    got, ref = _scores(calibrated.predict(slices)), _scores(raw.predict(slices))
+    assert all(calibrated.score_calibration.values()) and not any(raw.score_calibration.values())
+    preds = calibrated.predict(slices)
+    got, ref = _scores(preds), _scores(raw.predict(slices))
     assert got.keys() == ref.keys()
-    maps = calibrated.score_calibration
+    names = calibrated.schema.landmarks
+    peaks = {(p.record.study_uid, name): float(p.peaks[k]) for p in preds for k, name in enumerate(names)}
     changed = 0
     for key, s in ref.items():
-        _, _, kind, grade = key
-        a, b = maps.get(f"{kind}/{grade}", maps[kind])
-        assert got[key] == pytest.approx(float(platt(s, a, b)), abs=1e-4)  # s was rounded to 1e-6
+        study, name, kind, _ = key
+        peak, maps = peaks[(study, name)], calibrated.score_calibration
+        within = float(platt(peak, *maps["localization"][kind]))  # P(within 8 mm) of the peak
+        expected = float(platt(s / peak * within, *maps["scores"][kind]))  # then the product -> P(TP)
+        assert got[key] == pytest.approx(expected, abs=1e-4)  # s was rounded to 1e-6
         changed += abs(got[key] - s) > 1e-3
     assert changed  # the map does something
-    for cls in {k[2:] for k in ref}:  # within a class, the order of the points is kept
-        keys = [k for k in ref if k[2:] == cls]
-        a, b = np.array([ref[k] for k in keys]), np.array([got[k] for k in keys])
-        assert np.all(np.sign(np.subtract.outer(a, a)) * np.sign(np.subtract.outer(b, b)) >= 0)
+    for landmark in {k[:2] for k in ref}:  # a landmark's grades keep their order: its top grade is unchanged
+        keys = [k for k in ref if k[:2] == landmark]
+        assert max(keys, key=ref.get) == max(keys, key=got.get)
 
 
 def test_disabled_score_calibration_writes_nothing(synth_root, tmp_path, one_thread):
@@ -99,7 +103,8 @@ def test_onnx_export_carries_the_maps_and_scores_like_torch(run, slices, tmp_pat
     exported = export_onnx(run.best_checkpoint, tmp_path / "m.onnx")
     meta = json.loads({p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}[METADATA_KEY])
     ref = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
-    assert {k: tuple(v) for k, v in meta["score_calibration"].items()} == ref.score_calibration  # JSON keeps floats
+    stored = {step: {k: tuple(v) for k, v in m.items()} for step, m in meta["score_calibration"].items()}
+    assert stored == ref.score_calibration  # JSON keeps the floats
     got = _scores(OnnxPredictor.from_onnx(exported.path, device="cpu").predict(slices))
     want = _scores(ref.predict(slices))
     assert got.keys() == want.keys()
