@@ -30,13 +30,11 @@ from typing import Any
 
 import yaml
 
-from spine_kp.config import from_dict
 from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import load_experiment
 from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.spacing import fill_spacing
-from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.stage import train_grade_stage
 from spine_kp.inference.crop_stage import CropStage
 from spine_kp.inference.predictor import Predictor
@@ -97,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     cfg = load_experiment(args.run / "config.yaml")
+    variants = _parse_variants(args.variant)
+    stage_cfgs = {}
+    for name, overrides in variants.items():  # every variant is checked before anything trains
+        extra = {"epochs": args.epochs} if args.epochs is not None else {}
+        try:
+            stage_cfgs[name] = dataclasses.replace(cfg.grade_stage, enabled=True, **overrides, **extra)
+        except (TypeError, ValueError) as exc:
+            ap.error(f"--variant {name}: {exc}")
     dm = SpineDataModule(cfg.data, schema=load_schema(cfg.schema))
     dm.setup("fit")
     schema = dm.schema
@@ -105,11 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     base = Predictor.from_checkpoint(args.run / "checkpoints" / "best.ckpt", device="cpu", grade_stage=None)
     rows: dict[str, dict[str, Any]] = {"head": _score(base, args.test_root, gt, schema, args.top_k_grades)}
     print(f"head: {rows['head']}", flush=True)
-    for name, overrides in _parse_variants(args.variant).items():
-        stage_cfg = dataclasses.replace(cfg.grade_stage, enabled=True, **overrides)
-        if args.epochs is not None:
-            stage_cfg = dataclasses.replace(stage_cfg, epochs=args.epochs)
-        stage_cfg = from_dict(GradeStageConfig, dataclasses.asdict(stage_cfg))  # validates the values
+    for name, overrides in variants.items():
+        stage_cfg = stage_cfgs[name]
         t0 = time.perf_counter()
         payload = train_grade_stage(
             stage_cfg, schema, stats, dm.train_records, dm.val_records, dm.studies, seed=cfg.seed

@@ -45,7 +45,6 @@ MODEL_PREFIX = "model."
 CALIBRATION_KEY = "calibration"
 #: Where the Platt maps of the emitted scores are stored (see :mod:`spine_kp.engine.score_calibration`).
 SCORE_CALIBRATION_KEY = "score_calibration"
-STEPS = ("localization", "scores")  # its two maps, applied in this order
 #: Hyper-parameter that holds ``HeatmapCodec.to_dict()``.
 CODEC_KEY = "codec"
 
@@ -70,7 +69,8 @@ class SpineCheckpoint:
         calibration: the fitted grade temperatures entry (None: not fitted, T = 1).
         codec: ``HeatmapCodec.to_dict()`` of the trained model (None: a checkpoint written before it was stored).
         grade_stage: the crop grading stage entry (``spine_kp.grading.stage``; None: graded by the head alone).
-        score_calibration: the Platt maps of the scores per kind (None: scores are ``peak x p``).
+        score_calibration: the Platt maps of the scores per kind (None: scores are ``peak x p``); read by
+            :func:`spine_kp.inference.records.score_maps`.
     """
 
     path: Path
@@ -98,14 +98,6 @@ class SpineCheckpoint:
     def temperatures(self) -> dict[str, float] | None:
         """kind -> fitted grade temperature (None when the checkpoint has none)."""
         return (self.calibration or {}).get("temperatures")
-
-    @property
-    def score_maps(self) -> dict[str, dict[str, tuple[float, float]]] | None:
-        """``{"localization": {kind: (a, b)}, "scores": {kind: (a, b)}}`` of the fitted Platt maps (see
-        :mod:`spine_kp.engine.score_calibration`); None when the checkpoint has none."""
-        entry = self.score_calibration or {}
-        steps = {s: {k: (float(f["a"]), float(f["b"])) for k, f in (entry.get(s) or {}).items()} for s in STEPS}
-        return steps if any(steps.values()) else None
 
     def heatmap_codec(self) -> HeatmapCodec:
         """The codec the model was trained with (see :func:`build_codec`).

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from spine_kp.engine.config import ExperimentConfig
 from spine_kp.engine.train import replace_data_paths, train
-from spine_kp.evaluation.evaluate import EvaluationResult, evaluate_records
+from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.report import write_report
+from spine_kp.evaluation.result import EvaluationResult
 from spine_kp.inference.predictor import Predictor
 from spine_kp.io.annotations import read_annotations
 from spine_kp.predict.outputs import write_outputs

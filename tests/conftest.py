@@ -4,13 +4,14 @@
 * ``one_thread``: one intra-op thread for a module of tiny convolutions, also outside xdist (more only thrash on a
   shared 2-core machine);
 * ``synth_root``: one small phantom data set per test session (per xdist worker), shared by the data, engine and
-  predict tests: ``root/studies`` (DICOM folders, with the tricky files) and ``root/annotations.json``.
+  predict tests: ``root/studies`` (DICOM folders, with the tricky files) and ``root/annotations.json``;
+* ``train_tiny``: one epoch of a tiny demo_cpu model on ``synth_root``, with extra config overrides.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,28 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     make_dataset(root, n_studies=N_STUDIES, seed=2, size=128, axial=False)
     return root
+
+
+#: A demo_cpu model small enough to train one epoch on the five phantoms in seconds (2 validation studies).
+TINY_TRAIN = {
+    "data.input_size": "[64, 64]",
+    "data.batch_size": "2",
+    "data.val_fraction": "0.4",
+    "model.decoder_channels": "16",
+    "trainer.max_epochs": "1",
+    "trainer.progress_bar": "false",
+}
+
+
+@pytest.fixture(scope="session")
+def train_tiny(synth_root: Path) -> Callable[..., object]:
+    """``train_tiny(run_dir, {"key": "value"})``: train the tiny model on ``synth_root``; returns the TrainResult."""
+
+    def run(run_dir: Path, overrides: dict[str, str] | None = None):
+        from spine_kp.engine.config import load_experiment
+        from spine_kp.engine.train import replace_data_paths, train
+
+        cfg = load_experiment("demo_cpu", {**TINY_TRAIN, **(overrides or {})})
+        return train(replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json"), run_dir)
+
+    return run

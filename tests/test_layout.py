@@ -30,11 +30,16 @@ FORBIDDEN = {
 }
 
 
-def _spine_kp_imports(path: Path) -> set[str]:
+def _spine_kp_imports(path: Path, members: bool = False) -> set[str]:
+    """Every spine_kp module a file imports anywhere in it (module level or inside a function); with ``members``
+    also ``module.name`` for each ``from module import name``, so ``from spine_kp import predict`` counts as
+    ``spine_kp.predict``."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            if members:
+                names.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
     return {n for n in names if n == "spine_kp" or n.startswith("spine_kp.")}
@@ -81,19 +86,6 @@ def test_checkpoints_are_read_without_the_training_code():
         assert not {n for n in _spine_kp_imports(ROOT / module) if n.startswith("spine_kp.engine")}, module
 
 
-def _imported_modules(path: Path) -> set[str]:
-    """Every spine_kp name a file imports anywhere in it; ``from spine_kp import predict`` counts as
-    ``spine_kp.predict``."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-    return {n for n in names if n == "spine_kp" or n.startswith("spine_kp.")}
-
-
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_inference_core_is_shared_without_the_batch_runner(package):
     """Training, the crop grading stage and the inference core use one another's models, never ``spine_kp.predict``
@@ -103,7 +95,7 @@ def test_inference_core_is_shared_without_the_batch_runner(package):
     bad = {
         f"{m.relative_to(ROOT)}: {name}"
         for m in modules
-        for name in _imported_modules(m)
+        for name in _spine_kp_imports(m, members=True)
         if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[package])
     }
     assert not bad

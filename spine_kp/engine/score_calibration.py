@@ -48,9 +48,7 @@ from spine_kp.evaluation.calibration import fit_platt
 from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
 from spine_kp.evaluation.spacing import fill_spacing
-from spine_kp.inference.pipeline import SlicePrediction
 from spine_kp.inference.predictor import Predictor
-from spine_kp.inference.records import landmarks_to_record
 from spine_kp.io.dicom import IngestError, StudyIndex, load_instance
 from spine_kp.types import StudyRecord
 
@@ -117,7 +115,7 @@ def fit_score_calibration(
         if fit.n >= min_points:
             localization[kind.name] = fit.to_dict()
     step1 = {"localization": localization}
-    rescored = [_record(pred, predictor, step1) for pred in predicted]
+    rescored = [predictor.record(p.slice, p.coords, p.peaks, p.grade_probs, score_calibration=step1) for p in predicted]
     gt = fill_spacing([truth[r.study_uid] for r in rescored], pred_records=rescored)
     result = evaluate_records(gt, rescored, schema, radius=DEFAULT_RADIUS_MM)
     scores = {}
@@ -133,24 +131,6 @@ def fit_score_calibration(
         "n_studies": len(predicted),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-
-
-def _record(pred: SlicePrediction, predictor: Predictor, maps: dict[str, Any]) -> StudyRecord:
-    """The record of one prediction, scored with ``maps`` (no network run)."""
-    s = pred.slice
-    return landmarks_to_record(
-        pred.coords,
-        pred.peaks,
-        pred.grade_probs,
-        predictor.schema,
-        predictor.trained,
-        study_uid=s.study_uid,
-        series_uid=s.series_uid,
-        instance_uid=s.instance_uid,
-        z_index=s.z_index,
-        spacing=s.spacing,
-        score_calibration=maps,
-    )
 
 
 def calibrate_checkpoints(

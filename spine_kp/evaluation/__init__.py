@@ -4,7 +4,8 @@ Layers, each usable alone: :mod:`matching` (the rules on arrays: one study or a 
 (AP, F1), :mod:`baseline_f1` (the competition baseline's macro F1), :mod:`calibration` (ECE, Brier score,
 temperature scaling), :mod:`localization` (errors in mm), :mod:`encode` (records -> arrays), :mod:`spacing` (where
 the pixel spacing comes from), :mod:`against_data` (both files checked against the images of a DICOM data root),
-:mod:`evaluate` (records/files -> :class:`EvaluationResult`), :mod:`report` (tables, plots).
+:mod:`evaluate` (records/files -> :class:`~spine_kp.evaluation.result.EvaluationResult`, in :mod:`result`),
+:mod:`report` (tables, plots).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from spine_kp.evaluation.against_data import DataChecks, check_against_images, s
 from spine_kp.evaluation.baseline_f1 import BaselineF1
 from spine_kp.evaluation.calibration import Reliability, fit_temperature, reliability
 from spine_kp.evaluation.encode import Encoder
-from spine_kp.evaluation.evaluate import EvaluationResult, evaluate_files, evaluate_records
+from spine_kp.evaluation.evaluate import evaluate_files, evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM, GroundTruth, Predictions, StudyMatch, match_study
 from spine_kp.evaluation.metrics import ClassResult, average_precision, pr_curve, support_weighted_f1
+from spine_kp.evaluation.result import EvaluationResult
 from spine_kp.evaluation.spacing import SpacingError, fill_spacing
 
 __all__ = [

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from spine_kp.evaluation.calibration import Reliability
-from spine_kp.evaluation.evaluate import EvaluationResult
+from spine_kp.evaluation.result import EvaluationResult
 from spine_kp.io.atomic import atomic_output, atomic_write_text
 
 if TYPE_CHECKING:

@@ -7,6 +7,7 @@ of that kind.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -112,28 +113,17 @@ class PerKindCropGrader(nn.Module):
     Args:
         schema: the landmark set.
         kinds: the kinds graded; empty: all.
-        channels, depth, embed_dim, hidden, dropout: of each kind's :class:`CropGrader`.
+        grader_kwargs: the other arguments of each kind's :class:`CropGrader` (``channels``, ``depth``,
+            ``embed_dim``, ``hidden``, ``dropout``, ``planes``).
     """
 
-    def __init__(
-        self,
-        schema: Schema,
-        kinds: Sequence[str] = (),
-        channels: Sequence[int] = (16, 32, 64, 96),
-        depth: int = 1,
-        embed_dim: int = 16,
-        hidden: int = 128,
-        dropout: float = 0.1,
-        planes: int = 1,
-    ) -> None:
+    def __init__(self, schema: Schema, kinds: Sequence[str] = (), **grader_kwargs: Any) -> None:
         super().__init__()
         self.landmarks = graded_landmarks(schema, kinds)
-        self.planes = int(planes)
         graded_kinds = [schema.landmark_kinds[i] for i in self.landmarks]
         self.kind_names = [k.name for k in schema.kinds if k.name in graded_kinds]
-        self.graders = nn.ModuleDict(
-            {n: CropGrader(schema, (n,), channels, depth, embed_dim, hidden, dropout, planes) for n in self.kind_names}
-        )
+        self.graders = nn.ModuleDict({n: CropGrader(schema, (n,), **grader_kwargs) for n in self.kind_names})
+        self.planes = next(iter(self.graders.values())).planes if self.graders else 1
         for i, kind in enumerate(self.kind_names):  # the crop rows of the kind's landmarks, all their planes
             rows = [j * self.planes + q for j, k in enumerate(graded_kinds) if k == kind for q in range(self.planes)]
             self.register_buffer(f"_rows_{i}", torch.tensor(rows, dtype=torch.long), persistent=False)
@@ -153,7 +143,8 @@ class PerKindCropGrader(nn.Module):
 def create_crop_grader(cfg: GradeStageConfig, schema: Schema) -> CropGrader | PerKindCropGrader:
     """The crop grader a ``grade_stage`` config describes (training and the predictor build it the same way)."""
     cls = PerKindCropGrader if cfg.per_kind else CropGrader
-    return cls(schema, cfg.kinds, cfg.channels, cfg.depth, cfg.embed_dim, cfg.hidden, cfg.dropout, cfg.planes)
+    kwargs = {"channels": cfg.channels, "depth": cfg.depth, "embed_dim": cfg.embed_dim, "hidden": cfg.hidden}
+    return cls(schema, cfg.kinds, dropout=cfg.dropout, planes=cfg.planes, **kwargs)
 
 
 __all__ = ["CropGrader", "PerKindCropGrader", "create_crop_grader", "graded_landmarks"]

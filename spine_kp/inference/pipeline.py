@@ -188,23 +188,35 @@ class SlicePredictor:
         probs_all = self.regrade(slices, coords_all, pred.peaks, probs_all, timings)
         out = []
         for i, s in enumerate(slices):
-            coords, probs = coords_all[i], probs_all[i]
-            record = landmarks_to_record(
-                coords,
-                pred.peaks[i],
-                probs,
-                self.schema,
-                self.trained,
-                study_uid=s.study_uid,
-                series_uid=s.series_uid,
-                instance_uid=s.instance_uid,
-                z_index=s.z_index,
-                spacing=s.spacing,
-                top_k_grades=top_k_grades,
-                score_calibration=self.score_calibration,
-            )
-            out.append(SlicePrediction(s, record, coords, pred.peaks[i], probs))
+            record = self.record(s, coords_all[i], pred.peaks[i], probs_all[i], top_k_grades)
+            out.append(SlicePrediction(s, record, coords_all[i], pred.peaks[i], probs_all[i]))
         return out
+
+    def record(
+        self,
+        slc: Slice,
+        coords: np.ndarray,
+        peaks: np.ndarray,
+        probs: dict[str, np.ndarray],
+        top_k_grades: int = 0,
+        score_calibration: ScoreMaps | None = None,
+    ) -> StudyRecord:
+        """The competition record of one predicted slice (:func:`~spine_kp.inference.records.landmarks_to_record`),
+        scored with this model's score calibration unless ``score_calibration`` is given."""
+        return landmarks_to_record(
+            coords,
+            peaks,
+            probs,
+            self.schema,
+            self.trained,
+            study_uid=slc.study_uid,
+            series_uid=slc.series_uid,
+            instance_uid=slc.instance_uid,
+            z_index=slc.z_index,
+            spacing=slc.spacing,
+            top_k_grades=top_k_grades,
+            score_calibration=self.score_calibration if score_calibration is None else score_calibration,
+        )
 
 
 __all__ = ["SlicePrediction", "SlicePredictor"]

@@ -123,7 +123,7 @@ class Predictor(SlicePredictor):
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise CheckpointError(f"{p}: damaged grade_stage entry ({exc!r})") from None
         stage = overrides.pop("grade_stage", stage)
-        score_calibration = overrides.pop("score_calibration", ckpt.score_maps)
+        score_calibration = overrides.pop("score_calibration", ckpt.score_calibration)
         return cls(
             model,
             schema,

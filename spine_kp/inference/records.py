@@ -25,7 +25,8 @@ MULTI_LABEL_THRESHOLD = 0.5
 #: The two maps of a score calibration: peak -> P(within 8 mm), then confidence x p(grade) -> P(TP).
 SCORE_MAP_STEPS = ("localization", "scores")
 
-ScoreMaps = Mapping[str, Mapping[str, tuple[float, float]]]
+#: ``{step: {kind: (a, b) or a stored fit {"a", "b", ...}}}``, e.g. a checkpoint's ``score_calibration`` entry.
+ScoreMaps = Mapping[str, Any]
 
 
 def score_maps(entry: Mapping[str, Any] | None) -> dict[str, dict[str, tuple[float, float]]]:

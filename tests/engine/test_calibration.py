@@ -10,7 +10,6 @@ from spine_kp.engine.calibration import CHECKPOINT_KEY, Calibration, GradeLogits
 from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.engine.gather import merge_by_study
 from spine_kp.engine.module import LandmarkModule
-from spine_kp.engine.train import replace_data_paths, train
 from spine_kp.evaluation.calibration import TEMPERATURE_BOUNDS, fit_temperature
 from spine_kp.inference.infer import TrainedLabels
 from spine_kp.schema import load_schema
@@ -106,20 +105,8 @@ def test_unknown_calibration_key_fails_at_load():
         load_experiment("demo_cpu", {"calibration.enable": "true"})
 
 
-def test_best_and_last_checkpoints_carry_the_temperatures_of_their_epoch(synth_root, tmp_path, one_thread):
-    cfg = load_experiment(
-        "demo_cpu",
-        {
-            "data.input_size": "[64, 64]",
-            "data.batch_size": "2",
-            "data.val_fraction": "0.4",
-            "model.decoder_channels": "16",
-            "trainer.max_epochs": "1",
-            "trainer.progress_bar": "false",
-            "calibration.min_points": "1",
-        },
-    )
-    result = train(replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json"), tmp_path / "run")
+def test_best_and_last_checkpoints_carry_the_temperatures_of_their_epoch(train_tiny, tmp_path, one_thread):
+    result = train_tiny(tmp_path / "run", {"calibration.min_points": "1"})
     entries = []
     for path in (result.best_checkpoint, result.last_checkpoint):
         ckpt = torch.load(path, map_location="cpu", weights_only=False)

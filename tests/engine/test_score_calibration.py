@@ -9,30 +9,21 @@ import pytest
 import torch
 
 from spine_kp.checkpoint import SCORE_CALIBRATION_KEY, load_checkpoint
-from spine_kp.engine.config import load_experiment
-from spine_kp.engine.train import replace_data_paths, train
 from spine_kp.evaluation.calibration import platt
 from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.records import score_maps
 from spine_kp.io.dicom import read_study
 
 TINY = {
-    "data.input_size": "[64, 64]",
-    "data.batch_size": "2",
-    "data.val_fraction": "0.4",
-    "model.decoder_channels": "16",
-    "trainer.max_epochs": "1",
-    "trainer.progress_bar": "false",
     "trainer.log_every_n_steps": "1",
     "grade_stage.enabled": "false",
-    "calibration.min_points": "1",  # two validation studies: fit every kind and class that has a pair
+    "calibration.min_points": "1",  # two validation studies: fit every kind that has a pair
 }
 
 
 @pytest.fixture(scope="module")
-def run(synth_root, tmp_path_factory, one_thread):
-    cfg = load_experiment("demo_cpu", TINY)
-    cfg = replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json")
-    return train(cfg, tmp_path_factory.mktemp("score_calibration") / "run")
+def run(train_tiny, tmp_path_factory, one_thread):
+    return train_tiny(tmp_path_factory.mktemp("score_calibration") / "run", TINY)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +48,7 @@ def test_best_and_last_carry_a_fitted_map_per_kind(run):
         assert entry["n_studies"] == 2 and entry["radius_mm"] == 8.0
         for fit in [*entry["localization"].values(), *entry["scores"].values()]:
             assert fit["a"] >= 0.2 and np.isfinite(fit["b"]) and fit["n"] >= 1
-        maps = load_checkpoint(path).score_maps
+        maps = score_maps(load_checkpoint(path).score_calibration)
         assert {s: set(m) for s, m in maps.items()} == {s: set(entry[s]) for s in ("localization", "scores")}
 
 
@@ -84,13 +75,13 @@ def test_predictor_maps_the_peak_then_the_score_and_keeps_each_landmarks_grade_o
         assert max(keys, key=ref.get) == max(keys, key=got.get)
 
 
-def test_disabled_score_calibration_writes_nothing(synth_root, tmp_path, one_thread):
-    cfg = load_experiment("demo_cpu", {**TINY, "calibration.scores": "false"})
-    cfg = replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json")
-    result = train(cfg, tmp_path / "run")
+def test_disabled_score_calibration_writes_nothing(train_tiny, tmp_path, one_thread):
+    result = train_tiny(tmp_path / "run", {**TINY, "calibration.scores": "false"})
     assert result.score_calibration is None
     assert SCORE_CALIBRATION_KEY not in torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)
-    assert load_checkpoint(result.best_checkpoint).score_maps is None
+    assert load_checkpoint(result.best_checkpoint).score_calibration is None
+    raw = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
+    assert not any(raw.score_calibration.values())  # predicts the raw peak x p
 
 
 def test_onnx_export_carries_the_maps_and_scores_like_torch(run, slices, tmp_path, one_thread):

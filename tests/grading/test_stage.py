@@ -9,17 +9,10 @@ import pytest
 import torch
 
 from spine_kp.engine.config import load_experiment
-from spine_kp.engine.train import replace_data_paths, train
 from spine_kp.inference.predictor import CheckpointError, Predictor
 from spine_kp.io.dicom import read_study
 
 TINY = {
-    "data.input_size": "[64, 64]",
-    "data.batch_size": "2",
-    "data.val_fraction": "0.4",
-    "model.decoder_channels": "16",
-    "trainer.max_epochs": "1",
-    "trainer.progress_bar": "false",
     "trainer.log_every_n_steps": "1",
     "grade_stage.enabled": "true",
     "grade_stage.epochs": "1",
@@ -31,10 +24,8 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def run(synth_root, tmp_path_factory, one_thread):
-    cfg = load_experiment("demo_cpu", TINY)
-    cfg = replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json")
-    return train(cfg, tmp_path_factory.mktemp("stage") / "run")
+def run(train_tiny, tmp_path_factory, one_thread):
+    return train_tiny(tmp_path_factory.mktemp("stage") / "run", TINY)
 
 
 @pytest.fixture(scope="module")
@@ -272,16 +263,14 @@ def test_imbalance_options_weigh_and_shift_the_training_loss_only(synth_root):
         GradeStageConfig(pos_weight_power=-1.0)
 
 
-def test_a_stage_on_parasagittal_planes_trains_predicts_and_exports(synth_root, tmp_path, one_thread):
+def test_a_stage_on_parasagittal_planes_trains_predicts_and_exports(train_tiny, synth_root, tmp_path, one_thread):
     """``grade_stage.neighbours: 1``: crops on the slice and one neighbour per side, decoded by predict on its own;
     torch and ONNX Runtime grade alike."""
     pytest.importorskip("onnxruntime")
     from spine_kp.cli.main import main
     from spine_kp.export.onnx import export_onnx
 
-    cfg = load_experiment("demo_cpu", {**TINY, "grade_stage.neighbours": "1"})
-    cfg = replace_data_paths(cfg, synth_root / "studies", synth_root / "annotations.json")
-    result = train(cfg, tmp_path / "run")
+    result = train_tiny(tmp_path / "run", {**TINY, "grade_stage.neighbours": "1"})
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
     assert predictor.grade_stage.config.planes == 3 and predictor.slices_needed() == 1
     assert predictor.neighbours == 0  # the landmark network still reads one slice

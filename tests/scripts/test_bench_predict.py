@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_predict.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_predict", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_predict"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_bench_compares_torch_and_onnx_on_the_same_studies(
@@ -30,7 +19,7 @@ def test_bench_compares_torch_and_onnx_on_the_same_studies(
         "model:\n  backbone: mobilenetv3_large_100\n  decoder_channels: 16\n  output_stride: 4\n"
         "data:\n  input_size: [64, 64]\n"
     )
-    bench = _load_script()
+    bench = load_script("bench_predict")
     args = ["--data", str(synth_root / "studies"), "--configs", str(config), "--threads", "1", "--workers", "1"]
     assert bench.main(args) == 0
     out = capsys.readouterr().out

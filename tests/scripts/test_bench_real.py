@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_loader import load_script
 
 from spine_kp.schema import load_schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_real.py"
 SPACING = (0.8, 0.8)  # (row_mm, col_mm)
 RADIUS = 8.0
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_real", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_real"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_script()
+bench = load_script("bench_real")
 SCHEMA = load_schema()
 KINDS = [SCHEMA.landmarks_of_kind(k.name) for k in SCHEMA.kinds]
 

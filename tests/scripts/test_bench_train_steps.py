@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_train_steps.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_train_steps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_train_steps"] = module
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_bench_times_a_fit_with_and_without_workers(
@@ -29,7 +18,7 @@ def test_bench_times_a_fit_with_and_without_workers(
         "data:\n  input_size: [64, 64]\n  batch_size: 2\n  val_fraction: 0.2\n"
         "trainer:\n  accelerator: cpu\n  progress_bar: false\n"
     )
-    bench = _load_script()
+    bench = load_script("bench_train_steps")
     args = ["--data", str(synth_root), "--config", str(config), "--steps", "2", "--warmup", "1", "--threads", "1"]
     assert bench.main([*args, "--workers", "0", "2", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
