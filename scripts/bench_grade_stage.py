@@ -17,6 +17,9 @@ landmark is a ranked point, so AP measures the ranking alone and not also which 
 Printed: mAP, AP per disc grade, false positives per disc grade, ECE per kind and training seconds; the same goes to
 ``--out`` as JSON. Variants default to: today's weighting, its square root, no weighting, focal loss (gamma 2,
 square-root weights) and logit adjustment (tau 1, no weighting).
+
+``--seeds S1 S2 ...`` trains each variant once per seed (rows ``NAME seed S``) and adds a row ``NAME mean``: one seed's
+figures on rare grades move by more than most differences between variants.
 """
 
 from __future__ import annotations
@@ -77,6 +80,25 @@ def _score(predictor: Predictor, root: Path, gt: list, schema: Any, top_k: int =
     }
 
 
+def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean over seeds of a variant's figures (mAP, AP and FP per disc grade, ECE, training seconds)."""
+
+    def avg(values: list[float | None]) -> float:
+        kept = [v for v in values if v is not None]
+        return float(sum(kept) / len(kept)) if kept else 0.0
+
+    first = runs[0]
+    return {
+        "mAP": avg([r["mAP"] for r in runs]),
+        "disc_ap": {g: avg([r["disc_ap"][g] for r in runs]) for g in first["disc_ap"]},
+        "disc_fp": {g: round(avg([r["disc_fp"][g] for r in runs]), 1) for g in first["disc_fp"]},
+        "ece": {k: avg([r["ece"].get(k) for r in runs]) for k in first["ece"]},
+        "train_s": round(avg([r["train_s"] for r in runs]), 1),
+        "overrides": first["overrides"],
+        "seeds": [r["seed"] for r in runs],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True)
@@ -90,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="as predict --top-k-grades: also emit the next grades as lower-scored points (AP then ranks every "
         "grade of every landmark, not only the confident ones)",
+    )
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="train each variant once per seed (default: the run's seed)"
     )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -113,18 +138,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"head: {rows['head']}", flush=True)
     for name, overrides in variants.items():
         stage_cfg = stage_cfgs[name]
-        t0 = time.perf_counter()
-        payload = train_grade_stage(
-            stage_cfg, schema, stats, dm.train_records, dm.val_records, dm.studies, seed=cfg.seed
-        )
-        seconds = time.perf_counter() - t0
-        stage = CropStage.from_payload(payload, schema, base.trained)
-        row = _score(base.with_grade_stage(stage), args.test_root, gt, schema, args.top_k_grades)
-        row.update(train_s=round(seconds, 1), overrides=overrides, val_mAP=payload["metrics"]["best_val_mAP"])
-        rows[name] = row
-        print(f"{name}: {row}", flush=True)
-        if args.out:
-            atomic_write_text(args.out, json.dumps(rows, indent=1))
+        runs = []
+        for seed in args.seeds or [cfg.seed]:
+            t0 = time.perf_counter()
+            payload = train_grade_stage(
+                stage_cfg, schema, stats, dm.train_records, dm.val_records, dm.studies, seed=seed
+            )
+            seconds = time.perf_counter() - t0
+            stage = CropStage.from_payload(payload, schema, base.trained)
+            row = _score(base.with_grade_stage(stage), args.test_root, gt, schema, args.top_k_grades)
+            row.update(
+                train_s=round(seconds, 1),
+                overrides=overrides,
+                seed=seed,
+                val_mAP=payload["metrics"]["best_val_mAP"],
+                best_epoch=payload["metrics"]["best_epoch"],
+                val_history=payload["metrics"]["val_mAP_per_epoch"],
+            )
+            runs.append(row)
+            key = name if len(args.seeds or [0]) == 1 else f"{name} seed {seed}"
+            rows[key] = row
+            print(f"{key}: {row}", flush=True)
+            if args.out:
+                atomic_write_text(args.out, json.dumps(rows, indent=1))
+        if len(runs) > 1:
+            rows[f"{name} mean"] = _mean(runs)
 
     grades = sorted({g for r in rows.values() for g in r["disc_ap"]})
     print("\n| variant | mAP | disc AP " + " / ".join(grades) + " | disc FP | ECE vertebra / disc | train s |")

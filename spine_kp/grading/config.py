@@ -21,12 +21,15 @@ class GradeStageConfig:
         align: rotate each crop so the local spine axis (from the neighbouring landmarks) points down.
         kinds: the landmark kinds the stage grades (the others keep the grade head's grades); empty: every kind.
         per_kind: one network per graded kind instead of one shared by all kinds.
-        channels: widths of the stride-2 conv blocks.
-        depth: convolutions per block (the first downsamples).
+        channels: widths of the stride-2 conv blocks. (24, 48, 96, 128) ranked bulges, protrusions and extrusions
+            better than (16, 32, 64, 96) on phantoms (crop-level AP of the asymmetric bulge 0.43 -> 0.84-0.91).
+        depth: convolutions per block (the first downsamples). 2 graded discs better than 1 on phantoms.
         embed_dim: width of the landmark-identity embedding.
         hidden: width of the layer before the per-kind classifiers.
         dropout: dropout before the classifiers.
         epochs, lr, weight_decay, batch_size: training (AdamW, cosine schedule; batch of slices, all landmarks).
+            With 200 studies an epoch is about 11 steps; 20 epochs left the stage under-trained (held-out
+            phantom mAP 0.60 against 0.76 with 60).
         jitter_mm: uniform shift of the crop centre in training (covers the localization error at predict time).
         rotate_deg: uniform extra rotation in training.
         intensity: amplitude of the random intensity scale (1 +- a) and shift (+- a) in training.
@@ -37,7 +40,13 @@ class GradeStageConfig:
         focal_gamma: > 0 turns the multi-label BCE into a focal loss (RetinaNet) that down-weighs easy examples.
         neighbours: n parasagittal slices on each side whose crops (same geometry) join each landmark's, as input
             planes of the crop CNN (2n + 1 planes); 0: the slice alone. Lateral findings (an asymmetric bulge, a
-            paramedian herniation or node) barely show on the middle slice.
+            paramedian herniation or node) barely show on the middle slice. Defaults to 2 (measured on phantoms:
+            with ``mirror`` it lifted the asymmetric bulge's AP from 0.20 to 0.67).
+        mirror: in training, reverse the lateral order of a landmark's parasagittal planes half of the time (a
+            left-right mirror: an asymmetric bulge or a paramedian finding keeps its grade on the other side); only
+            with ``neighbours`` > 0.
+        flip_cc: in training, flip a landmark's crop cranio-caudally half of the time (the level stays known from the
+            identity embedding; an extrusion may migrate either way, a node may sit in either endplate).
         logit_adjust: tau of logit-adjusted training (Menon et al., 2021): during training each grade's logit is
             shifted by ``tau * log`` of its training prior (odds, for multi-label kinds); prediction reads the
             unshifted logits, which moves probability towards rare grades without re-weighting examples.
@@ -52,12 +61,12 @@ class GradeStageConfig:
     align: bool = True
     kinds: tuple[str, ...] = ()
     per_kind: bool = True
-    channels: tuple[int, ...] = (16, 32, 64, 96)
-    depth: int = 1
+    channels: tuple[int, ...] = (24, 48, 96, 128)
+    depth: int = 2
     embed_dim: int = 16
     hidden: int = 128
     dropout: float = 0.1
-    epochs: int = 20
+    epochs: int = 60
     lr: float = 0.002
     weight_decay: float = 0.0001
     batch_size: int = 16
@@ -70,7 +79,9 @@ class GradeStageConfig:
     pos_weight_power: float = 1.0
     focal_gamma: float = 0.0
     logit_adjust: float = 0.0
-    neighbours: int = 0
+    neighbours: int = 2
+    mirror: bool = True
+    flip_cc: bool = False
 
     def __post_init__(self) -> None:
         if self.combine not in COMBINE_MODES:

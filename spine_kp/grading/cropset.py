@@ -6,9 +6,10 @@ re-sample of the cached one (``random_recrop``, batched on the torch side) inste
 slice. Without jitter and rotation the re-crop returns exactly the central ``size_px`` pixels, i.e. the crop
 :func:`spine_kp.grading.crops.extract_crops` cuts at predict time.
 
-There is deliberately no mirroring: an anterior-posterior flip moves a posterior bulge or protrusion to the front
-of the disc, where it is no longer the graded finding, and a cranio-caudal flip swaps the crop's neighbours
-(the vertebra above a disc is always the smaller one, an extrusion migrates in a given direction).
+There is deliberately no in-plane mirroring: an anterior-posterior flip moves a posterior bulge or protrusion to the
+front of the disc, where it is no longer the graded finding, and a cranio-caudal flip swaps the crop's neighbours
+(the vertebra above a disc is always the smaller one, an extrusion migrates in a given direction). The left-right
+mirror is valid, and with parasagittal planes it is one: ``mirror`` reverses their lateral order.
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def random_recrop(
     intensity: float = 0.0,
     generator: torch.Generator | None = None,
     planes: int = 1,
+    mirror: bool = False,
+    flip_cc: bool = False,
 ) -> Tensor:
     """Random central re-crops of cached crops: uniform shift, rotation and intensity scale/shift per crop.
 
@@ -152,6 +155,9 @@ def random_recrop(
         intensity: ``x * (1 + a) + b`` with a, b uniform in [-intensity, intensity].
         generator: random stream (None: torch's global one).
         planes: P consecutive crops (one landmark's planes, K = L * P) get the same shift, rotation and intensity.
+        mirror: reverse the lateral order of a landmark's planes with probability 1/2 (a left-right mirror of the
+            patient: an asymmetric finding moves to the other side and keeps its grade).
+        flip_cc: flip a landmark's crops cranio-caudally (all its planes) with probability 1/2.
 
     Returns:
         (B, K, S, S); with all amplitudes 0, exactly the central S x S pixels.
@@ -175,6 +181,13 @@ def random_recrop(
         scale = 1.0 + uniform(n, 1, 1, 1) * intensity
         offset = uniform(n, 1, 1, 1) * intensity
         out = out * scale + offset
+    out = out.reshape(b, k // planes, planes, size_px, size_px)
+    if mirror and planes > 1:
+        flip = torch.rand(b, k // planes, generator=generator).to(x.device) < 0.5
+        out = torch.where(flip[:, :, None, None, None], out.flip(2), out)
+    if flip_cc:
+        flip = torch.rand(b, k // planes, generator=generator).to(x.device) < 0.5
+        out = torch.where(flip[:, :, None, None, None], out.flip(3), out)
     return out.reshape(b, k, size_px, size_px)
 
 

@@ -120,8 +120,16 @@ class CropGraderModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         c = self.cfg
+        rotate = math.radians(c.rotate_deg)
         crops = random_recrop(
-            batch["crops"], c.size_px, self.shift_px, math.radians(c.rotate_deg), c.intensity, planes=c.planes
+            batch["crops"],
+            c.size_px,
+            self.shift_px,
+            rotate,
+            c.intensity,
+            planes=c.planes,
+            mirror=c.mirror,
+            flip_cc=c.flip_cc,
         )
         loss = self.loss(self.model(crops), batch, adjust=True)
         self.log("grade_stage/train_loss", loss, batch_size=crops.shape[0], on_step=False, on_epoch=True)

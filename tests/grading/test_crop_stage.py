@@ -20,7 +20,8 @@ def schema():
 
 
 def _stage(schema, combine="average", kinds=()):
-    cfg = GradeStageConfig(size_px=16, window_mm=32.0, channels=(8,), kinds=kinds, combine=combine)
+    # one plane: the slices below are built without a parasagittal stack
+    cfg = GradeStageConfig(size_px=16, window_mm=32.0, channels=(8,), kinds=kinds, combine=combine, neighbours=0)
     torch.manual_seed(0)
     trained = TrainedLabels.all(schema)
     trained.grades["disc"][-1] = False  # a grade never seen in training

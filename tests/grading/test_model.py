@@ -19,7 +19,7 @@ def schema():
 
 
 def test_output_shapes_per_kind_follow_the_schema(schema, one_thread):
-    cfg = GradeStageConfig(size_px=24, channels=(8, 16), per_kind=False)
+    cfg = GradeStageConfig(size_px=24, channels=(8, 16), neighbours=0, per_kind=False)
     model = create_crop_grader(cfg, schema).eval()
     out = model(torch.randn(3, schema.num_landmarks, 24, 24))
     assert set(out) == {k.name for k in schema.kinds}
@@ -35,14 +35,16 @@ def test_a_kind_subset_grades_only_its_landmarks(schema, one_thread):
     assert graded_landmarks(schema) == tuple(range(schema.num_landmarks))
     with pytest.raises(KeyError, match="unknown kind"):
         graded_landmarks(schema, ("pedicle",))
-    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), kinds=("disc",)), schema).eval()
+    model = create_crop_grader(
+        GradeStageConfig(size_px=16, channels=(8,), neighbours=0, kinds=("disc",)), schema
+    ).eval()
     out = model(torch.randn(2, len(discs), 16, 16))
     assert list(out) == ["disc"] and out["disc"].shape == (2, len(discs), len(schema.kind("disc").grades))
 
 
 def test_per_kind_graders_share_no_weights(schema, one_thread):
     """Default: one network per kind, so the disc loss never moves the vertebra network (and vice versa)."""
-    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,)), schema)
+    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), neighbours=0), schema)
     assert set(model.graders) == {k.name for k in schema.kinds}
     out = model(torch.randn(2, schema.num_landmarks, 16, 16))
     for kind in schema.kinds:
@@ -50,13 +52,13 @@ def test_per_kind_graders_share_no_weights(schema, one_thread):
     out["disc"].sum().backward()
     assert all(p.grad is None for p in model.graders["vertebra"].parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.graders["disc"].parameters())
-    shared = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), per_kind=False), schema)
+    shared = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), neighbours=0, per_kind=False), schema)
     assert not hasattr(shared, "graders") and set(shared(torch.randn(1, schema.num_landmarks, 16, 16))) == set(out)
 
 
 def test_landmark_identity_changes_the_logits(schema, one_thread):
     """The same crop at every landmark: the identity embedding still tells the discs apart."""
-    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), per_kind=False), schema).eval()
+    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), neighbours=0, per_kind=False), schema).eval()
     crops = torch.randn(1, 1, 16, 16).expand(1, schema.num_landmarks, 16, 16)
     discs = model(crops)["disc"][0]
     assert not torch.allclose(discs[0], discs[1])
@@ -100,3 +102,29 @@ def test_recrop_moves_the_planes_of_a_landmark_together_and_the_grader_reads_the
     assert logits["disc"].shape == (2, 6, 7) and logits["vertebra"].shape == (2, 6, 2)
     with pytest.raises(ValueError, match="36 crops"):
         grader(torch.randn(2, len(schema.landmarks), 16, 16))
+
+
+def test_mirror_reverses_the_lateral_order_of_some_landmarks_planes_and_nothing_else():
+    big = torch.randn(4, 8 * 3, 24, 24)  # 8 landmarks x 3 distinct planes
+    central = big[..., 2:22, 2:22].reshape(4, 8, 3, 20, 20)
+    g = torch.Generator().manual_seed(0)
+    out = random_recrop(big, 20, planes=3, mirror=True, generator=g).reshape(4, 8, 3, 20, 20)
+    same = torch.isclose(out, central, atol=1e-5).flatten(2).all(-1)  # (B, L)
+    flipped = torch.isclose(out, central.flip(2), atol=1e-5).flatten(2).all(-1)
+    assert bool((same ^ flipped).all())  # each landmark: its planes as they were, or reversed as a whole
+    assert 0 < int(flipped.sum()) < flipped.numel()  # both happen
+    plain = random_recrop(big, 20, planes=3, mirror=False).reshape(4, 8, 3, 20, 20)
+    torch.testing.assert_close(plain, central, atol=1e-5, rtol=0)
+    one_plane = random_recrop(big, 20, planes=1, mirror=True)
+    torch.testing.assert_close(one_plane, big[..., 2:22, 2:22], atol=1e-5, rtol=0)  # a single plane has no side
+
+
+def test_flip_cc_flips_all_planes_of_a_landmark_upside_down_together():
+    big = torch.randn(4, 8 * 3, 24, 24)
+    central = big[..., 2:22, 2:22].reshape(4, 8, 3, 20, 20)
+    g = torch.Generator().manual_seed(1)
+    out = random_recrop(big, 20, planes=3, flip_cc=True, generator=g).reshape(4, 8, 3, 20, 20)
+    same = torch.isclose(out, central, atol=1e-5).flatten(2).all(-1)
+    flipped = torch.isclose(out, central.flip(3), atol=1e-5).flatten(2).all(-1)  # rows reversed, columns kept
+    assert bool((same ^ flipped).all())
+    assert 0 < int(flipped.sum()) < flipped.numel()

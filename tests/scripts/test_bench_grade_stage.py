@@ -33,3 +33,11 @@ def test_bench_retrains_the_stage_per_variant_and_scores_each(
     assert len(table) == 1
     with pytest.raises(SystemExit):  # a bad value of a variant is refused by the stage config
         bench.main([*args, "--variant", "bad", "pos_weight_power=-1"])
+    seeds = tmp_path / "seeds.json"
+    args[-1] = str(seeds)
+    assert bench.main([*args, "--variant", "plain", "--seeds", "0", "1"]) == 0
+    rows = json.loads(seeds.read_text())
+    assert list(rows) == ["head", "plain seed 0", "plain seed 1", "plain mean"]
+    assert [rows[f"plain seed {s}"]["seed"] for s in (0, 1)] == [0, 1] and rows["plain mean"]["seeds"] == [0, 1]
+    mean = (rows["plain seed 0"]["mAP"] + rows["plain seed 1"]["mAP"]) / 2
+    assert rows["plain mean"]["mAP"] == pytest.approx(mean)
