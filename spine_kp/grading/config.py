@@ -24,6 +24,8 @@ class GradeStageConfig:
         channels: widths of the stride-2 conv blocks. (24, 48, 96, 128) ranked bulges, protrusions and extrusions
             better than (16, 32, 64, 96) on phantoms (crop-level AP of the asymmetric bulge 0.43 -> 0.84-0.91).
         depth: convolutions per block (the first downsamples). 2 graded discs better than 1 on phantoms.
+        pool: "avg" (global average pooling of the last block) or "avgmax" (average and max, concatenated; with
+            the stronger augmentation below it was what let the stage find Schmorl-type nodes in unseen studies).
         embed_dim: width of the landmark-identity embedding.
         hidden: width of the layer before the per-kind classifiers.
         dropout: dropout before the classifiers.
@@ -33,6 +35,9 @@ class GradeStageConfig:
         jitter_mm: uniform shift of the crop centre in training (covers the localization error at predict time).
         rotate_deg: uniform extra rotation in training.
         intensity: amplitude of the random intensity scale (1 +- a) and shift (+- a) in training.
+            With 58 training examples, an intravertebral node was memorized (training AP 0.99, held-out 0.2) at
+            2 mm / 8 degrees / 0.15; 3 mm / 12 degrees / 0.25 with ``pool: avgmax`` generalized (held-out 0.7).
+            4 mm / 15 degrees blurred the diffuse bulge (its AP fell from 0.9 to 0.7).
         combine: "replace" (crop probabilities only) or "average" (mean with the grade head's) at predict time.
         pos_weight_power: multi-label positives weigh ``(negatives / positives) ** p`` (capped at 50): 1 is the
             full inverse-frequency weight, 0.5 its square root, 0 no weighting. Single-label kinds keep their
@@ -70,9 +75,9 @@ class GradeStageConfig:
     lr: float = 0.002
     weight_decay: float = 0.0001
     batch_size: int = 16
-    jitter_mm: float = 2.0
-    rotate_deg: float = 8.0
-    intensity: float = 0.15
+    jitter_mm: float = 3.0
+    rotate_deg: float = 12.0
+    intensity: float = 0.25
     combine: str = "replace"
     load_workers: int = 2
     min_train_studies: int = 20
@@ -81,6 +86,7 @@ class GradeStageConfig:
     logit_adjust: float = 0.0
     neighbours: int = 2
     mirror: bool = True
+    pool: str = "avgmax"
     flip_cc: bool = False
 
     def __post_init__(self) -> None:
@@ -92,6 +98,8 @@ class GradeStageConfig:
             raise ValueError(
                 f"grade_stage: channels must be positive widths and depth >= 1 ({self.channels}, {self.depth})"
             )
+        if self.pool not in ("avg", "avgmax"):
+            raise ValueError(f"grade_stage.pool must be 'avg' or 'avgmax', got {self.pool!r}")
         if self.neighbours < 0:
             raise ValueError(f"grade_stage.neighbours must be >= 0, got {self.neighbours}")
         if self.pos_weight_power < 0 or self.focal_gamma < 0 or self.logit_adjust < 0:

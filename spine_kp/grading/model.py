@@ -16,6 +16,8 @@ from spine_kp.grading.config import GradeStageConfig
 from spine_kp.models.norm import group_norm
 from spine_kp.schema import Schema
 
+POOLS = ("avg", "avgmax")
+
 
 def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), group_norm(c_out, 8), nn.GELU())
@@ -35,11 +37,12 @@ class CropGrader(nn.Module):
     """Grade logits per kind from one crop per graded landmark.
 
     One block per entry of ``channels``: a stride-2 conv3x3-GN-GELU, then ``depth - 1`` conv3x3-GN-GELU at that
-    stride; global average pooling; concatenation with a learned embedding of the landmark's identity (every level
-    has its own prior); a hidden layer; one linear classifier per graded kind: softmax logits for single-label kinds,
-    independent sigmoid logits for multi-label kinds (the loss and ``grade_probabilities`` differ, the logits do
-    not). The output matches :class:`spine_kp.models.heads.GradeHead`'s for the graded kinds, so both can be
-    combined landmark by landmark.
+    stride; global average pooling (``pool="avgmax"``: average and max pooling, concatenated, so a finding a few
+    pixels wide is not diluted by the whole crop); concatenation with a learned embedding of the landmark's identity
+    (every level has its own prior); a hidden layer; one linear classifier per graded kind: softmax logits for
+    single-label kinds, independent sigmoid logits for multi-label kinds (the loss and ``grade_probabilities``
+    differ, the logits do not). The output matches :class:`spine_kp.models.heads.GradeHead`'s for the graded kinds,
+    so both can be combined landmark by landmark.
 
     Args:
         schema: the landmark set.
@@ -50,6 +53,7 @@ class CropGrader(nn.Module):
         hidden: hidden layer width.
         dropout: before the classifiers.
         planes: P input planes per landmark (its slice and parasagittal neighbours), the first conv's channels.
+        pool: "avg" or "avgmax" (see above).
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class CropGrader(nn.Module):
         hidden: int = 128,
         dropout: float = 0.1,
         planes: int = 1,
+        pool: str = "avg",
     ) -> None:
         super().__init__()
         self.landmarks = graded_landmarks(schema, kinds)
@@ -71,9 +76,13 @@ class CropGrader(nn.Module):
         for c in (int(w) for w in channels):
             layers += [_conv(c_in, c, 2)] + [_conv(c, c, 1) for _ in range(max(1, depth) - 1)]
             c_in = c
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        if pool not in POOLS:
+            raise ValueError(f"CropGrader: pool must be one of {POOLS}, got {pool!r}")
+        self.features = nn.Sequential(*layers)
+        self.pool = pool
+        width = c_in * (2 if pool == "avgmax" else 1)
         self.embedding = nn.Embedding(len(self.landmarks), embed_dim)
-        self.mlp = nn.Sequential(nn.Linear(c_in + embed_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(nn.Linear(width + embed_dim, hidden), nn.GELU(), nn.Dropout(dropout))
         graded_kinds = [schema.landmark_kinds[i] for i in self.landmarks]
         self.kind_names = [k.name for k in schema.kinds if k.name in graded_kinds]
         for i, kind in enumerate(self.kind_names):
@@ -95,7 +104,9 @@ class CropGrader(nn.Module):
         k, p = len(self.landmarks), self.planes
         if n != k * p:
             raise ValueError(f"CropGrader: expected {k} landmarks x {p} planes = {k * p} crops per slice, got {n}")
-        feats = self.features(crops.reshape(b * k, p, s, s).float()).reshape(b, k, -1)  # (B, K, C)
+        maps = self.features(crops.reshape(b * k, p, s, s).float())  # (B * K, C, s', s')
+        pooled = [maps.mean((2, 3))] + ([maps.amax((2, 3))] if self.pool == "avgmax" else [])
+        feats = torch.cat(pooled, dim=1).reshape(b, k, -1)  # (B, K, C or 2C)
         ident = self.embedding.weight[None].expand(b, -1, -1)  # (B, K, E)
         hidden = self.mlp(torch.cat([feats, ident], dim=-1))  # (B, K, hidden)
         out: dict[str, Tensor] = {}
@@ -144,7 +155,7 @@ def create_crop_grader(cfg: GradeStageConfig, schema: Schema) -> CropGrader | Pe
     """The crop grader a ``grade_stage`` config describes (training and the predictor build it the same way)."""
     cls = PerKindCropGrader if cfg.per_kind else CropGrader
     kwargs = {"channels": cfg.channels, "depth": cfg.depth, "embed_dim": cfg.embed_dim, "hidden": cfg.hidden}
-    return cls(schema, cfg.kinds, dropout=cfg.dropout, planes=cfg.planes, **kwargs)
+    return cls(schema, cfg.kinds, dropout=cfg.dropout, planes=cfg.planes, pool=cfg.pool, **kwargs)
 
 
 __all__ = ["CropGrader", "PerKindCropGrader", "create_crop_grader", "graded_landmarks"]

@@ -128,3 +128,23 @@ def test_flip_cc_flips_all_planes_of_a_landmark_upside_down_together():
     flipped = torch.isclose(out, central.flip(3), atol=1e-5).flatten(2).all(-1)  # rows reversed, columns kept
     assert bool((same ^ flipped).all())
     assert 0 < int(flipped.sum()) < flipped.numel()
+
+
+def test_avgmax_pooling_sees_a_small_bright_spot_that_average_pooling_dilutes(schema, one_thread):
+    from spine_kp.grading.model import CropGrader
+
+    torch.manual_seed(0)
+    grader = CropGrader(schema, ("disc",), channels=(4,), pool="avgmax").eval()
+    assert grader.mlp[0].in_features == 2 * 4 + 16  # average and max of 4 channels, plus the identity embedding
+    flat = torch.zeros(1, 6, 16, 16)
+    spot = flat.clone()
+    spot[:, :, 8, 8] = 5.0  # one pixel: the average moves by 5/256 per channel, the maximum by far more
+    maps = [grader.features(x.reshape(6, 1, 16, 16)) for x in (flat, spot)]
+    gain_max = (maps[1].amax((2, 3)) - maps[0].amax((2, 3))).abs().max()
+    gain_avg = (maps[1].mean((2, 3)) - maps[0].mean((2, 3))).abs().max()
+    assert gain_max > 5 * gain_avg
+    assert grader(spot)["disc"].shape == (1, 6, 7)
+    with pytest.raises(ValueError, match="pool"):
+        CropGrader(schema, ("disc",), channels=(4,), pool="median")
+    with pytest.raises(ValueError, match="pool"):
+        GradeStageConfig(pool="median")
