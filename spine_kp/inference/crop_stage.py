@@ -22,6 +22,11 @@ from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 
 
+WRITTEN_BEFORE = {"pool": "avg"}
+"""Architecture keys a stage written before they existed lacks, with the value it was trained with (a newer default
+would rebuild another network than the stored weights)."""
+
+
 class CropStage(StageBase):
     """A trained crop grader (PyTorch) with its crop geometry and combination mode.
 
@@ -56,7 +61,8 @@ class CropStage(StageBase):
         Raises:
             KeyError, TypeError, RuntimeError, ConfigError: the entry is malformed (the caller names the file).
         """
-        config = from_dict(GradeStageConfig, payload["config"], source=f"{source} grade_stage")
+        raw = {**WRITTEN_BEFORE, **payload["config"]}
+        config = from_dict(GradeStageConfig, raw, source=f"{source} grade_stage")
         model = create_crop_grader(config, schema)
         model.load_state_dict(payload["state_dict"])
         return cls(model, config, schema, trained, payload.get("temperatures"))

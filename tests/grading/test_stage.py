@@ -285,3 +285,16 @@ def test_a_stage_on_parasagittal_planes_trains_predicts_and_exports(train_tiny, 
     assert torch_pts and set(onnx_pts) == set(torch_pts)
     for key, p in torch_pts.items():
         assert abs(onnx_pts[key]["score"] - p["score"]) < 1e-3
+
+
+def test_a_stage_written_before_the_pool_key_loads_with_average_pooling(train_tiny, slices, tmp_path, one_thread):
+    result = train_tiny(tmp_path / "run", {**TINY, "grade_stage.pool": "avg"})
+    ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=False)
+    del ckpt["grade_stage"]["config"]["pool"]  # as the last release wrote it
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    predictor = Predictor.from_checkpoint(old, device="cpu")
+    assert predictor.grade_stage.config.pool == "avg"  # not today's default, which the weights do not fit
+    reference = Predictor.from_checkpoint(result.last_checkpoint, device="cpu")
+    for p, r in zip(predictor.predict(slices), reference.predict(slices)):
+        assert p.record == r.record
