@@ -21,7 +21,6 @@ from spine_kp.inference.decoding import TrainedLabels
 from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 
-
 WRITTEN_BEFORE = {"pool": "avg"}
 """Architecture keys a stage written before they existed lacks, with the value it was trained with (a newer default
 would rebuild another network than the stored weights)."""
