@@ -253,6 +253,16 @@ def _decode_checked(series: SeriesInfo, index: int) -> np.ndarray:
     return pixels
 
 
+def _neighbour(series: SeriesInfo, j: int, centre: np.ndarray) -> np.ndarray:
+    """Parasagittal slice ``j``; one that cannot be used is replaced by the centre slice, with a warning naming it
+    (the neighbours only add context: the study is still predicted, as a series end repeats its edge slice)."""
+    try:
+        return _decode_checked(series, j)
+    except IngestError as exc:
+        warnings.warn(f"{exc}; the middle slice stands in for this neighbouring slice", stacklevel=2)
+        return centre
+
+
 def _load(series: SeriesInfo, index: int, neighbours: int, reason: str) -> Slice:
     """Decode instance ``index`` of the position-sorted ``series`` and, if asked, its neighbours."""
     n = series.num_slices
@@ -262,7 +272,7 @@ def _load(series: SeriesInfo, index: int, neighbours: int, reason: str) -> Slice
         planes = []
         for j in range(index - neighbours, index + neighbours + 1):
             j = min(max(j, 0), n - 1)  # series ends: repeat the edge slice
-            planes.append(centre if j == index else _decode_checked(series, j))  # each is Rows x Columns
+            planes.append(centre if j == index else _neighbour(series, j, centre))  # each is Rows x Columns
         stack = np.stack(planes)  # (2k+1, H, W)
     inst = series.instances[index]
     return Slice(

@@ -141,6 +141,20 @@ def test_neighbours_stack_repeats_the_edges(study: StudyBuilder) -> None:
     np.testing.assert_array_equal(edge.stack[:, 5, 5], t2.value + 10 * np.array([0, 0, 0, 1, 2]))
 
 
+def test_an_unusable_neighbouring_slice_is_replaced_by_the_middle_one_with_a_warning(study: StudyBuilder) -> None:
+    t2 = study.add(n=5)
+    bad = t2.paths_by_rank[3]  # the middle slice is rank 2
+    ds = pydicom.dcmread(bad)
+    ds.RescaleSlope = 0
+    ds.save_as(bad)
+    with pytest.warns(UserWarning, match=rf"{Path(bad).name}.*RescaleSlope.*middle slice stands in"):
+        sl = load_middle_slice(_index(study), neighbours=1)
+    np.testing.assert_array_equal(sl.stack[0], np.full(sl.shape, t2.value + 10, np.float32))  # rank 1 as it is
+    np.testing.assert_array_equal(sl.stack[2], sl.pixels)  # rank 3 stood in for by the middle slice
+    with pytest.raises(IngestError, match="RescaleSlope"):  # the middle slice itself has no stand-in
+        load_instance(_index(study), t2.uids_by_rank[3])
+
+
 def test_load_instance_of_any_series(study: StudyBuilder) -> None:
     study.add(n=5)
     ax = study.add("T2_TRA", orientation=AX, n=4, reverse_instance_numbers=True)
