@@ -298,3 +298,31 @@ def test_a_stage_written_before_the_pool_key_loads_with_average_pooling(train_ti
     reference = Predictor.from_checkpoint(result.last_checkpoint, device="cpu")
     for p, r in zip(predictor.predict(slices), reference.predict(slices)):
         assert p.record == r.record
+
+
+def test_training_steps_augment_with_the_configured_mirror_and_flip(monkeypatch, one_thread):
+    import spine_kp.grading.stage as stage_module
+    from spine_kp.grading.config import GradeStageConfig
+    from spine_kp.grading.stage import CropGraderModule
+    from spine_kp.schema import load_schema
+
+    schema = load_schema("default")
+    calls = []
+
+    def recording(crops, size_px, *args, **kwargs):
+        calls.append(kwargs)
+        return torch.zeros(crops.shape[0], crops.shape[1], size_px, size_px)
+
+    monkeypatch.setattr(stage_module, "random_recrop", recording)
+    k, v = len(schema.landmarks_of_kind("disc")), len(schema.landmarks_of_kind("vertebra"))
+    batch = {
+        "crops": torch.zeros(2, len(schema.landmarks) * 3, 20, 20),
+        "grades": {"disc": torch.zeros(2, k, 7), "vertebra": torch.zeros(2, v, 2)},
+        "grade_mask": {"disc": torch.ones(2, k, dtype=torch.bool), "vertebra": torch.ones(2, v, dtype=torch.bool)},
+    }
+    for mirror, flip_cc in ((True, False), (False, True)):
+        cfg = GradeStageConfig(channels=(8,), size_px=16, neighbours=1, mirror=mirror, flip_cc=flip_cc)
+        module = CropGraderModule(cfg, schema, None)
+        monkeypatch.setattr(module, "log", lambda *a, **kw: None)
+        module.training_step(batch, 0)
+        assert calls[-1] == {"planes": 3, "mirror": mirror, "flip_cc": flip_cc}
