@@ -17,7 +17,9 @@ predictor, the ONNX export and the DICOM SR writer all read it through :func:`lo
 codec of a model is rebuilt in one place, :func:`build_codec`, from the codec stored beside the weights (or, for
 an older checkpoint without it, from the config as it was trained).
 
-Checkpoints are pickles (``torch.load(weights_only=False)``): read only files you trust.
+Checkpoints are read as data (:func:`spine_kp.torch_files.load_torch_file`: weights-only unpickling with an explicit
+allow-list): a file that would need code to load is refused with one :class:`CheckpointError` line, and nothing of it
+runs.
 
 Imports only torch and the leaves below it (errors, schema, the codec): predict and export use it without the
 training code.
@@ -38,6 +40,7 @@ from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.errors import UserError
 from spine_kp.io.atomic import atomic_write_bytes
 from spine_kp.schema import Schema, SchemaError
+from spine_kp.torch_files import UnsafeFileError, load_torch_file
 
 #: Prefix of the network's tensors in the module's state dict (``LandmarkModule.model``).
 MODEL_PREFIX = "model."
@@ -132,7 +135,7 @@ def build_codec(config: Mapping[str, Any], stored: Mapping[str, Any] | None = No
 
 
 def load_checkpoint(path: str | Path, mmap: bool = False, hint: str = "") -> SpineCheckpoint:
-    """Read a spine_kp checkpoint (a trusted file: it is unpickled).
+    """Read a spine_kp checkpoint as data (see module docstring: nothing in the file runs).
 
     Args:
         path: the ``.ckpt`` file.
@@ -140,13 +143,16 @@ def load_checkpoint(path: str | Path, mmap: bool = False, hint: str = "") -> Spi
         hint: appended to the message for a readable file that is not a spine_kp checkpoint.
 
     Raises:
-        CheckpointError: the file is missing, unreadable, not a spine_kp checkpoint or damaged (one line naming it).
+        CheckpointError: the file is missing, unreadable, not a spine_kp checkpoint, damaged, or needs code to load
+            (one line naming it).
     """
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist; give a RUN/checkpoints/*.ckpt file of spine-kp train")
     try:
-        ckpt = _torch_load(p, mmap)
+        ckpt = load_torch_file(p, mmap=mmap)
+    except UnsafeFileError as exc:
+        raise CheckpointError(str(exc)) from None
     except _UNREADABLE as exc:
         raise CheckpointError(f"{p}: not a spine_kp checkpoint (not a readable torch file: {exc})") from None
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
@@ -176,13 +182,16 @@ def load_checkpoint(path: str | Path, mmap: bool = False, hint: str = "") -> Spi
     )
 
 
-def _torch_load(path: Path, mmap: bool) -> Any:
-    if mmap:
-        try:  # the pickled structure is read, the tensors are not
-            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        except RuntimeError:  # a legacy (non-zip) checkpoint cannot be memory-mapped
-            pass
-    return torch.load(path, map_location="cpu", weights_only=False)
+def write_entry(path: str | Path, key: str, value: Any) -> None:
+    """Store ``value`` under ``key`` of the checkpoint at ``path`` (atomically: temporary file + rename).
+
+    Used for what is fitted after Lightning wrote the file: the crop grading stage and the score calibration.
+    """
+    ckpt = load_torch_file(path)
+    ckpt[key] = value
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 __all__ = [
@@ -193,16 +202,5 @@ __all__ = [
     "SpineCheckpoint",
     "build_codec",
     "load_checkpoint",
+    "write_entry",
 ]
-
-
-def write_entry(path: str | Path, key: str, value: Any) -> None:
-    """Store ``value`` under ``key`` of the checkpoint at ``path`` (atomically: temporary file + rename).
-
-    Used for what is fitted after Lightning wrote the file: the crop grading stage and the score calibration.
-    """
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    ckpt[key] = value
-    buf = io.BytesIO()
-    torch.save(ckpt, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())

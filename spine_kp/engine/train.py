@@ -37,6 +37,7 @@ from spine_kp.errors import MissingInputError
 from spine_kp.grading.stage import attach_grade_stage, stage_skip_reason, train_grade_stage
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.schema import load_schema
+from spine_kp.torch_files import allowed_globals
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,8 @@ def train(
     module = LandmarkModule(config, schema.to_dict(), stats.to_dict(), codec=codec.to_dict())
     init_report = init_from_checkpoint(module, source) if source is not None else None
     trainer = build_trainer(cfg, run_dir, fast_dev_run=fast_dev_run, callbacks=callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    with allowed_globals():  # --resume reads last.ckpt as data, as every other checkpoint load does
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     ckpt_cb = trainer.checkpoint_callback
     best = Path(ckpt_cb.best_model_path) if ckpt_cb is not None and ckpt_cb.best_model_path else None
     score = ckpt_cb.best_model_score if ckpt_cb is not None else None

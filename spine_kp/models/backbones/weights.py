@@ -1,7 +1,8 @@
 """Load backbone weights from a local file (never downloads).
 
-Accepted: ``torch.save`` files (raw state dict, or a dict holding it under ``state_dict``/``model``; read with
-``weights_only=True``) and ``.safetensors``. Keys are matched to the backbone even when names differ by
+Accepted: ``torch.save`` files (raw state dict, or a dict holding it under ``state_dict``/``model``; read as data
+by :func:`spine_kp.torch_files.load_torch_file`, which refuses a file that needs code to load) and ``.safetensors``.
+Keys are matched to the backbone even when names differ by
 wrappers: ``module.``/``model.`` prefixes are stripped, then the (checkpoint-prefix, model-prefix) pair that maps
 the most tensors onto parameters of the same shape is used, comparing names with ``_`` and ``.`` treated alike
 (timm's feature wrappers rename ``layers.0`` to ``layers_0``). So an original timm/torchvision checkpoint, a
@@ -25,6 +26,8 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from timm.models import adapt_input_conv
 from torch import nn
+
+from spine_kp.torch_files import load_torch_file
 
 _WRAPPER_PREFIXES = ("module.", "model.")
 _NESTED_KEYS = ("state_dict", "model")
@@ -60,7 +63,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
         obj: object = load_file(str(path), device="cpu")
     else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_torch_file(path)  # as data: a file that needs code to load is refused (UnsafeFileError)
     for key in _NESTED_KEYS:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
