@@ -5,12 +5,19 @@ Usage:
         [--folds 5] [--only-fold K] [--set key=value ...] [--section.key value ...]
     python scripts/bench_real.py --data ROOT --annotations GT.json --out OUT --zero-shot CKPT
 
-Cross-validation: fold k trains ``spine_kp.engine.train.train`` in this process with ``data.fold=k`` and
-``data.num_folds=K`` (run dir ``OUT/fold{k}``), then predicts the fold's held-out studies with its best checkpoint
-(last when none is best). The held-out studies are ``SpineDataModule(cfg.data).val_records`` of that very config,
-so they are exactly the studies training validated on and never trained on (``--init`` weights must not have seen
-them either: initialise from a model trained on other data). ``--zero-shot CKPT`` trains nothing: it
-predicts every annotated study under ROOT with CKPT.
+Cross-validation is nested: the annotated studies are split into K folds by study
+(``spine_kp.data.datamodule.split_studies``, the project's deterministic split). Fold k's studies are the test studies:
+they are left out of the annotation file that fold k trains on (``OUT/fold{k}/train_annotations.json``; the test
+studies' own are ``test_annotations.json``), so training
+never sees them, not even as validation. Training (``spine_kp.engine.train.train`` in this process, run dir
+``OUT/fold{k}``) splits the remaining studies itself into training and validation (``data.val_fraction`` of the
+config), and everything chosen during training (best epoch, grade temperatures, score calibration, the grading stage's
+best epoch) is chosen on that inner validation split. Then the fold's test studies are predicted with the fold's
+best checkpoint (``--checkpoint last``: the last epoch) and scored. ``--init`` weights must not have seen the test
+studies either: initialise from a model trained on other data (the phantom-pretrained checkpoint).
+``--zero-shot CKPT`` trains nothing: it predicts every annotated study under ROOT with CKPT. ``--pool`` trains nothing
+either: it scores together the folds already in OUT (their ``test_annotations.json`` and
+``heldout_predictions.json``), e.g. after folds were run by separate ``--only-fold`` processes side by side.
 
 Scoring is the project's evaluator (``evaluate_records``, as ``spine-kp evaluate``): predictions are made on the
 middle frame of the chosen series and compared, in pixels of that series, with ground truth that may lie on a
@@ -24,6 +31,8 @@ neighbouring frame; distances are in mm with the ground-truth image's spacing. B
   head -> feet. "Along the spine" everywhere here means along the principal axis of the study's ground-truth points
   (in mm), oriented head -> feet (positive row component, since sagittal rows run head -> feet); the row direction
   when the study has fewer than two distinct ground-truth points;
+* the competition's figure: the public baseline's macro F1 at 6 mm (``spine_kp.evaluation.baseline_f1``), with the
+  evaluator's mAP, AP per class and ECE per kind (the grades; all at ``--radius`` except the macro F1);
 * level shifts: studies whose median signed offset along the spine (prediction minus ground truth, same
   identification) is within 0.3 level of a whole non-zero number of levels; a level is the median distance along
   the spine between adjacent landmarks of one kind (L3 -> L4, L3-L4 -> L4-L5) in that study's ground truth.
@@ -59,7 +68,7 @@ from spine_kp.types import StudyRecord
 
 Coord = tuple[float, float]
 Spacing = tuple[float, float]
-RESERVED = ("data.root", "data.annotations", "data.fold", "data.num_folds")  # set by --data/--annotations/--folds
+RESERVED = ("data.root", "data.annotations", "data.sources", "data.fold", "data.num_folds")  # --data/--annotations/--folds
 
 
 # --------------------------------------------------------------------------------------------- pure metric functions
@@ -243,6 +252,9 @@ def score(gt: Sequence[StudyRecord], pred: Sequence[StudyRecord], schema: Schema
         "per_level_within_radius": per_level_shares(res.errors, radius),
         "per_level": [s.to_dict() for s in res.localization.per_identification],
         "map": res.map,
+        "macro_f1": res.baseline_macro_f1,
+        "ap": {c.name: c.ap for c in res.classes if c.n_gt > 0},
+        "ece": {r.name: r.ece for r in res.calibration if r.name != "all"},
         "missing_studies": list(res.missing_studies),
     }
 
@@ -292,32 +304,50 @@ def predict(
     return run.records, [f.to_dict() for f in run.failures]
 
 
-def run_fold(cfg: ExperimentConfig, fold: int, args: argparse.Namespace, init_kwargs: dict[str, str]) -> dict[str, Any]:
-    """Train fold ``fold``, predict its held-out studies, score them; the record of the fold (with raw records)."""
-    from spine_kp.data.datamodule import SpineDataModule
+def fold_split(uids: Iterable[str], fold: int, folds: int, seed: int) -> tuple[set[str], set[str]]:
+    """(rest, test) study UIDs of fold ``fold``: the project's deterministic k-fold split by study."""
+    from spine_kp.data.datamodule import split_studies
+
+    rest, test = split_studies(sorted(set(uids)), 0.0, seed, fold=fold, num_folds=folds)
+    return set(rest), set(test)
+
+
+def write_subset(annotations: str | Path, keep: set[str], out: Path) -> Path:
+    """The records of ``annotations`` whose studyUid is in ``keep``, written as is (competition format)."""
+    raw = json.loads(Path(annotations).read_text(encoding="utf-8"))
+    return atomic_write_text(out, json.dumps([r for r in raw if r.get("studyUid") in keep]) + "\n")
+
+
+def run_fold(
+    cfg: ExperimentConfig,
+    fold: int,
+    args: argparse.Namespace,
+    init_kwargs: dict[str, str],
+    gt_all: Sequence[StudyRecord],
+    index: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Train fold ``fold`` without its test studies, predict and score them; the fold's record (with raw records)."""
     from spine_kp.engine.train import train
     from spine_kp.inference.predictor import Predictor
-    from spine_kp.schema import load_schema
 
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, fold=fold))
+    rest, test = fold_split((r.study_uid for r in gt_all), fold, args.folds, cfg.seed)
     out = Path(args.out) / f"fold{fold}"
+    out.mkdir(parents=True, exist_ok=True)
+    train_ann = write_subset(args.annotations, rest, out / "train_annotations.json")
+    write_subset(args.annotations, test, out / "test_annotations.json")  # for scripts/bench_grade_stage.py
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, annotations=str(train_ann), fold=None))
     t = time.perf_counter()
     result = train(cfg, out, **init_kwargs)
     train_s = time.perf_counter() - t
-    # The fold's held-out studies are also the run's validation split, so "best" would be chosen on the test data:
-    # score the last epoch (a fixed budget) unless --checkpoint best is asked for.
-    ckpt = result.best_checkpoint if getattr(args, "checkpoint", "last") == "best" else result.last_checkpoint
+    ckpt = result.best_checkpoint if getattr(args, "checkpoint", "best") == "best" else result.last_checkpoint
     ckpt = ckpt or result.last_checkpoint or result.best_checkpoint
     if ckpt is None:
         raise RuntimeError(f"fold {fold}: training in {out} wrote no checkpoint")
-    t = time.perf_counter()
-    dm = SpineDataModule(cfg.data, schema=load_schema(cfg.schema))
-    dm.setup("fit")  # the split training used: same config, same deterministic split
-    held_out, index = dm.val_records, dm.studies
-    split_s = time.perf_counter() - t
+    held_out = [r for r in gt_all if r.study_uid in test]
     t = time.perf_counter()
     predictor = Predictor.from_checkpoint(ckpt, device=args.device)
-    pred, failures = predict(predictor, [index[r.study_uid] for r in held_out], args, out / "heldout_predictions.json")
+    studies = [index[u] for u in sorted(test) if u in index]
+    pred, failures = predict(predictor, studies, args, out / "heldout_predictions.json")
     predict_s = time.perf_counter() - t
     gt = fill_gt_spacing(held_out, index, cfg.data.root, pred)
     return {
@@ -326,10 +356,11 @@ def run_fold(cfg: ExperimentConfig, fold: int, args: argparse.Namespace, init_kw
         "epochs": result.epochs,
         "best_score": result.best_score,
         "init": None if getattr(result, "init_report", None) is None else result.init_report.summary(),
+        "grade_stage": result.grade_stage,
         "train_s": train_s,
-        "split_s": split_s,
         "predict_s": predict_s,
-        "held_out_studies": [r.study_uid for r in held_out],
+        "train_studies": len(rest),
+        "held_out_studies": sorted(test),
         "failures": failures,
         "metrics": score(gt, pred, predictor.schema, args.radius),
         "_gt": gt,
@@ -363,6 +394,40 @@ def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def pool_folds(args: argparse.Namespace, report: dict[str, Any]) -> int:
+    """Score the finished folds in ``args.out`` together (each fold's test studies with its held-out predictions)."""
+    from spine_kp.io.annotations import read_annotations
+
+    out = Path(args.out)
+    folds = sorted(p.parent for p in out.glob("fold*/heldout_predictions.json"))
+    if not folds:
+        print(f"error: --pool: no fold*/heldout_predictions.json in {out}", file=sys.stderr)
+        return 2
+    schema = _schema_of(folds[0])
+    rows, gt, pred = [], [], []
+    for fold in folds:
+        g = read_annotations(fold / "test_annotations.json", schema)
+        p = read_annotations(fold / "heldout_predictions.json", schema)
+        g = fill_spacing(g, data_root=args.data, pred_records=p)
+        rows.append((fold.name, score(g, p, schema, args.radius), None, None))
+        gt += g
+        pred += p
+    report["pooled"] = score(gt, pred, schema, args.radius)
+    report["pooled_folds"] = [f.name for f in folds]
+    rows.append(("pooled", report["pooled"], None, None))
+    atomic_write_text(out / "bench_real_pooled.json", json.dumps(report, indent=2) + "\n")
+    sys.stdout.write(format_table(rows, args.radius))
+    print(f"written: {out / 'bench_real_pooled.json'}")
+    return 0
+
+
+def _schema_of(fold: Path) -> Schema:
+    """The schema a fold run was trained with (its config.yaml)."""
+    from spine_kp.schema import load_schema
+
+    return load_schema(load_experiment(fold / "config.yaml").schema)
+
+
 # ------------------------------------------------------------------------------------------------------- report
 def _f(v: Any, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
@@ -381,6 +446,11 @@ def format_table(rows: Sequence[tuple[str, dict[str, Any], float | None, float |
             f"{_f(m['identification_accuracy'], '.3f'):>6} {m['order_violations']:>5} {m['level_shifts']:>5} "
             f"{_f(tr, '.1f'):>8} {_f(pr, '.1f'):>7}"
         )
+    lines += ["", f"{'run':<9} {'macroF1':>7} {'mAP':>6} {'ECE':>13}  AP per class"]
+    for name, m, _, _ in rows:
+        ece = "/".join(_f(v, ".3f") for v in m.get("ece", {}).values()) or "-"
+        aps = " ".join(f"{c} {_f(v, '.2f')}" for c, v in m.get("ap", {}).items())
+        lines.append(f"{name:<9} {_f(m.get('macro_f1'), '.3f'):>7} {_f(m.get('map'), '.3f'):>6} {ece:>13}  {aps}")
     levels = list(dict.fromkeys(n for _, m, _, _ in rows for n in m["per_level_within_radius"]))
     widths = [max(7, len(name)) for name, *_ in rows]
     title = f"share within {r} per level:"
@@ -430,10 +500,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
     ap.add_argument(
         "--checkpoint",
         choices=["last", "best"],
-        default="last",
-        help="which checkpoint of a fold to score (best is selected on the held-out fold: optimistic)",
+        default="best",
+        help="which checkpoint of a fold to score (best: chosen on the fold's inner validation split, never on its"
+        " test studies)",
     )
     ap.add_argument("--flip-tta", action="store_true", help="predict with the anterior-posterior flip averaged in")
+    ap.add_argument("--pool", action="store_true", help="score the folds already in --out together (no training)")
     args, rest = ap.parse_known_args(argv)
     try:
         overrides = parse_override_args([f"--{s}" for s in args.set] + rest)
@@ -456,6 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "radius_mm": args.radius,
         "order_axis": "principal axis of each study's ground-truth points (mm), oriented head->feet",
     }
+    if args.pool:
+        return pool_folds(args, report)
     if args.zero_shot:
         zs = run_zero_shot(args)
         report["zero_shot"] = zs
@@ -477,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = args.config or default_config()
     overrides.setdefault("trainer.progress_bar", "false")
     try:
-        cfg = load_experiment(config, {**overrides, "data.num_folds": str(args.folds), "data.fold": "0"})
+        cfg = load_experiment(config, overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -485,11 +559,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg, data=dataclasses.replace(cfg.data, root=str(args.data), annotations=str(args.annotations))
     )
     report.update({"config": config, "overrides": overrides, "init": args.init, "folds": args.folds, "cv": []})
+    report["protocol"] = "nested: fold k's test studies are left out of its training annotations; inner validation"
+    from spine_kp.io.annotations import read_annotations
+    from spine_kp.io.dicom import scan
+    from spine_kp.schema import load_schema
+
+    gt_all = read_annotations(args.annotations, load_schema(cfg.schema))
+    index = scan(args.data, workers=max(1, args.workers)).studies
     folds = [args.only_fold] if args.only_fold is not None else list(range(args.folds))
     done: list[dict[str, Any]] = []
     for k in folds:
         print(f"fold {k}/{args.folds}: training in {out / f'fold{k}'}", flush=True)
-        done.append(run_fold(cfg, k, args, init_kwargs))
+        done.append(run_fold(cfg, k, args, init_kwargs, gt_all, index))
         report["cv"] = [_public(f) for f in done]
         gt = [r for f in done for r in f["_gt"]]
         report["pooled"] = score(gt, [r for f in done for r in f["_pred"]], done[0]["_schema"], args.radius)

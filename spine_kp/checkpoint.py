@@ -10,6 +10,7 @@ A spine_kp checkpoint is the Lightning checkpoint that training writes (``RUN/ch
                           "codec": HeatmapCodec.to_dict()},        # absent before the codec was stored
      "calibration": {"temperatures": {kind: T}, ...},              # absent when not fitted
      "score_calibration": {"localization": {kind: {"a", "b", ...}}, "scores": {...}, ...},  # absent when not fitted
+     "decode_fit": {"absent_score": a, "step_tolerance": t, ...},  # absent when not fitted
      ...}                                                          # Lightning's own entries (epoch, optimizer, ...)
 
 Training (:class:`spine_kp.engine.module.LandmarkModule`), warm starts (:mod:`spine_kp.engine.init_weights`), the
@@ -48,8 +49,12 @@ MODEL_PREFIX = "model."
 CALIBRATION_KEY = "calibration"
 #: Where the Platt maps of the emitted scores are stored (see :mod:`spine_kp.engine.score_calibration`).
 SCORE_CALIBRATION_KEY = "score_calibration"
+#: Where the decoding settings fitted on the validation split are stored (see :mod:`spine_kp.engine.decode_fit`).
+DECODE_FIT_KEY = "decode_fit"
 #: Hyper-parameter that holds ``HeatmapCodec.to_dict()``.
 CODEC_KEY = "codec"
+#: The checkpoint a run folder stands for (``--checkpoint RUN_DIR``), relative to it.
+RUN_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 
 # What torch.load raises on a file that is not a torch checkpoint (or is truncated, or pickles unknown classes).
 _UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, ImportError, AttributeError)
@@ -74,6 +79,7 @@ class SpineCheckpoint:
         grade_stage: the crop grading stage entry (``spine_kp.grading.stage``; None: graded by the head alone).
         score_calibration: the Platt maps of the scores per kind (None: scores are ``peak x p``); read by
             :func:`spine_kp.inference.records.score_maps`.
+        decode_fit: the level-order decoding settings fitted on the validation split (None: the config's).
     """
 
     path: Path
@@ -85,6 +91,7 @@ class SpineCheckpoint:
     codec: dict[str, Any] | None = None
     grade_stage: dict[str, Any] | None = None
     score_calibration: dict[str, Any] | None = None
+    decode_fit: dict[str, Any] | None = None
 
     @property
     def model_config(self) -> dict[str, Any]:
@@ -134,11 +141,34 @@ def build_codec(config: Mapping[str, Any], stored: Mapping[str, Any] | None = No
     )
 
 
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file a user names: a file as it is, or a training run folder's ``checkpoints/best.ckpt``.
+
+    The ``checkpoints`` folder itself stands for its ``best.ckpt`` too. A path that is neither is returned unchanged
+    (:func:`load_checkpoint` then says it does not exist).
+
+    Raises:
+        CheckpointError: a folder without that file (naming ``last.ckpt`` when the run has only that one).
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    for candidate in (p / RUN_CHECKPOINT, p / RUN_CHECKPOINT.name):
+        if candidate.is_file():
+            return candidate
+    last = next((c for c in (p / RUN_CHECKPOINT.parent / "last.ckpt", p / "last.ckpt") if c.is_file()), None)
+    also = f" (it has {last}: give that file to use it)" if last is not None else ""
+    raise CheckpointError(
+        f"{p} is a folder without {RUN_CHECKPOINT}{also}; give a .ckpt file, or the folder of a spine-kp train run"
+    )
+
+
 def load_checkpoint(path: str | Path, mmap: bool = False, hint: str = "") -> SpineCheckpoint:
     """Read a spine_kp checkpoint as data (see module docstring: nothing in the file runs).
 
     Args:
-        path: the ``.ckpt`` file.
+        path: the ``.ckpt`` file, or a training run folder (its ``checkpoints/best.ckpt``, see
+            :func:`resolve_checkpoint_path`).
         mmap: map the tensors instead of reading them (for a caller that needs only the config).
         hint: appended to the message for a readable file that is not a spine_kp checkpoint.
 
@@ -146,17 +176,35 @@ def load_checkpoint(path: str | Path, mmap: bool = False, hint: str = "") -> Spi
         CheckpointError: the file is missing, unreadable, not a spine_kp checkpoint, damaged, or needs code to load
             (one line naming it).
     """
-    p = Path(path)
+    p = resolve_checkpoint_path(path)
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist; give a RUN/checkpoints/*.ckpt file of spine-kp train")
+        raise CheckpointError(
+            f"checkpoint {p} does not exist; give a RUN/checkpoints/*.ckpt file of spine-kp train, or the RUN folder"
+        )
     try:
         ckpt = load_torch_file(p, mmap=mmap)
     except UnsafeFileError as exc:
         raise CheckpointError(str(exc)) from None
     except _UNREADABLE as exc:
         raise CheckpointError(f"{p}: not a spine_kp checkpoint (not a readable torch file: {exc})") from None
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
-    state = ckpt.get("state_dict") if isinstance(ckpt, Mapping) else None
+    return checkpoint_from_data(p, ckpt, hint)
+
+
+def checkpoint_from_data(path: str | Path, data: Any, hint: str = "") -> SpineCheckpoint:
+    """What :func:`load_checkpoint` makes of a checkpoint's contents once read (also a member of a fold ensemble,
+    :mod:`spine_kp.fold_ensemble`, which holds each member as such a dict).
+
+    Args:
+        path: the file, or the name a message gives the member (e.g. ``ENSEMBLE.ckpt#member2``).
+        data: what :func:`spine_kp.torch_files.load_torch_file` read.
+        hint: appended to the message for data that is not a spine_kp checkpoint.
+
+    Raises:
+        CheckpointError: not a spine_kp checkpoint, or damaged (one line naming ``path``).
+    """
+    p = Path(path)
+    hp = data.get("hyper_parameters") if isinstance(data, Mapping) else None
+    state = data.get("state_dict") if isinstance(data, Mapping) else None
     if not isinstance(hp, Mapping) or not {"config", "schema"} <= set(hp) or not isinstance(state, Mapping):
         raise CheckpointError(
             f"{p}: not a spine_kp checkpoint (needs state_dict and hyper_parameters with config and schema); "
@@ -175,10 +223,11 @@ def load_checkpoint(path: str | Path, mmap: bool = False, hint: str = "") -> Spi
         schema=schema,
         label_stats=hp.get("label_stats"),
         state_dict=state,
-        calibration=ckpt.get(CALIBRATION_KEY) or None,
+        calibration=data.get(CALIBRATION_KEY) or None,
         codec=hp.get(CODEC_KEY) or None,
-        grade_stage=ckpt.get("grade_stage") or None,
-        score_calibration=ckpt.get(SCORE_CALIBRATION_KEY) or None,
+        grade_stage=data.get("grade_stage") or None,
+        score_calibration=data.get(SCORE_CALIBRATION_KEY) or None,
+        decode_fit=data.get(DECODE_FIT_KEY) or None,
     )
 
 
@@ -197,10 +246,14 @@ def write_entry(path: str | Path, key: str, value: Any) -> None:
 __all__ = [
     "CALIBRATION_KEY",
     "CODEC_KEY",
+    "DECODE_FIT_KEY",
     "MODEL_PREFIX",
+    "RUN_CHECKPOINT",
     "CheckpointError",
     "SpineCheckpoint",
     "build_codec",
+    "checkpoint_from_data",
     "load_checkpoint",
+    "resolve_checkpoint_path",
     "write_entry",
 ]

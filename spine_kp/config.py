@@ -3,27 +3,121 @@
 * An unknown key is an error naming the file and the dotted key (``train.yaml: unknown key 'model.backbon'``).
 * Overrides use dotted keys, ``--model.backbone efficientnet_b0``; values are parsed as YAML scalars.
 * ``to_dict`` gives plain data for checkpoints; ``from_dict`` rebuilds the same object.
+* Numeric ranges live next to the fields they constrain: ``lr: float = bounded(1e-3, gt=0)``. A dataclass with bounded
+  fields calls :func:`check_bounds` in its ``__post_init__``, so a value out of range fails at load time, before any
+  data is read, as one line naming the dotted key (``train.yaml: 'optim.lr' must be > 0, got -1.0``); cross-field
+  rules raise :class:`BoundsError` naming the key the same way. A new setting with a range is one edit.
+* YAML is read by :mod:`spine_kp.yaml_files`: duplicate keys and syntax errors are one line naming file and line.
 
-A leaf module: it knows dataclasses and YAML, nothing of the project but the leaf :mod:`spine_kp.errors`.
+A leaf module: it knows dataclasses and YAML, nothing of the project but the leaves :mod:`spine_kp.errors` and
+:mod:`spine_kp.yaml_files`.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from spine_kp.errors import UserError
+from spine_kp.yaml_files import parse_yaml, read_yaml
 
 T = TypeVar("T")
 
 
 class ConfigError(UserError, ValueError):
     """A configuration file or override is invalid; the message names the file and key."""
+
+
+#: ``dataclasses.field`` metadata key of a field's :class:`Bounds`
+BOUNDS = "spine_kp.bounds"
+
+
+class BoundsError(ValueError):
+    """A config value outside its range; ``key`` is the field (dotted below the dataclass), ``reason`` the rest."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"'{key}' {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The range of a numeric field (of each number, for a list): finite, and ``> gt``, ``>= ge``, ``< lt``, ``<= le``.
+
+    ``allow`` lists values accepted besides the range (``-1`` for Lightning's "all devices").
+    """
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    allow: tuple[Any, ...] = ()
+
+    def __str__(self) -> str:
+        limits = ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
+        text = " and ".join(f"{op} {_number(v)}" for op, v in limits if v is not None)
+        return f"{text} (or {', '.join(map(str, self.allow))})" if self.allow else text
+
+    def within(self, x: float) -> bool:
+        """Whether one number is finite and inside the limits."""
+        return (
+            math.isfinite(x)
+            and (self.gt is None or x > self.gt)
+            and (self.ge is None or x >= self.ge)
+            and (self.lt is None or x < self.lt)
+            and (self.le is None or x <= self.le)
+        )
+
+    def violation(self, value: Any) -> str | None:
+        """Why ``value`` is out of range (``"must be > 0, got -1.0"``); None when it is within, or not a number."""
+        for v in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v in self.allow:
+                continue
+            try:
+                x = float(v)
+            except OverflowError:  # an int beyond any float: out of every range
+                x = math.inf
+            if not self.within(x):
+                return f"must be {'' if math.isfinite(x) else 'a finite number '}{self}, got {value!r}"
+        return None
+
+
+def _number(v: float) -> str:
+    """``4294967295`` rather than ``4.29497e+09``; ``0.5`` rather than ``0.500000``."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+
+def bounded(
+    default: Any = dataclasses.MISSING,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    allow: tuple[Any, ...] = (),
+) -> Any:
+    """A dataclass field with a range (see :class:`Bounds`): ``lr: float = bounded(1e-3, gt=0)``."""
+    return dataclasses.field(default=default, metadata={BOUNDS: Bounds(gt, ge, lt, le, allow)})
+
+
+def check_bounds(obj: Any) -> None:
+    """Raise :class:`BoundsError` for the first field of dataclass ``obj`` outside its :func:`bounded` range.
+
+    Called from ``__post_init__``, so a config built in code is checked like one loaded from YAML.
+    """
+    for f in dataclasses.fields(obj):
+        bounds = f.metadata.get(BOUNDS)
+        value = getattr(obj, f.name)
+        if bounds is not None and value is not None:
+            reason = bounds.violation(value)
+            if reason is not None:
+                raise BoundsError(f.name, reason)
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -79,6 +173,8 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<config>", pref
     kwargs = {k: _convert(hints[k], v, prefix + k, source) for k, v in data.items()}
     try:
         return cls(**kwargs)
+    except BoundsError as exc:  # name the dotted key from the top: 'optim.lr', 'data.input_size'
+        raise ConfigError(f"{source}: '{prefix}{exc.key}' {exc.reason}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'}: {exc}") from None
 
@@ -98,7 +194,7 @@ def to_dict(obj: Any) -> Any:
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, str], source: str = "<overrides>") -> dict[str, Any]:
     """Return a copy of ``data`` with dotted-key overrides applied (values parsed as YAML scalars)."""
-    out = yaml.safe_load(yaml.safe_dump(data)) or {}
+    out = copy.deepcopy(data)
     for key, raw in overrides.items():
         node = out
         parts = key.split(".")
@@ -109,7 +205,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, str], source: str
             if not isinstance(nxt, dict):
                 raise ConfigError(f"{source}: '{key}': '{part}' is not a section")
             node = nxt
-        node[parts[-1]] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+        node[parts[-1]] = parse_yaml(raw, f"{source}: --{key}", ConfigError) if isinstance(raw, str) else raw
     return out
 
 
@@ -135,10 +231,13 @@ def parse_override_args(args: list[str]) -> dict[str, str]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file: a YAML mapping (duplicate keys, syntax errors and an empty file are one error line)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    data = read_yaml(p, ConfigError)
+    if data is None:  # an empty file (or only comments) is a mistake, not "all defaults": say so
+        raise ConfigError(f"{p}: the config file is empty; write the settings to change, or {{}} for the defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping")
     return data

@@ -24,9 +24,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from spine_kp.errors import UserError
+from spine_kp.yaml_files import read_yaml, resolve_yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_SCHEMA = CONFIG_DIR / "schema" / "default.yaml"
@@ -224,23 +223,36 @@ def packaged_schemas() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in (CONFIG_DIR / "schema").glob("*.yaml")))
 
 
+def packaged_schema(name: str) -> Schema | None:
+    """The packaged schema whose file stem (``"default"``) or declared ``name`` (``"lumbar_t12_s1"``) is ``name``.
+
+    Only the files in ``spine_kp/configs/schema/`` are considered, never a path, so a name read from an untrusted file
+    (the ``"schema"`` field of a prediction record) cannot make anything else load. None when no packaged schema has
+    that name.
+    """
+    for stem in packaged_schemas():
+        schema = load_schema(CONFIG_DIR / "schema" / f"{stem}.yaml")
+        if name in (stem, schema.name):
+            return schema
+    return None
+
+
 def load_schema(path: str | Path | None = None) -> Schema:
     """Load a schema YAML (default: the packaged lumbar T12-S1 schema).
 
     Args:
-        path: a YAML file, or a bare name of a file in ``spine_kp/configs/schema/`` (``"default"``,
-            ``"tianchi"``; see :func:`packaged_schemas`).
+        path: a YAML file, or a packaged name (``"default"``, ``"tianchi"``; see :func:`packaged_schemas`). A value
+            with a folder separator or a ``.yaml`` / ``.yml`` suffix is a path, any other a packaged name, whatever
+            the working folder holds (:func:`spine_kp.yaml_files.resolve_yaml`).
+
+    Raises:
+        SchemaError: no such file or packaged name; the file is empty, not valid YAML, repeats a key, or is not a
+            schema (one line naming the file).
     """
-    if path is None:
-        p = DEFAULT_SCHEMA
-    else:
-        p = Path(path)
-        if not p.exists() and not p.suffix:
-            p = CONFIG_DIR / "schema" / f"{path}.yaml"
-    if not p.exists():
-        raise SchemaError(f"schema file {p} does not exist; packaged schemas: {', '.join(packaged_schemas())}")
-    with open(p, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    p = DEFAULT_SCHEMA if path is None else resolve_yaml(path, CONFIG_DIR / "schema", "schema", SchemaError)
+    data = read_yaml(p, SchemaError)
+    if data is None:
+        raise SchemaError(f"{p}: the schema file is empty")
     if not isinstance(data, dict):
         raise SchemaError(f"{p}: expected a mapping at top level")
     return Schema.from_dict(data, source=str(p))

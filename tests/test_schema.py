@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from spine_kp.schema import MEANINGS, KindSpec, Schema, SchemaError, load_schema, packaged_schemas
+from spine_kp.schema import (
+    MEANINGS,
+    KindSpec,
+    Schema,
+    SchemaError,
+    load_schema,
+    packaged_schema,
+    packaged_schemas,
+)
 
 
 def test_default_schema_matches_spec():
@@ -151,3 +159,29 @@ def test_unknown_meaning_is_rejected_also_in_code():
 def test_unknown_schema_name_lists_the_packaged_ones():
     with pytest.raises(SchemaError, match="packaged schemas: .*default.*tianchi"):
         load_schema("tianchii")
+
+
+def test_packaged_schema_is_found_by_file_name_or_schema_name_and_never_by_path(tmp_path):
+    """Prediction files name their schema (``"schema": "lumbar_t12_s1"``); ``evaluate`` resolves it this way."""
+    default = load_schema()
+    assert packaged_schema("default") == default and packaged_schema(default.name) == default
+    assert packaged_schema("tianchi") == load_schema("tianchi")
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump({**default.to_dict(), "name": "own"}))
+    for name in ("own", str(own), str(tmp_path / "own"), "../schema/default", "nope", ""):
+        assert packaged_schema(name) is None, name
+
+
+@pytest.mark.parametrize("name", packaged_schemas())
+def test_the_schema_name_survives_to_dict_and_from_dict(name):
+    s = load_schema(name)
+    assert Schema.from_dict(s.to_dict()).name == s.name
+    assert packaged_schema(s.name) == s  # the name written into predictions finds the schema again
+
+
+def test_a_schema_without_a_name_is_named_after_its_file(tmp_path):
+    data = load_schema("tianchi").to_dict()
+    del data["name"]
+    p = tmp_path / "spine_set.yaml"
+    p.write_text(yaml.safe_dump(data))
+    assert load_schema(p).name == "spine_set"

@@ -4,8 +4,14 @@ With ``--data ROOT`` the root is scanned once (headers only): it gives the spaci
 none, and both files are checked against its images; points outside their image, zIndex values beyond their series
 and images not under the root are counted warnings on stderr (and in ``metrics.json`` / ``report.md``).
 
-Exit codes: 0 success; 2 malformed input (bad JSON/record, unknown schema, no spacing for a study, a ``--data`` root
-that is not a folder or holds no DICOM study).
+Without ``--schema`` the schema is the one the prediction records name (``spine-kp predict`` writes it), else the
+default (:mod:`spine_kp.evaluation.schema_choice`). Text from the files that the output cannot encode (a lone
+surrogate in a studyUid) is printed as a backslash escape.
+
+Exit codes: 0 success; 2 a mistake in the input (bad JSON/record, a value beyond the plausibility limits, a study
+twice in one file, ground truth without points, files that look swapped, labels outside the schema or files naming
+different schemas without ``--schema``, unknown schema, no spacing for a study, a ``--data`` root that is not a folder
+or holds no DICOM study).
 """
 
 from __future__ import annotations
@@ -39,15 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report", metavar="DIR", help="write metrics.json, report.md, pr_curves.png, errors.png, reliability.png"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
-    parser.add_argument("--schema", metavar="SCHEMA", help="schema YAML or packaged name (default, tianchi)")
+    parser.add_argument(
+        "--schema",
+        metavar="SCHEMA",
+        help="schema YAML or packaged name (default, tianchi); default: the one the predictions name, else 'default'",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from spine_kp.errors import UserError
     from spine_kp.evaluation.evaluate import evaluate_files
-    from spine_kp.evaluation.report import format_result, to_json, write_report
+    from spine_kp.evaluation.report import REPORT_FILES, format_result, to_json, write_report
     from spine_kp.io.atomic import check_writable
-    from spine_kp.schema import load_schema
+    from spine_kp.io.output_guard import refuse_same_paths
+    from spine_kp.io.text import write_escaped
 
     # Malformed files, a schema error or a study without spacing are UserErrors: one error line, exit 2.
     if not args.radius > 0:
@@ -55,25 +66,31 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None and not Path(args.data).is_dir():  # checked even when no spacing has to be looked up
         raise UserError(f"--data {args.data}: not a folder")
     if args.report:  # before scoring, so an unwritable report folder fails before any output
+        refuse_same_paths(  # a report folder holding the inputs would overwrite them
+            {f"--report {name}": Path(args.report) / name for name in REPORT_FILES},
+            {"--annotations": args.annotations, "--predictions": args.predictions},
+        )
         check_writable(args.report, folder=True)
-    schema = load_schema(args.schema)
     result = evaluate_files(
         args.annotations,
         args.predictions,
-        schema,
+        args.schema,  # None: the schema the files name, else the default; given: the user's wins
         data_root=args.data,
         radius=args.radius,
         match_level=args.match_level,
     )
-    for uid in result.unknown_studies:
-        print(f"warning: {args.predictions}: study {uid} is not in {args.annotations}; ignored", file=sys.stderr)
-    for uid in result.missing_studies:
-        print(f"warning: study {uid} has no prediction; its ground truth counts as FN", file=sys.stderr)
+    # UIDs come from the files: what the streams cannot encode (a lone surrogate) is escaped, never a traceback
+    warnings = list(result.warnings)
+    warnings += [
+        f"{args.predictions}: study {uid} is not in {args.annotations}; ignored" for uid in result.unknown_studies
+    ]
+    warnings += [f"study {uid} has no prediction; its ground truth counts as FN" for uid in result.missing_studies]
     if result.data_checks is not None:
-        for line in result.data_checks.warnings(args.annotations, args.predictions):
-            print(f"warning: {line}", file=sys.stderr)
-    sys.stdout.write(to_json(result) if args.json else format_result(result))
+        warnings += result.data_checks.warnings(args.annotations, args.predictions)
+    for line in warnings:
+        write_escaped(sys.stderr, f"warning: {line}\n")
+    write_escaped(sys.stdout, to_json(result) if args.json else format_result(result))
     if args.report:
         written = write_report(result, args.report)
-        print(f"report written to {args.report}: {', '.join(written)}", file=sys.stderr)
+        write_escaped(sys.stderr, f"report written to {args.report}: {', '.join(written)}\n")
     return 0

@@ -6,7 +6,10 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="best.ckpt / last.ckpt of a training run")
+    p.add_argument(
+        "checkpoint",
+        help="best.ckpt / last.ckpt of a training run, or the run folder (meaning its checkpoints/best.ckpt)",
+    )
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write (atomically)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 17 (default 17)")
     p.add_argument(
@@ -21,7 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spine_kp.export.onnx import export_onnx
+    from spine_kp.io.atomic import check_writable
+    from spine_kp.io.output_guard import refuse_same_paths
 
+    # before the (slow) export: never replace the checkpoint itself, and an unwritable --onnx fails now
+    refuse_same_paths({"--onnx": args.onnx}, {"checkpoint": args.checkpoint})
+    check_writable(args.onnx)
     result = export_onnx(
         args.checkpoint,
         args.onnx,

@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
     result = scan(args.data_root, workers=max(1, args.workers))  # IngestError when DATA_ROOT is not a folder
     if not result.studies:
-        counts = Counter(s.category for s in result.skipped)
-        detail = f" ({len(result.skipped)} file(s) skipped: {_counts(counts)})" if counts else ""
-        raise UserError(f"{args.data_root}: no DICOM study found{detail}")
+        from spine_kp.io.scan import no_study_message
+
+        raise UserError(no_study_message(args.data_root, [s.reason for s in result.skipped]))
     read = 0
     for study in result.studies.values():
         try:

@@ -10,7 +10,10 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data_root", help="folder holding the DICOM studies (any depth)")
     model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", help="best.ckpt / last.ckpt of a training run")
+    model.add_argument(
+        "--checkpoint",
+        help="best.ckpt / last.ckpt of a training run, or the run folder (meaning its checkpoints/best.ckpt)",
+    )
     model.add_argument("--onnx", metavar="MODEL.onnx", help="a spine-kp export: runs on ONNX Runtime, without torch")
     p.add_argument("-o", "--output", required=True, help="predictions JSON (errors go to <output>.errors.json)")
     p.add_argument("--csv", default=None, help="also write one row per landmark to this CSV")
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from spine_kp.errors import UserError
-    from spine_kp.io.atomic import check_writable
+    from spine_kp.predict.output_checks import check_predict_outputs, reused_folder_warnings
     from spine_kp.predict.outputs import errors_path, write_outputs
     from spine_kp.predict.runner import PredictOptions, predict_folder
 
@@ -48,9 +51,11 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} must be at least {least}, got {value}")
     if not Path(args.data_root).is_dir():
         raise UserError(f"data root {args.data_root} is not a folder")
-    for out, folder in ((args.output, False), (args.csv, False), (args.overlays, True), (args.dicom_sr, True)):
-        if out:  # before the run: an output that cannot be written fails now, not after predicting every study
-            check_writable(out, folder)
+    # before the run: an output that would replace an input or another output, or cannot be written, fails now
+    model = ("--onnx", args.onnx) if args.onnx else ("--checkpoint", args.checkpoint)
+    check_predict_outputs(
+        args.data_root, model, args.output, errors_path(args.output), args.csv, args.overlays, args.dicom_sr
+    )
     if args.onnx:  # this path never imports torch
         from spine_kp.inference.onnx_predictor import OnnxPredictor
 
@@ -92,23 +97,33 @@ def run(args: argparse.Namespace) -> int:
     else:
         run_result = predict_folder(args.data_root, predictor, options)
     if not run_result.predictions and not run_result.failures:
-        raise UserError(f"{args.data_root}: no DICOM study found ({len(run_result.skipped_files)} file(s) skipped)")
+        from spine_kp.io.scan import no_study_message
+
+        raise UserError(no_study_message(args.data_root, [reason for _, reason in run_result.skipped_files]))
+    for line in reused_folder_warnings(run_result, args.overlays, args.dicom_sr):
+        print(line, file=sys.stderr)
     sr_files = None
     if args.dicom_sr is not None:  # before the outputs, so reports that fail are listed in the errors file
         from spine_kp.predict.sr import algorithm_from_checkpoint, algorithm_from_onnx, write_dicom_srs
 
         algorithm = algorithm_from_onnx(predictor.meta) if args.onnx else algorithm_from_checkpoint(args.checkpoint)
         sr_files = write_dicom_srs(run_result, predictor.schema, args.dicom_sr, algorithm)
-    written = write_outputs(run_result, predictor.schema, args.output, args.csv, args.overlays)
+    written = write_outputs(run_result, predictor.schema, args.output, args.csv)
+    overlay_files = None
+    if args.overlays is not None:
+        from spine_kp.predict.overlay import write_overlays  # matplotlib only when asked for
+
+        overlay_files = write_overlays(run_result.predictions, predictor.schema, args.overlays)
     for f in run_result.failures:
         print(f"failed: study {f.study} ({f.folder}): {f.reason}", file=sys.stderr)
     n_ok, n_bad = len(run_result.predictions), len(run_result.failures)
     print(f"predicted {n_ok} studies, {n_bad} failed, {len(run_result.skipped_files)} files skipped")
     print(f"predictions: {written['predictions']}")
     print(f"errors: {errors_path(args.output)}")
-    for key in ("csv", "overlays"):
-        if key in written:
-            print(f"{key}: {written[key]}")
+    if "csv" in written:
+        print(f"csv: {written['csv']}")
+    if overlay_files is not None:  # distinct files on disk, not studies: a shared name would show here
+        print(f"overlays: {args.overlays} ({len(set(overlay_files))} images)")
     if sr_files is not None:
-        print(f"dicom-sr: {args.dicom_sr} ({len(sr_files)} reports)")
+        print(f"dicom-sr: {args.dicom_sr} ({len(set(sr_files))} reports)")
     return 0 if n_ok or not (n_bad or run_result.skipped_files) else 1

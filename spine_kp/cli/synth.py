@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--randomize", action="store_true",
                         help="domain randomisation for pretraining: wide/tight fields of view, fat-suppressed T2, "
                         "clean to noisy images")  # fmt: skip
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT/studies")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing non-empty OUT/studies and OUT/annotations.json"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,8 @@ So the landmarks at either END of the chain may instead be declared absent, at a
 channels' best peaks in this image (relative, so a weakly trained network does not call its whole chain absent):
 the chain keeps a landmark only when its peak and its geometry together cost less than calling it outside the
 image. Only a prefix and a suffix of the chain can be absent; a gap in the middle cannot (a visible spine has no
-missing level). ``absent_score = 0`` disables this.
+missing level). ``absent_score = 0`` disables this; ``absent_score_caudal`` gives the caudal end its own score (0: the
+caudal end, L5-S1 in a lumbar series, is always placed, the anchor the levels are counted from).
 
 Frames: candidates are (x, y) in any pixel frame with square-enough pixels (the input frame of the network).
 
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from spine_kp.codec.heatmap import HeatmapCodec, as_numpy, cells_to_pixels
+from spine_kp.config import bounded, check_bounds
 
 
 @dataclass(frozen=True)
@@ -44,18 +46,29 @@ class LevelOrderConfig:
     """Weights of the level-order cost; defaults are tuned on phantom studies (see scripts/bench_level_order.py)."""
 
     enabled: bool = True
-    top_k: int = 5
-    w_peak: float = 1.0
-    w_step: float = 1.0
-    step_tolerance: float = 0.4
-    w_order: float = 20.0
-    order_margin: float = 0.3
-    min_score: float = 1e-4
-    absent_score: float = 0.15  # relative to the image's median best peak; 0 disables absent chain ends
+    top_k: int = bounded(5, ge=1, le=64)
+    w_peak: float = bounded(1.0, ge=0)
+    w_step: float = bounded(1.0, ge=0)
+    step_tolerance: float = bounded(0.4, gt=0)
+    w_order: float = bounded(20.0, ge=0)
+    order_margin: float = bounded(0.3, ge=0)
+    min_score: float = bounded(1e-4, gt=0, lt=1)
+    absent_score: float = bounded(0.15, ge=0, lt=1)  # relative to the image's median best peak; 0: no absent ends
+    # The caudal end's own absent score (None: absent_score). A data set whose images always show the sacrum wants
+    # 0 here: L5-S1 is the anchor the levels are counted from, never declared outside the image.
+    absent_score_caudal: float | None = bounded(None, ge=0, lt=1)
+    # Training chooses absent_score, absent_score_caudal and step_tolerance on its validation split
+    # (spine_kp.engine.decode_fit) and stores them in the checkpoint; the values above are then only the starting
+    # point and the tie-breaker.
+    fit: bool = True
+
+    @property
+    def caudal_absent_score(self) -> float:
+        """The absent score of the caudal end of the chain."""
+        return self.absent_score if self.absent_score_caudal is None else self.absent_score_caudal
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.absent_score < 1.0:
-            raise ValueError(f"decode.absent_score must be in [0, 1), got {self.absent_score}")
+        check_bounds(self)  # the ranges next to the fields above
 
 
 def _axis_and_step(xy: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
@@ -103,13 +116,19 @@ def decode_level_order(cand_xy: np.ndarray, cand_scores: np.ndarray, cfg: LevelO
     axis, step = _axis_and_step(cand_xy[np.arange(num_k), best], cand_scores[np.arange(num_k), best])
 
     # States per landmark: its M candidates, then (when enabled) "not started yet" and "already ended".
-    ends = cfg.absent_score > 0
+    ends = cfg.absent_score > 0 or cfg.caudal_absent_score > 0
     pre, post = num_m, num_m + 1
     num_s = num_m + 2 if ends else num_m
     # Relative to this image's typical peak, so a weakly trained network does not call its whole chain absent.
     typical = float(np.clip(np.median(cand_scores[np.arange(num_k), best]), cfg.min_score, 1.0))
-    absent_cost = -cfg.w_peak * np.log(max(cfg.absent_score * typical, cfg.min_score)) if ends else np.inf
-    unary = np.full((num_k, num_s), absent_cost)
+
+    def absent_cost(score: float) -> float:  # a score of 0 makes that end impossible to declare absent
+        return -cfg.w_peak * np.log(max(score * typical, cfg.min_score)) if score > 0 else np.inf
+
+    unary = np.full((num_k, num_s), np.inf)
+    if ends:
+        unary[:, pre] = absent_cost(cfg.absent_score)  # cranial end: not started yet
+        unary[:, post] = absent_cost(cfg.caudal_absent_score)  # caudal end: already ended
     unary[:, :num_m] = -cfg.w_peak * np.log(np.clip(cand_scores, cfg.min_score, None))
     cost = unary[0].copy()  # (S,)
     if ends:

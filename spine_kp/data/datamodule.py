@@ -1,8 +1,10 @@
 """LightningDataModule: scan the data root once, split by study, serve training and validation batches.
 
 The split is by study UID and deterministic for a seed: either a held-out fraction, or fold ``fold`` of a
-``num_folds``-fold split. The engine's validation runs the real predictor and evaluator on ``val_records``
-(with ``studies`` to find their DICOM files), so those are exposed besides the loaders.
+``num_folds``-fold split. With several data sources (``sources``, :mod:`spine_kp.data.sources`) each source is split
+on its own and the parts are joined, so every source of two studies or more is validated. The engine's validation
+runs the real predictor and evaluator on ``val_records`` (with ``studies`` to find their DICOM files), so those are
+exposed besides the loaders.
 
 The heatmap targets are encoded by the datasets (in the loader workers) with the codec this data module is given:
 the model's own (``LandmarkModule.codec``, built by :func:`spine_kp.checkpoint.build_codec`), never one rebuilt
@@ -19,12 +21,13 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from spine_kp.data.dataset import MissingDataError, SpineDataset, TargetCodec, collate_samples, resolve_records
+from spine_kp.config import BoundsError, bounded, check_bounds
+from spine_kp.data.dataset import MissingDataError, SpineDataset, TargetCodec, collate_samples
 from spine_kp.data.labels import LabelStats, label_stats
+from spine_kp.data.sources import DataSource, read_sources
 from spine_kp.data.transforms import AugmentConfig
-from spine_kp.io.annotations import read_annotations
 from spine_kp.io.data_checks import check_against_data
-from spine_kp.io.dicom import StudyIndex, scan
+from spine_kp.io.dicom import StudyIndex
 from spine_kp.schema import Schema, load_schema
 from spine_kp.types import StudyRecord
 
@@ -38,6 +41,8 @@ class DataConfig:
     Attributes:
         root: data root holding the study folders.
         annotations: competition-format annotation JSON.
+        sources: several data sets trained as one (each ``{root, annotations}``), in place of ``root`` and
+            ``annotations``; their label sets may differ (a landmark a study does not annotate is unknown: no loss).
         schema: schema YAML path or packaged name; None for the default schema.
         input_size: (H, W) network input.
         target_spacing: mm per input pixel: images are scaled so anatomy has one size in the input whatever the
@@ -57,36 +62,49 @@ class DataConfig:
 
     root: str = ""
     annotations: str = ""
+    sources: tuple[DataSource, ...] = ()
     schema: str | None = None
-    input_size: tuple[int, int] = (256, 256)
-    target_spacing: float | None = None
-    neighbours: int = 0
-    val_fraction: float = 0.2
-    fold: int | None = None
-    num_folds: int = 5
-    seed: int = 0
-    batch_size: int = 8
-    num_workers: int = 0
+    input_size: tuple[int, int] = bounded((256, 256), ge=16, le=4096)
+    target_spacing: float | None = bounded(None, gt=0, le=20)  # mm per pixel; the ONNX metadata's limit
+    neighbours: int = bounded(0, ge=0, le=8)
+    val_fraction: float = bounded(0.2, gt=0, lt=1)
+    fold: int | None = bounded(None, ge=0)
+    num_folds: int = bounded(5, ge=2)
+    seed: int = bounded(0, ge=0, le=2**32 - 1)
+    batch_size: int = bounded(8, ge=1)
+    num_workers: int = bounded(0, ge=0)
     pin_memory: bool = False
     cache: bool = True
     cache_dir: str | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     skip_missing: bool = False
-    scan_workers: int = 1
+    scan_workers: int = bounded(1, ge=1)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"DataConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.num_folds < 2:
-            raise ValueError(f"DataConfig.num_folds must be >= 2, got {self.num_folds}")
+        check_bounds(self)  # the ranges next to the fields above
         if self.fold is not None and not 0 <= self.fold < self.num_folds:
             raise ValueError(f"DataConfig.fold must be in [0, {self.num_folds}), got {self.fold}")
-        if self.neighbours < 0 or self.batch_size < 1 or self.num_workers < 0:
-            raise ValueError("DataConfig: neighbours and num_workers must be >= 0, batch_size >= 1")
-        if self.target_spacing is not None and not self.target_spacing > 0:
-            raise ValueError(f"DataConfig.target_spacing must be > 0 mm or null, got {self.target_spacing}")
-        if len(self.input_size) != 2 or min(self.input_size) < 8:
-            raise ValueError(f"DataConfig.input_size must be (H, W) of at least 8 pixels, got {self.input_size}")
+        if len(self.input_size) != 2:
+            raise ValueError(f"DataConfig.input_size must be (H, W), got {self.input_size}")
+        if self.sources and (self.root or self.annotations):
+            raise BoundsError(
+                "sources",
+                "replaces data.root and data.annotations: set either those two (one data set) or data.sources "
+                "(several), not both",
+            )
+
+    @property
+    def data_sources(self) -> tuple[DataSource, ...]:
+        """The data sets to train on: ``sources``, or the one of ``root`` and ``annotations``.
+
+        Raises:
+            ValueError: neither ``sources`` nor both ``root`` and ``annotations`` are set.
+        """
+        if self.sources:
+            return self.sources
+        if not self.root or not self.annotations:
+            raise ValueError("DataConfig.root and DataConfig.annotations (or DataConfig.sources) must be set")
+        return (DataSource(self.root, self.annotations),)
 
 
 def split_studies(
@@ -107,6 +125,26 @@ def split_studies(
             n_val = min(max(n_val, 1), len(uids) - 1)
         val = set(order[:n_val])
     return [u for u in uids if u not in val], [u for u in uids if u in val]
+
+
+def empty_split_message(cfg: DataConfig, n_train: int, n_val: int) -> str:
+    """One line for a split that leaves training or validation without a study: the counts and the setting to change."""
+    n = n_train + n_val
+    sources = cfg.data_sources
+    annotations, roots = ", ".join(s.annotations for s in sources), ", ".join(s.root for s in sources)
+    empty = "training" if not n_train else "validation"
+    fraction = f"data.val_fraction {cfg.val_fraction:g}"
+    how = f"fold {cfg.fold} of data.num_folds {cfg.num_folds}" if cfg.fold is not None else fraction
+    if n < 2:
+        fix = "training needs at least 2 annotated studies, one to validate on: add studies"
+    elif cfg.fold is not None:
+        fix = f"choose --fold (data.fold) below {n}, or fewer data.num_folds (at most {n})"
+    else:
+        fix = "raise data.val_fraction, or add studies"
+    return (
+        f"{annotations}: the {empty} split is empty: {n} annotated studies under {roots}, {n_train} for "
+        f"training, {n_val} for validation ({how}); {fix}"
+    )
 
 
 class SpineDataModule(pl.LightningDataModule):
@@ -133,23 +171,25 @@ class SpineDataModule(pl.LightningDataModule):
         self.data_warnings: list[str] = []  # points outside their image, zIndex beyond the series (counted, logged)
 
     def setup(self, stage: str | None = None) -> None:
-        """Scan the root, read and check the annotations, split by study (once; later calls do nothing)."""
+        """Read and check each source's annotations, scan its root, split by study (once; later calls do nothing)."""
         if self._train is not None:
             return
         cfg = self.config
-        if not cfg.root or not cfg.annotations:
-            raise ValueError("DataConfig.root and DataConfig.annotations must both be set")
-        records = read_annotations(cfg.annotations, self.schema)
-        studies = scan(cfg.root, workers=cfg.scan_workers).studies
-        records, self.skipped = resolve_records(records, studies, cfg.skip_missing, cfg.root)
-        if not records:
-            raise MissingDataError(f"{cfg.annotations}: no annotated study could be loaded from {cfg.root}")
-        self.data_warnings = check_against_data(records, studies)
-        train_uids, val_uids = split_studies(
-            (r.study_uid for r in records), cfg.val_fraction, cfg.seed, cfg.fold, cfg.num_folds
-        )
-        train_set, val_set = set(train_uids), set(val_uids)
-        self._studies = {r.study_uid: studies[r.study_uid] for r in records}
+        parts = read_sources(cfg.data_sources, self.schema, cfg.skip_missing, cfg.scan_workers)
+        records = [r for part in parts for r in part.records]
+        self._studies = {uid: study for part in parts for uid, study in part.studies.items()}  # UIDs are unique
+        self.skipped = [line for part in parts for line in part.skipped]
+        self.data_warnings = check_against_data(records, self._studies)
+        # Split each source on its own (one source: the plain split), so a small source is validated too.
+        train_set: set[str] = set()
+        val_set: set[str] = set()
+        for part in parts:
+            uids = (r.study_uid for r in part.records)
+            train, val = split_studies(uids, cfg.val_fraction, cfg.seed, cfg.fold, cfg.num_folds)
+            train_set.update(train)
+            val_set.update(val)
+        if not train_set or not val_set:  # Lightning would only warn, and no best.ckpt would be written
+            raise MissingDataError(empty_split_message(cfg, len(train_set), len(val_set)))
         common = dict(
             schema=self.schema,
             input_size=cfg.input_size,
@@ -158,7 +198,7 @@ class SpineDataModule(pl.LightningDataModule):
             cache=cfg.cache,
             cache_dir=cfg.cache_dir,
             seed=cfg.seed,
-            root=cfg.root,
+            root=", ".join(part.source.root for part in parts),
             codec=self.codec,
         )
         self._train = SpineDataset(

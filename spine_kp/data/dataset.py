@@ -20,6 +20,10 @@ Batch format (the engine codes against it)::
      "geometry": list[Geometry] (len B),
      "study_uid": list[str], "instance_uid": list[str]}
 
+A landmark the record does not annotate (a data source with a smaller label set, :mod:`spine_kp.data.sources`) is
+unknown, not absent: ``visible`` and ``absent`` are both False whatever the augmentation does, so it gets heatmap weight
+0, never the absent term's empty target, and no grade loss (nor does a point with an empty grade: ``grade_mask``).
+
 ``heatmaps`` and ``heatmap_weight`` are there when the dataset has a codec (training and validation always do: the
 engine passes the model's own :class:`~spine_kp.codec.heatmap.HeatmapCodec`); a dataset without one serves
 images and points only.
@@ -42,7 +46,7 @@ from spine_kp.data.labels import Targets, encode_targets, kind_indices
 from spine_kp.data.preprocess import DEFAULT_PERCENTILES, Geometry, prepare_slice
 from spine_kp.data.transforms import AugmentConfig, Augmenter
 from spine_kp.io.annotations import read_annotations
-from spine_kp.io.dicom import IngestError, StudyIndex, load_instance, scan
+from spine_kp.io.dicom import IngestError, SeriesInfo, StudyIndex, load_instance, scan
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord
 
@@ -69,14 +73,21 @@ class TargetCodec(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-def _has_instance(study: StudyIndex, instance_uid: str) -> bool:
-    return any(inst.sop_instance_uid == instance_uid for s in study.series for inst in s.instances)
+def _series_of(study: StudyIndex, instance_uid: str) -> SeriesInfo | None:
+    """The series whose slices include image ``instance_uid`` (scouts excluded), None if none does."""
+    return next((s for s in study.series if any(i.sop_instance_uid == instance_uid for i in s.instances)), None)
 
 
 def resolve_records(
     records: Sequence[StudyRecord], studies: Mapping[str, StudyIndex], skip_missing: bool = False, root: str = ""
 ) -> tuple[list[StudyRecord], list[str]]:
-    """Keep the records whose annotated image is in the scanned data root.
+    """Keep the records whose annotated image is a sagittal slice in the scanned data root.
+
+    An annotated image of an axial, coronal or oblique series is unusable like a missing one: the landmarks are
+    placed on a sagittal slice (the model is trained and predicts on one), so such a record is a labelling mistake,
+    most often an ``instanceUid`` copied from the wrong series. It is listed with the missing ones (an error, or
+    skipped with ``skip_missing``) rather than skipped quietly, because a systematic mistake would otherwise train on
+    a fraction of the data without anyone noticing.
 
     Args:
         records: annotation records.
@@ -98,15 +109,20 @@ def resolve_records(
             problems.append(f"study {rec.study_uid}: the record has no annotated image")
         elif rec.study_uid not in studies:
             problems.append(f"study {rec.study_uid}: not found{where}")
-        elif not _has_instance(studies[rec.study_uid], ann.instance_uid):
+        elif (series := _series_of(studies[rec.study_uid], ann.instance_uid)) is None:
             problems.append(f"study {rec.study_uid}: annotated instance {ann.instance_uid} not found{where}")
+        elif series.plane != "sagittal":
+            problems.append(
+                f"study {rec.study_uid}: annotated instance {ann.instance_uid} is an image of the {series.label} "
+                f"series {series.series_uid}, not a sagittal slice"
+            )
         else:
             kept.append(rec)
     if problems and not skip_missing:
         shown = "; ".join(problems[:10]) + (f"; ... {len(problems) - 10} more" if len(problems) > 10 else "")
         raise MissingDataError(
-            f"{len(problems)} annotated record(s) cannot be loaded: {shown}. Fix the data root, or pass --skip-missing "
-            "(data.skip_missing: true) to train on the others"
+            f"{len(problems)} annotated record(s) cannot be loaded: {shown}. Fix the data root or the annotations, or "
+            "pass --skip-missing (data.skip_missing: true) to train on the others"
         )
     if problems:
         log.warning(

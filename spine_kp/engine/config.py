@@ -13,11 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from spine_kp.codec.level_order import LevelOrderConfig
-from spine_kp.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from spine_kp.config import (
+    BoundsError,
+    ConfigError,
+    apply_overrides,
+    bounded,
+    check_bounds,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
 from spine_kp.data.datamodule import DataConfig
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.models.net import ModelConfig
 from spine_kp.schema import CONFIG_DIR
+from spine_kp.yaml_files import resolve_yaml
 
 
 @dataclass(frozen=True)
@@ -27,9 +37,12 @@ class CodecConfig:
     The codec built from it is stored in every checkpoint (``spine_kp.checkpoint``), so prediction decodes as trained.
     """
 
-    sigma: float = 2.0
+    sigma: float = bounded(2.0, gt=0, le=64)
     refine: str = "dark"
-    blur_sigma: float | None = None  # DARK refinement's smoothing sigma in cells (None: ``sigma``)
+    blur_sigma: float | None = bounded(None, gt=0, le=64)  # DARK refinement's smoothing sigma in cells (None: sigma)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -37,46 +50,71 @@ class LossConfig:
     """Loss terms and their weights."""
 
     heatmap: str = "mse"  # "mse" | "focal"
-    heatmap_weight: float = 1.0
-    absent_weight: float = 0.0  # > 0: landmarks moved out of view are trained towards an empty heatmap
-    grade_weight: float = 1.0
-    grade_focal_gamma: float = 0.0  # > 0: focal BCE for the multi-label kinds
+    heatmap_weight: float = bounded(1.0, ge=0)
+    absent_weight: float = bounded(0.0, ge=0)  # > 0: landmarks moved out of view are trained towards an empty heatmap
+    grade_weight: float = bounded(1.0, ge=0)
+    grade_focal_gamma: float = bounded(0.0, ge=0)  # > 0: focal BCE for the multi-label kinds
     class_weights: bool = True  # re-weight rare grades (inverse sqrt frequency / BCE pos_weight)
-    deep_supervision_weight: float = 1.0  # weight of each intermediate hourglass stack's heatmap loss
+    deep_supervision_weight: float = bounded(1.0, ge=0)  # weight of each intermediate hourglass stack's heatmap loss
     grade_on_gt_points: bool = True  # teacher forcing: sample grade features at the annotated points
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW with linear warm-up then cosine decay (per step)."""
 
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.01
-    grad_clip: float = 1.0
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(1e-4, ge=0)
+    warmup_epochs: float = bounded(1.0, ge=0)
+    min_lr_ratio: float = bounded(0.01, ge=0, le=1)
+    grad_clip: float = bounded(1.0, ge=0)  # 0: no clipping
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
 class TrainerConfig:
     """What Lightning's Trainer gets; everything GPU / multi-GPU is set here."""
 
-    max_epochs: int = 50
+    max_epochs: int = bounded(50, ge=1)
     accelerator: str = "auto"  # "cpu" | "gpu" | "auto"
-    devices: Any = "auto"  # int, list or "auto"
-    num_nodes: int = 1
+    devices: Any = "auto"  # int (-1: all), list of device indices, or "auto"
+    num_nodes: int = bounded(1, ge=1)
     strategy: str = "auto"  # "ddp" for several GPUs / nodes
     precision: str = "32-true"  # "16-mixed" | "bf16-mixed" on GPU
-    check_val_every_n_epoch: int = 1
-    log_every_n_steps: int = 10
+    check_val_every_n_epoch: int = bounded(1, ge=1)
+    log_every_n_steps: int = bounded(10, ge=1)
     monitor: str = "val/mAP"
     monitor_mode: str = "max"
-    early_stopping_patience: int = 0  # 0 disables EarlyStopping
-    limit_train_batches: Any = None
-    limit_val_batches: Any = None
-    accumulate_grad_batches: int = 1
+    early_stopping_patience: int = bounded(0, ge=0)  # 0 disables EarlyStopping
+    limit_train_batches: Any = bounded(None, gt=0)  # a fraction (float) or a number of batches (int)
+    limit_val_batches: Any = bounded(None, gt=0)
+    accumulate_grad_batches: int = bounded(1, ge=1)
     progress_bar: bool = True
     benchmark: bool = False
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.monitor_mode not in ("min", "max"):
+            raise BoundsError("monitor_mode", f"must be 'min' or 'max', got {self.monitor_mode!r}")
+        for name in ("limit_train_batches", "limit_val_batches"):  # Lightning: a fraction in (0, 1] or a count
+            limit = getattr(self, name)
+            if isinstance(limit, float) and limit > 1:
+                raise BoundsError(name, f"must be a fraction in (0, 1] or a number of batches (an int), got {limit}")
+        devices = self.devices
+        if isinstance(devices, bool) or not (
+            devices == "auto"
+            or (isinstance(devices, int) and (devices >= 1 or devices == -1))
+            or (isinstance(devices, str) and devices.strip() not in ("", "0"))  # Lightning's "0,1" or "-1"
+            or (isinstance(devices, list) and devices and all(isinstance(d, int) and d >= 0 for d in devices))
+        ):
+            raise BoundsError(
+                "devices", f"must be 'auto', a count >= 1 (-1: all), or a list of device indices, got {devices!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -87,8 +125,12 @@ class CalibrationConfig:
     (:mod:`spine_kp.engine.score_calibration`)."""
 
     enabled: bool = True
-    min_points: int = 20  # a kind with fewer graded validation landmarks keeps T = 1 (fewer scored pairs: no map)
+    # a kind with fewer graded validation landmarks keeps T = 1 (fewer scored pairs: no map)
+    min_points: int = bounded(20, ge=1)
     scores: bool = True
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -96,7 +138,7 @@ class ExperimentConfig:
     """Everything needed to train (and, stored in the checkpoint, to predict)."""
 
     schema: str = "default"
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=2**32 - 1)  # what numpy's and Lightning's seeding accept
     deterministic: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
@@ -108,17 +150,34 @@ class ExperimentConfig:
     grade_stage: GradeStageConfig = field(default_factory=GradeStageConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        # Cross-section rules (each section checks its own ranges), named by the key to change.
+        divisor = self.model.size_divisor
+        size = list(self.data.input_size)
+        if any(s % divisor for s in size):
+            lower = [max(divisor, s // divisor * divisor) for s in size]
+            upper = [-(-s // divisor) * divisor for s in size]
+            raise BoundsError(
+                "data.input_size",
+                f"must be multiples of {divisor} (the stride of model {self.model.backbone!r} + "
+                f"{self.model.decoder!r}), got {size}; e.g. {lower} or {upper}",
+            )
+        channels = 2 * self.data.neighbours + 1
+        if self.model.in_chans != channels:
+            raise BoundsError(
+                "model.in_chans",
+                f"must be 2 * data.neighbours + 1 = {channels} (the input's slices), got {self.model.in_chans}",
+            )
+
 
 def resolve_config_path(name: str | Path) -> Path:
-    """A config file path, or a bare name of a packaged config (``demo_cpu`` -> spine_kp/configs/demo_cpu.yaml)."""
-    p = Path(name)
-    if p.exists():
-        return p
-    packaged = CONFIG_DIR / (p.name if p.suffix else f"{p.name}.yaml")
-    if packaged.exists():
-        return packaged
-    choices = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"config {name!r} not found (packaged configs: {', '.join(choices)})")
+    """A config file path, or a packaged config name (``demo_cpu`` -> spine_kp/configs/demo_cpu.yaml).
+
+    A name with a folder separator or a ``.yaml`` / ``.yml`` suffix is a path; any other word is a packaged name,
+    whatever the working folder holds (see :func:`spine_kp.yaml_files.resolve_yaml`).
+    """
+    return resolve_yaml(name, CONFIG_DIR, "config", ConfigError)
 
 
 def load_experiment(

@@ -181,8 +181,16 @@ class LandmarkModule(pl.LightningModule):
         points = batch["keypoints"] if self.cfg.loss.grade_on_gt_points else None
         losses = self.compute_losses(batch, self.model(batch["image"], points))
         bs = batch["image"].shape[0]
-        for name, value in losses.items():
-            self.log(f"train/{name}", value, prog_bar=name == "total", batch_size=bs, on_step=True, on_epoch=True)
+        for name, value in losses.items():  # sync_dist: under DDP the epoch value is the mean over every rank's batches
+            self.log(
+                f"train/{name}",
+                value,
+                prog_bar=name == "total",
+                batch_size=bs,
+                on_step=True,
+                on_epoch=True,
+                sync_dist=True,
+            )
         return losses["total"]
 
     # ------------------------------------------------------------------ validation = predictor + evaluator

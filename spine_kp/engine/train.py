@@ -10,13 +10,16 @@ Run directory layout::
 With ``grade_stage.enabled`` the crop grader (:mod:`spine_kp.grading`) is trained once the landmark network is done,
 on the same split, and stored in best.ckpt and last.ckpt under ``"grade_stage"``. Then, with ``calibration.scores``,
 each checkpoint predicts the validation split and a Platt map per kind is fitted to its scores and stored under
-``"score_calibration"`` (:mod:`spine_kp.engine.score_calibration`).
+``"score_calibration"`` (:mod:`spine_kp.engine.score_calibration`). Before that, with ``decode.fit``, the run's
+annotated studies choose the level-order decoding's absent scores and step tolerance (``"decode_fit"``,
+:mod:`spine_kp.engine.decode_fit`), so the scores are calibrated as predict will decode.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,10 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from spine_kp.checkpoint import CheckpointError, build_codec, load_checkpoint
 from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import label_stats
+from spine_kp.data.sources import DataSource
+from spine_kp.engine.checkpoint_io import AtomicCheckpointIO
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
+from spine_kp.engine.decode_fit import fit_decode_checkpoints
 from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.engine.score_calibration import calibrate_checkpoints
@@ -57,6 +63,7 @@ class TrainResult:
     init_report: InitReport | None = None
     grade_stage: dict[str, Any] | None = None
     score_calibration: dict[str, Any] | None = None
+    decode_fit: dict[str, Any] | None = None
     skipped: tuple[str, ...] = ()  # data.skip_missing: one line per annotated record left out
     is_global_zero: bool = True
 
@@ -114,6 +121,7 @@ def build_trainer(
         enable_progress_bar=tc.progress_bar,
         enable_model_summary=False,
         fast_dev_run=fast_dev_run,
+        plugins=[AtomicCheckpointIO()],  # best.ckpt / last.ckpt: temp + rename, a full disk keeps the previous one
         **optional,
     )
 
@@ -204,6 +212,15 @@ def train(
         written = attach_grade_stage([best, last if last.exists() else None], payload)
         log.info("grade stage written into %s", ", ".join(str(p) for p in written))
         stage_metrics = payload["metrics"]
+    decode_entry = None
+    if cfg.decode.enabled and cfg.decode.fit and not fast_dev_run and trainer.is_global_zero:
+        fitted = fit_decode_checkpoints(  # on every annotated study of the run: see decode_fit's docstring
+            [best, last if last.exists() else None],
+            [*datamodule.train_records, *datamodule.val_records],
+            datamodule.studies,
+            device="cpu" if cfg.trainer.accelerator == "cpu" else "auto",
+        )
+        decode_entry = fitted.get(str(best)) if best is not None else None
     score_entry = None
     if cfg.calibration.enabled and cfg.calibration.scores and not fast_dev_run and trainer.is_global_zero:
         written_entries = calibrate_checkpoints(
@@ -223,6 +240,7 @@ def train(
         init_report=init_report,
         grade_stage=stage_metrics,
         score_calibration=score_entry,
+        decode_fit=decode_entry,
         skipped=tuple(datamodule.skipped),
         is_global_zero=trainer.is_global_zero,
     )
@@ -230,4 +248,21 @@ def train(
 
 def replace_data_paths(cfg: ExperimentConfig, root: str | Path, annotations: str | Path) -> ExperimentConfig:
     """The same experiment on another data root / annotation file."""
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(root), annotations=str(annotations)))
+    return replace_data_sources(cfg, [(root, annotations)])
+
+
+def replace_data_sources(cfg: ExperimentConfig, pairs: Sequence[tuple[str | Path, str | Path]]) -> ExperimentConfig:
+    """The same experiment on other data: one ``(root, annotations)`` pair, or several trained as one.
+
+    One pair sets ``data.root`` / ``data.annotations`` (the config then reads as before); several set
+    ``data.sources`` (:mod:`spine_kp.data.sources`). Either way the other form is cleared.
+    """
+    if not pairs:
+        raise ValueError("replace_data_sources: no (root, annotations) pair")
+    if len(pairs) == 1:
+        root, annotations = pairs[0]
+        data = dataclasses.replace(cfg.data, root=str(root), annotations=str(annotations), sources=())
+    else:
+        sources = tuple(DataSource(str(root), str(annotations)) for root, annotations in pairs)
+        data = dataclasses.replace(cfg.data, root="", annotations="", sources=sources)
+    return dataclasses.replace(cfg, data=data)

@@ -4,8 +4,9 @@ Layers, each usable alone: :mod:`matching` (the rules on arrays: one study or a 
 (AP, F1), :mod:`baseline_f1` (the competition baseline's macro F1), :mod:`calibration` (ECE, Brier score,
 temperature scaling), :mod:`localization` (errors in mm), :mod:`encode` (records -> arrays), :mod:`spacing` (where
 the pixel spacing comes from), :mod:`against_data` (both files checked against the images of a DICOM data root),
-:mod:`evaluate` (records/files -> :class:`~spine_kp.evaluation.result.EvaluationResult`, in :mod:`result`),
-:mod:`report` (tables, plots).
+:mod:`inputs` (both files read, and what would score wrongly refused) with :mod:`schema_choice` (which schema
+scores), :mod:`evaluate` (records/files -> :class:`~spine_kp.evaluation.result.EvaluationResult`, in
+:mod:`result`), :mod:`report` (tables, plots).
 """
 
 from __future__ import annotations

@@ -78,8 +78,9 @@ def scan_data_root(root: str | Path) -> dict[str, StudyIndex]:
         IngestError: ``root`` is not a folder, or no DICOM study was found under it (a user error: one line).
     """
     from spine_kp.io.dicom import IngestError, scan  # lazy: evaluation without --data never needs the DICOM stack
+    from spine_kp.io.scan import no_study_message
 
     result = scan(root)
     if not result.studies:
-        raise IngestError(f"{root}: no DICOM study found ({len(result.skipped)} file(s) skipped)")
+        raise IngestError(no_study_message(root, [s.reason for s in result.skipped]))
     return result.studies

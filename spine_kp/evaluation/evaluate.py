@@ -3,7 +3,9 @@
 Studies are matched in padded batches (:mod:`spine_kp.evaluation.encode`), in sorted ``studyUid`` order; every
 per-study step is independent of point order and the pooled figures are order-free (integer counts, tie-grouped AP,
 sorted errors), so the result does not depend on the order of studies or points in either file. Several records
-with the same ``studyUid`` are merged. Prediction points without a ``score`` rank as score 1.0.
+with the same ``studyUid`` are merged by :func:`evaluate_records`; :func:`evaluate_files` refuses them, with the
+other inputs that would give a wrong figure silently (:mod:`spine_kp.evaluation.inputs`), and chooses the schema
+(:mod:`spine_kp.evaluation.schema_choice`). Prediction points without a ``score`` rank as score 1.0.
 
 Beside the 8 mm rules: the competition baseline's macro F1 at 6 mm (:mod:`spine_kp.evaluation.baseline_f1`) and the
 calibration of the emitted scores, ECE and Brier score per kind (:mod:`spine_kp.evaluation.calibration`). Given the
@@ -13,6 +15,7 @@ findings that change no score.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,7 @@ from spine_kp.evaluation.against_data import check_against_images, scan_data_roo
 from spine_kp.evaluation.baseline_f1 import BASELINE_RADIUS, baseline_f1
 from spine_kp.evaluation.calibration import N_BINS, Reliability, reliability
 from spine_kp.evaluation.encode import Encoder, batches, pad_ground_truth, pad_predictions
+from spine_kp.evaluation.inputs import read_inputs
 from spine_kp.evaluation.localization import (
     localization_errors,
     paired_classes,
@@ -39,7 +43,6 @@ from spine_kp.evaluation.metrics import (
 )
 from spine_kp.evaluation.result import EvaluationResult
 from spine_kp.evaluation.spacing import fill_spacing
-from spine_kp.io.annotations import read_annotations
 from spine_kp.io.dicom_types import StudyIndex
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord
@@ -219,6 +222,7 @@ def evaluate_records(
     )
     scored = _scored_pairs(enc.classes, [k.name for k in schema.kinds], scores, outcome)
     return EvaluationResult(
+        schema=schema.name,
         radius=float(radius),
         match_level=bool(match_level),
         classes=tuple(class_results),
@@ -242,27 +246,33 @@ def evaluate_records(
 def evaluate_files(
     gt_path: str | Path,
     pred_path: str | Path,
-    schema: Schema,
+    schema: Schema | str | Path | None = None,
     data_root: str | Path | None = None,
     radius: float = DEFAULT_RADIUS_MM,
     match_level: bool = False,
 ) -> EvaluationResult:
-    """Read both files (``AnnotationError`` on malformed input), resolve spacing, and score.
+    """Read and check both files (:func:`spine_kp.evaluation.inputs.read_inputs`), resolve spacing, and score.
 
     Args:
         gt_path: ground-truth JSON (competition format).
         pred_path: prediction JSON (same format, points with ``score``).
-        schema: landmark set and classes.
+        schema: landmark set and classes, as the user named it (a schema, packaged name or YAML path); None: the
+            schema the files name, else the default.
         data_root: DICOM data root, scanned once: spacing lookup where the ground truth has no ``pixelSpacing``, and
             both files checked against its images (``result.data_checks``).
         radius: r in mm.
         match_level: see :func:`evaluate_records`.
 
+    Returns:
+        The result; ``result.warnings`` holds what reading found (schema choice, skipped labels).
+
     Raises:
+        AnnotationError: a malformed or implausible file, a repeated study, swapped files, ground truth without
+            points, or a schema mismatch (see :mod:`spine_kp.evaluation.inputs`).
         IngestError: ``data_root`` is not a folder or holds no DICOM study.
     """
-    gt = read_annotations(gt_path, schema)
-    pred = read_annotations(pred_path, schema)
+    inputs = read_inputs(gt_path, pred_path, schema)
     studies = scan_data_root(data_root) if data_root is not None else None
-    gt = fill_spacing(gt, pred_records=pred, studies=studies)
-    return evaluate_records(gt, pred, schema, radius=radius, match_level=match_level, studies=studies)
+    gt = fill_spacing(inputs.gt, pred_records=inputs.pred, studies=studies)
+    result = evaluate_records(gt, inputs.pred, inputs.schema, radius=radius, match_level=match_level, studies=studies)
+    return dataclasses.replace(result, warnings=inputs.warnings)

@@ -18,6 +18,7 @@ import numpy as np
 from spine_kp.evaluation.calibration import Reliability
 from spine_kp.evaluation.result import EvaluationResult
 from spine_kp.io.atomic import atomic_output, atomic_write_text
+from spine_kp.io.text import escape_unencodable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -121,7 +122,7 @@ def format_result(result: EvaluationResult, markdown: bool = False) -> str:
     head = "## " if markdown else ""
     out = [
         f"{head}Grading (r = {r.radius:g} mm, {'same identification only' if r.match_level else 'any identification'},"
-        f" {r.n_studies} studies)",
+        f" {r.n_studies} studies{f', schema {r.schema}' if r.schema else ''})",
         "",
         _table(["class", "GT", "TP", "FP", "FN", "ignored", "precision", "recall", "AP"], cls_rows, markdown),
         "",
@@ -163,6 +164,10 @@ def to_json(result: EvaluationResult) -> str:
 def _save(fig: object, path: Path) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)  # type: ignore[attr-defined]
+
+
+#: The files :func:`write_report` writes into its folder.
+REPORT_FILES = ("metrics.json", "report.md", "pr_curves.png", "errors.png", "reliability.png")
 
 
 def plot_pr_curves(result: EvaluationResult, path: str | Path) -> Path:
@@ -294,7 +299,7 @@ def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Pat
     md += "\n![reliability of the scores](reliability.png)\n"
     return {
         "metrics.json": atomic_write_text(out / "metrics.json", to_json(result)),
-        "report.md": atomic_write_text(out / "report.md", md),
+        "report.md": atomic_write_text(out / "report.md", escape_unencodable(md)),  # a UID may hold a lone surrogate
         "pr_curves.png": plot_pr_curves(result, out / "pr_curves.png"),
         "errors.png": plot_errors(result, out / "errors.png"),
         "reliability.png": plot_reliability(result, out / "reliability.png"),

@@ -36,6 +36,9 @@ class EvaluationResult:
             fit a score calibration (:func:`spine_kp.evaluation.calibration.fit_platt`).
         errors: identification -> localization errors in mm (NaN = never predicted), for plots.
         data_checks: both files checked against the images of the data root (None without one).
+        schema: name of the schema scored with (it gives the classes).
+        warnings: what reading the files found (schema choice, labels skipped), lines without ``warning:``; not in
+            ``to_dict``.
     """
 
     radius: float
@@ -55,6 +58,8 @@ class EvaluationResult:
     scored: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
     errors: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     data_checks: DataChecks | None = field(default=None, compare=False)
+    schema: str | None = field(default=None, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def defined_classes(self) -> tuple[str, ...]:
@@ -72,6 +77,7 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "schema": self.schema,
             "radius_mm": self.radius,
             "match_level": self.match_level,
             "n_studies": self.n_studies,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from spine_kp.errors import UserError
 from spine_kp.io.dicom_types import StudyIndex
+from spine_kp.io.text import escape_unencodable
 from spine_kp.types import StudyRecord
 
 Spacing = tuple[float, float]
@@ -100,10 +101,8 @@ def fill_spacing(
             if sp is None and im.points:
                 scanned = data_root is not None or studies is not None
                 hint = "it is not under the data root" if scanned else "pass --data ROOT"
-                raise SpacingError(
-                    f"study {rec.study_uid}: no pixel spacing for instance {im.instance_uid} "
-                    f"({hint}, or add 'pixelSpacing' to its record)"
-                )
+                where = escape_unencodable(f"study {rec.study_uid}: no pixel spacing for instance {im.instance_uid}")
+                raise SpacingError(f"{where} ({hint}, or add 'pixelSpacing' to its record)")
             images.append(dataclasses.replace(im, pixel_spacing=sp) if sp != im.pixel_spacing else im)
         out.append(dataclasses.replace(rec, images=tuple(images)))
     return out

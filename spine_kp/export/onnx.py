@@ -38,8 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from spine_kp.checkpoint import load_checkpoint
+from spine_kp.checkpoint import CheckpointError
 from spine_kp.errors import UserError
+from spine_kp.fold_ensemble import SpineEnsemble, load_model_file
 from spine_kp.inference.crop_stage import CropStage
 from spine_kp.inference.onnx_predictor import (
     CROPS,
@@ -255,7 +256,12 @@ def export_onnx(
     except ImportError:
         raise UserError(f"ONNX export needs onnx and onnxruntime; {INSTALL_HINT}") from None
     ckpt = Path(checkpoint)
-    source = load_checkpoint(ckpt)  # a bad file is a CheckpointError naming it
+    source = load_model_file(ckpt)  # a bad file is a CheckpointError naming it
+    if isinstance(source, SpineEnsemble):  # one graph per member would be a different export format
+        raise CheckpointError(
+            f"{ckpt}: a fold ensemble of {len(source.members)} members, and ONNX export takes one checkpoint: "
+            f"export one member (e.g. {source.sources[0]}), or predict with the ensemble: --checkpoint {ckpt}"
+        )
     predictor = Predictor.from_checkpoint(source, device="cpu")
     model_config = source.model_config
     family = backbone_family(str(model_config.get("backbone", "")))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spine_kp.config import bounded, check_bounds
+
 COMBINE_MODES = ("replace", "average")
 
 
@@ -61,54 +63,42 @@ class GradeStageConfig:
     """
 
     enabled: bool = False
-    size_px: int = 48
-    window_mm: float = 56.0
+    size_px: int = bounded(48, ge=8, le=512)
+    window_mm: float = bounded(56.0, gt=0, le=500)
     align: bool = True
     kinds: tuple[str, ...] = ()
     per_kind: bool = True
-    channels: tuple[int, ...] = (24, 48, 96, 128)
-    depth: int = 2
-    embed_dim: int = 16
-    hidden: int = 128
-    dropout: float = 0.1
-    epochs: int = 60
-    lr: float = 0.002
-    weight_decay: float = 0.0001
-    batch_size: int = 16
-    jitter_mm: float = 3.0
-    rotate_deg: float = 12.0
-    intensity: float = 0.25
+    channels: tuple[int, ...] = bounded((24, 48, 96, 128), ge=1, le=4096)
+    depth: int = bounded(2, ge=1, le=16)
+    embed_dim: int = bounded(16, ge=1, le=4096)
+    hidden: int = bounded(128, ge=1, le=4096)
+    dropout: float = bounded(0.1, ge=0, lt=1)
+    epochs: int = bounded(60, ge=0)
+    lr: float = bounded(0.002, gt=0)
+    weight_decay: float = bounded(0.0001, ge=0)
+    batch_size: int = bounded(16, ge=1)
+    jitter_mm: float = bounded(3.0, ge=0)
+    rotate_deg: float = bounded(12.0, ge=0, le=180)
+    intensity: float = bounded(0.25, ge=0, lt=1)
     combine: str = "replace"
-    load_workers: int = 2
-    min_train_studies: int = 20
-    pos_weight_power: float = 1.0
-    focal_gamma: float = 0.0
-    logit_adjust: float = 0.0
-    neighbours: int = 2
+    load_workers: int = bounded(2, ge=0)
+    min_train_studies: int = bounded(20, ge=0)
+    pos_weight_power: float = bounded(1.0, ge=0)
+    focal_gamma: float = bounded(0.0, ge=0)
+    logit_adjust: float = bounded(0.0, ge=0)
+    neighbours: int = bounded(2, ge=0, le=8)
     mirror: bool = True
     pool: str = "avgmax"
     flip_cc: bool = False
 
     def __post_init__(self) -> None:
+        check_bounds(self)  # the ranges next to the fields above
         if self.combine not in COMBINE_MODES:
             raise ValueError(f"grade_stage.combine must be one of {COMBINE_MODES}, got {self.combine!r}")
-        if self.size_px < 8 or not self.window_mm > 0:
-            raise ValueError(f"grade_stage: size_px must be >= 8 and window_mm > 0 ({self.size_px}, {self.window_mm})")
-        if not self.channels or min(self.channels) < 1 or self.depth < 1:
-            raise ValueError(
-                f"grade_stage: channels must be positive widths and depth >= 1 ({self.channels}, {self.depth})"
-            )
+        if not self.channels:
+            raise ValueError("grade_stage.channels must list at least one width")
         if self.pool not in ("avg", "avgmax"):
             raise ValueError(f"grade_stage.pool must be 'avg' or 'avgmax', got {self.pool!r}")
-        if self.neighbours < 0:
-            raise ValueError(f"grade_stage.neighbours must be >= 0, got {self.neighbours}")
-        if self.pos_weight_power < 0 or self.focal_gamma < 0 or self.logit_adjust < 0:
-            raise ValueError(
-                "grade_stage: pos_weight_power, focal_gamma and logit_adjust must be >= 0 "
-                f"({self.pos_weight_power}, {self.focal_gamma}, {self.logit_adjust})"
-            )
-        if self.epochs < 0 or self.batch_size < 1 or self.jitter_mm < 0 or self.rotate_deg < 0 or self.intensity < 0:
-            raise ValueError("grade_stage: epochs, jitter_mm, rotate_deg, intensity must be >= 0 and batch_size >= 1")
 
     @property
     def planes(self) -> int:

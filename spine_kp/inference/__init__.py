@@ -13,4 +13,5 @@ Modules (backend-independent ones import no torch):
     crop_stage: the crop grading stage with its torch grader (torch).
     predictor: ``Predictor``, a ``SlicePredictor`` rebuilt from a checkpoint (torch).
     onnx_predictor: ``OnnxPredictor``, a ``SlicePredictor`` on an exported ``.onnx`` file (ONNX Runtime, no torch).
+    onnx_metadata: the checks of an export's metadata document (types, ranges, consistency with the graph).
 """

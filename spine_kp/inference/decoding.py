@@ -119,6 +119,28 @@ def grade_probabilities(
     return out
 
 
+def network_probabilities(
+    network: Network,
+    features: Any,
+    points: np.ndarray,
+    schema: Schema,
+    trained: TrainedLabels,
+    temperatures: Mapping[str, float] | None = None,
+) -> dict[str, np.ndarray]:
+    """Grade probabilities ``{kind: (B, K_kind, G)}`` of ``network`` at (B, K, 2) input-pixel ``points``.
+
+    A network that turns its logits into probabilities itself, with a ``grade_probabilities(features, points)``
+    method, is asked for them: a fold ensemble (:class:`spine_kp.inference.ensemble.EnsembleNetwork`) averages its
+    members' probabilities, each member with its own temperatures and trained grades, which no single set of logits
+    could give. Any other network's logits go through :func:`grade_probabilities` with ``trained`` and
+    ``temperatures``.
+    """
+    own = getattr(network, "grade_probabilities", None)
+    if callable(own):
+        return own(features, points)
+    return grade_probabilities(network.grade(features, points), schema, trained, temperatures)
+
+
 def decode_trained(heatmaps: Any, codec: HeatmapCodec, decode: LevelOrderConfig | None, landmarks: Any) -> tuple:
     """Level-order decoding of the trained channels only; untrained landmarks get (0, 0) and peak 0.
 
@@ -179,11 +201,11 @@ def infer_views(
     heatmaps = np.stack(views).mean(axis=0, dtype=np.float32)
     t1 = time.perf_counter()
     coords, peaks = decode_trained(heatmaps, codec, decode, trained.landmarks)  # (B, K, 2), (B, K)
-    probs = grade_probabilities(network.grade(features, coords), schema, trained, temperatures)
+    probs = network_probabilities(network, features, coords, schema, trained, temperatures)
     if flip_tta:
         width = images.shape[-1]
         mirrored = np.stack([width - 1 - coords[..., 0], coords[..., 1]], axis=-1)
-        probs_f = grade_probabilities(network.grade(features_f, mirrored), schema, trained, temperatures)
+        probs_f = network_probabilities(network, features_f, mirrored, schema, trained, temperatures)
         probs = {k: 0.5 * (probs[k] + probs_f[k]) for k in probs}
     peaks = np.clip(peaks, 0.0, 1.0) * np.asarray(trained.landmarks, dtype=np.float32)
     if timings is not None:
@@ -199,4 +221,5 @@ __all__ = [
     "decode_trained",
     "grade_probabilities",
     "infer_views",
+    "network_probabilities",
 ]

@@ -16,6 +16,8 @@ graph at ``features`` into two sessions: ``images -> heatmaps, features`` and ``
 With a crop grading stage (metadata ``"grade_stage"``), a third session runs ``crops -> stage logits`` on crops of the
 slices' native pixels at the decoded points (:class:`OnnxCropStage`: the crops, temperatures and combination are
 :class:`spine_kp.inference.stage_common.StageBase`'s, shared with the PyTorch stage).
+The metadata is untrusted input: it is checked against its rules and the graph's shapes
+(:func:`spine_kp.inference.onnx_metadata.validate_metadata`) before any session is built or any study read.
 Everything else is the backend-independent :class:`spine_kp.inference.pipeline.SlicePredictor`, exactly as for a
 checkpoint. The batch axis is dynamic; H and W are fixed to the trained input size.
 """
@@ -23,35 +25,27 @@ checkpoint. The batch axis is dynamic; H and W are fixed to the trained input si
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spine_kp.codec.heatmap import HeatmapCodec
-from spine_kp.codec.level_order import LevelOrderConfig
-from spine_kp.config import from_dict
 from spine_kp.errors import UserError
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.onnx_metadata import FORMAT_VERSION, ModelSettings, OnnxModelError, validate_metadata
 from spine_kp.inference.pipeline import SlicePredictor
-from spine_kp.inference.records import score_maps
 from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 
-#: metadata_props key of the JSON document, and the version of its layout
+#: metadata_props key of the JSON document (its layout: :mod:`spine_kp.inference.onnx_metadata`)
 METADATA_KEY = "spine_kp"
-FORMAT_VERSION = 1
 #: graph input and output names
 IMAGES, POINTS, HEATMAPS, FEATURES, CROPS = "images", "points", "heatmaps", "features", "crops"
 GRADE_PREFIX = "grade_logits."
 STAGE_PREFIX = "stage_logits."
 INSTALL_HINT = 'install the ONNX extra: pip install -e ".[onnx]" (onnx and onnxruntime)'
-
-
-class OnnxModelError(UserError, ValueError):
-    """An ONNX file that is missing, unreadable or not a spine_kp export; the message names the file."""
 
 
 def grade_output(kind: str) -> str:
@@ -84,13 +78,20 @@ def read_metadata(model: Any, path: str | Path) -> dict[str, Any]:
         raise OnnxModelError(f"{path}: not a spine_kp ONNX export (no {METADATA_KEY!r} metadata; use spine-kp export)")
     try:
         meta = json.loads(props[METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        raise OnnxModelError(f"{path}: damaged spine_kp metadata ({exc})") from None
-    if meta.get("format") != FORMAT_VERSION:
-        raise OnnxModelError(
-            f"{path}: spine_kp ONNX format {meta.get('format')!r}, this version reads {FORMAT_VERSION}; export again"
-        )
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; nesting beyond the stack
+        raise OnnxModelError(f"{path}: damaged spine_kp metadata ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict):
+        raise OnnxModelError(f"{path}: damaged spine_kp metadata (a JSON {type(meta).__name__}, not an object)")
     return meta
+
+
+def graph_shapes(model: Any) -> dict[str, tuple[int | None, ...]]:
+    """Name -> axes of every input and output of a loaded ONNX model's graph (None: a dynamic or unknown axis)."""
+    out = {}
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        out[value.name] = tuple(int(d.dim_value) if d.HasField("dim_value") else None for d in dims)
+    return out
 
 
 def onnx_providers(device: str = "auto") -> list[str]:
@@ -191,65 +192,61 @@ class OnnxPredictor(SlicePredictor):
             threads: intra-op threads of each session (None: ONNX Runtime's default, one per physical core).
             overrides: replace stored settings, e.g. ``decode=LevelOrderConfig(enabled=False)``,
                 ``temperatures={}``, ``score_calibration={}`` or ``grade_stage=None`` (grade with the head alone).
+
+        Raises:
+            OnnxModelError: the file is missing, not ONNX, not a spine_kp export, or its graph is unusable;
+                MetadataError (a subclass): its metadata breaks a rule of :mod:`spine_kp.inference.onnx_metadata`.
         """
         p = Path(path)
         model = _load_model(p)
         meta = read_metadata(model, p)
+        # Before any session is built or any study read: the metadata is as untrusted as the graph.
+        settings = validate_metadata(meta, str(p), graph_shapes(model))
         try:
             import onnxruntime as ort
             from onnx.utils import Extractor
         except ImportError:
             raise UserError(f"{p}: predicting with an ONNX model needs onnxruntime; {INSTALL_HINT}") from None
-        try:
-            schema = Schema.from_dict(meta["schema"])
-            kinds = [k.name for k in schema.kinds]
-            codec = HeatmapCodec.from_dict(meta["codec"])
-            trained = TrainedLabels(
-                np.asarray(meta["trained"]["landmarks"], dtype=bool),
-                {k: np.asarray(v, dtype=bool) for k, v in meta["trained"]["grades"].items()},
-            )
-            decode = from_dict(LevelOrderConfig, meta["decode"], source=f"{p} decode")
-            settings = {
-                "schema": schema,
-                "codec": codec,
-                "trained": trained,
-                "input_size": tuple(meta["input_size"]),
-                "neighbours": int(meta["neighbours"]),
-                "decode": decode,
-                "percentiles": tuple(meta["percentiles"]) if meta.get("percentiles") else None,
-                "target_spacing": meta.get("target_spacing"),
-                "temperatures": meta.get("temperatures") or {},
-                "score_calibration": score_maps(meta.get("score_calibration")),
-            }
-            stage_meta = meta.get("grade_stage")
-            if stage_meta is not None:
-                stage_config = from_dict(GradeStageConfig, stage_meta["config"], source=f"{p} grade_stage")
-                stage_kinds = [str(k) for k in stage_meta["kinds"]]
-                stage_landmarks = [int(i) for i in stage_meta["landmarks"]]
-                stage_temperatures = {str(k): float(t) for k, t in (stage_meta.get("temperatures") or {}).items()}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise OnnxModelError(f"{p}: damaged spine_kp metadata ({type(exc).__name__}: {exc})") from None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
         providers = onnx_providers(device)
+        kinds = [k.name for k in settings.schema.kinds]
         try:
             extractor = Extractor(model)
             halves = (
                 extractor.extract_model([IMAGES], [HEATMAPS, FEATURES]),
                 extractor.extract_model([FEATURES, POINTS], [grade_output(k) for k in kinds]),
             )
-            if stage_meta is not None:
-                halves += (extractor.extract_model([CROPS], [stage_output(k) for k in stage_kinds]),)
+            if settings.grade_stage is not None:
+                halves += (extractor.extract_model([CROPS], [stage_output(k) for k in settings.grade_stage.kinds]),)
             sessions = [ort.InferenceSession(h.SerializeToString(), options, providers=providers) for h in halves]
         except Exception as exc:  # onnx / onnxruntime raise their own types; the file is what is wrong
             raise OnnxModelError(f"{p}: not a usable spine_kp graph ({type(exc).__name__}: {exc})") from None
-        if stage_meta is not None:
-            settings["grade_stage"] = OnnxCropStage(
-                sessions[2], stage_kinds, stage_config, schema, trained, stage_landmarks, stage_temperatures
+        return cls.from_sessions(sessions, settings, meta, **overrides)
+
+    @classmethod
+    def from_sessions(
+        cls, sessions: Sequence[Any], settings: ModelSettings, meta: Mapping[str, Any], **overrides: Any
+    ) -> OnnxPredictor:
+        """A predictor from its sessions (network, grader and, with a crop grading stage, the stage's) and the
+        checked metadata (:func:`~spine_kp.inference.onnx_metadata.validate_metadata`); ``overrides``: see
+        :meth:`from_onnx`."""
+        kwargs: dict[str, Any] = settings.predictor_kwargs()
+        stage = settings.grade_stage
+        if stage is not None:
+            kwargs["grade_stage"] = OnnxCropStage(
+                sessions[2],
+                stage.kinds,
+                stage.config,
+                settings.schema,
+                settings.trained,
+                stage.landmarks,
+                stage.temperatures,
             )
-        settings.update(overrides)
-        return cls(OnnxNetwork(sessions[0], sessions[1], kinds), meta, **settings)
+        kwargs.update(overrides)
+        kinds = [k.name for k in settings.schema.kinds]
+        return cls(OnnxNetwork(sessions[0], sessions[1], kinds), meta, **kwargs)
 
 
 __all__ = [
@@ -260,6 +257,7 @@ __all__ = [
     "OnnxNetwork",
     "OnnxPredictor",
     "grade_output",
+    "graph_shapes",
     "onnx_providers",
     "read_metadata",
     "stage_output",

@@ -3,23 +3,26 @@
 The checkpoint (written by the training recipe) holds the experiment config, the schema, the training label
 statistics and the heatmap codec as hyper-parameters next to the weights (and, when trained with
 ``grade_stage.enabled``, the crop grading stage: :mod:`spine_kp.inference.crop_stage`), so nothing else is needed
-here; it is read by :func:`spine_kp.checkpoint.load_checkpoint`, without importing the training code. Everything
+here; it is read by :func:`spine_kp.checkpoint.load_checkpoint`, without importing the training code (a fold
+ensemble file, by :func:`spine_kp.fold_ensemble.load_model_file`: :mod:`spine_kp.inference.ensemble`). Everything
 after the network (preprocessing, decoding, records) is the backend-independent
 :class:`spine_kp.inference.pipeline.SlicePredictor`, shared with the ONNX Runtime predictor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from spine_kp.checkpoint import CheckpointError, SpineCheckpoint, load_checkpoint
+from spine_kp.checkpoint import CheckpointError, SpineCheckpoint
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.config import from_dict
 from spine_kp.data.labels import LabelStats
+from spine_kp.fold_ensemble import SpineEnsemble, load_model_file
 from spine_kp.inference.crop_stage import CropStage
 from spine_kp.inference.infer import TorchNetwork, TrainedLabels
 from spine_kp.inference.pipeline import SlicePrediction, SlicePredictor  # noqa: F401 (SlicePrediction: re-exported)
@@ -90,8 +93,13 @@ class Predictor(SlicePredictor):
         return TorchNetwork(self.model, self.device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | SpineCheckpoint, device: str = "auto", **overrides: Any) -> Predictor:
+    def from_checkpoint(
+        cls, path: str | Path | SpineCheckpoint | SpineEnsemble, device: str = "auto", **overrides: Any
+    ) -> Predictor:
         """Rebuild from a training checkpoint (``best.ckpt`` / ``last.ckpt``), or what ``load_checkpoint`` read.
+
+        A fold ensemble file (``spine-kp ensemble``, :mod:`spine_kp.fold_ensemble`) gives an
+        :class:`~spine_kp.inference.ensemble.EnsemblePredictor`, which predicts the mean of its members.
 
         Args:
             overrides: replace fields of the stored decode config, e.g. ``decode=LevelOrderConfig(enabled=False)``,
@@ -103,7 +111,11 @@ class Predictor(SlicePredictor):
             CheckpointError: the file is missing, unreadable, not a spine_kp checkpoint, or its weights do not fit
                 the model config stored beside them.
         """
-        ckpt = path if isinstance(path, SpineCheckpoint) else load_checkpoint(path)
+        ckpt = path if isinstance(path, (SpineCheckpoint, SpineEnsemble)) else load_model_file(path)
+        if isinstance(ckpt, SpineEnsemble):
+            from spine_kp.inference.ensemble import EnsemblePredictor  # it builds on this class
+
+            return EnsemblePredictor.from_ensemble(ckpt, device, **overrides)
         p, cfg, schema = ckpt.path, ckpt.config, ckpt.schema
         model = create_model(from_dict(ModelConfig, ckpt.model_config, source=f"{p} model"), schema)
         try:
@@ -114,6 +126,13 @@ class Predictor(SlicePredictor):
         stats = LabelStats.from_dict(ckpt.label_stats, schema) if ckpt.label_stats else None
         trained = TrainedLabels.from_stats(schema, stats)
         decode = from_dict(LevelOrderConfig, cfg.get("decode", {}), source=f"{p} decode")
+        if ckpt.decode_fit:  # the settings the validation split chose (spine_kp.engine.decode_fit)
+            keys = ("absent_score", "absent_score_caudal", "step_tolerance")
+            fitted = {k: float(ckpt.decode_fit[k]) for k in keys if k in ckpt.decode_fit}
+            try:
+                decode = dataclasses.replace(decode, **fitted)
+            except (TypeError, ValueError) as exc:
+                raise CheckpointError(f"{p}: damaged decode_fit entry ({exc})") from None
         decode = overrides.pop("decode", decode)
         temperatures = overrides.pop("temperatures", ckpt.temperatures)
         stage = None
@@ -142,7 +161,7 @@ class Predictor(SlicePredictor):
 
     def with_grade_stage(self, stage: CropStage | None) -> Predictor:
         """The same model with another crop grading stage, or none (grade head alone); shares the weights."""
-        clone = object.__new__(Predictor)
+        clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.grade_stage = stage
         return clone

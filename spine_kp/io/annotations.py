@@ -13,6 +13,14 @@ point lies inside its image, and a zIndex inside its series, can only be told wi
 dataset counts and reports those (:mod:`spine_kp.data.dataset`). Reading then
 writing preserves everything the format defines: UIDs, version, annotator, point order, coordinates,
 zIndex, grade order ("v5,v2"), empty grades, both tag keys, scores and ``pixelSpacing``.
+
+Plausibility limits (:data:`PLAUSIBLE`, applied where a caller asks, as ``spine-kp evaluate`` does) refuse what no
+scan holds even where the images are not at hand: a coordinate beyond 100000 px, a zIndex beyond 100000, a pixel
+spacing outside 0.05-20 mm. Training leaves them out: there the images tell, and such points are masked and counted.
+
+A writer may add ``"schema": NAME`` to every record (``spine-kp predict`` names the schema it predicted with); the
+reader ignores it, and :mod:`spine_kp.io.annotation_schema` reads it back. Study UIDs in messages are escaped where
+they hold characters no UTF-8 text can (a lone surrogate), so a message can always be printed.
 """
 
 from __future__ import annotations
@@ -21,15 +29,37 @@ import json
 import logging
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spine_kp.errors import UserError
 from spine_kp.io.atomic import atomic_write_text
+from spine_kp.io.text import escape_unencodable
 from spine_kp.schema import Schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 
 log = logging.getLogger(__name__)
+
+SCHEMA_FIELD = "schema"  # a record's extra field naming the schema its labels belong to (predictions carry it)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Values beyond which a record is refused as implausible for any scan (without looking at the images).
+
+    Attributes:
+        max_abs_coord: largest |x| and |y| in pixels.
+        max_z_index: largest zIndex (an index into a series).
+        spacing_mm: (lowest, highest) pixel spacing in mm, both ends allowed.
+    """
+
+    max_abs_coord: float = 100_000.0
+    max_z_index: int = 100_000
+    spacing_mm: tuple[float, float] = (0.05, 20.0)
+
+
+PLAUSIBLE = Limits()  # what ``spine-kp evaluate`` applies to both files
 
 
 class AnnotationError(UserError, ValueError):
@@ -50,15 +80,30 @@ def _number(value: Any) -> bool:
         return False
 
 
-def _spacing(value: Any, where: str) -> tuple[float, float] | None:
+def _spacing(value: Any, where: str, limits: Limits | None) -> tuple[float, float] | None:
     if value is None:
         return None
     if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) and v > 0 for v in value)):
         raise AnnotationError(f"{where}: 'pixelSpacing' must be [row_mm, col_mm] with positive numbers, got {value!r}")
+    if limits is not None and not all(limits.spacing_mm[0] <= v <= limits.spacing_mm[1] for v in value):
+        lo, hi = limits.spacing_mm
+        raise AnnotationError(f"{where}: 'pixelSpacing' {value!r} is outside the plausible {lo:g}-{hi:g} mm")
     return (float(value[0]), float(value[1]))
 
 
-def _parse_point(raw: Any, schema: Schema, where: str, warnings: list[str]) -> Point | None:
+def _check_limits(coord: Any, z: Any, where: str, limits: Limits | None) -> None:
+    """Refuse a coordinate or zIndex that no scan holds (``coord`` and ``z`` are already known to be numbers)."""
+    if limits is None:
+        return
+    if any(abs(c) > limits.max_abs_coord for c in coord):
+        raise AnnotationError(
+            f"{where}: 'coord' {coord!r} is beyond the plausible |x|, |y| <= {limits.max_abs_coord:g} pixels"
+        )
+    if z is not None and z > limits.max_z_index:
+        raise AnnotationError(f"{where}: 'zIndex' {z!r} is beyond the plausible 0-{limits.max_z_index}")
+
+
+def _parse_point(raw: Any, schema: Schema, where: str, warnings: list[str], limits: Limits | None) -> Point | None:
     if not isinstance(raw, dict):
         raise AnnotationError(f"{where} is not an object")
     coord = raw.get("coord")
@@ -75,6 +120,7 @@ def _parse_point(raw: Any, schema: Schema, where: str, warnings: list[str]) -> P
     z = raw.get("zIndex")
     if z is not None and (not isinstance(z, int) or isinstance(z, bool) or z < 0):
         raise AnnotationError(f"{where}: 'zIndex' must be an integer >= 0 (the image's index in its series), got {z!r}")
+    _check_limits(coord, z, where, limits)
     score = raw.get("score")
     if score is not None and not (_number(score) and 0.0 <= score <= 1.0):
         raise AnnotationError(f"{where}: 'score' must be a number in [0, 1], got {score!r}")
@@ -123,17 +169,17 @@ def _check_once(p: Point, annotator: Any, head: str, at: str, placed: dict[tuple
         )
 
 
-def _parse_record(raw: Any, i: int, schema: Schema) -> StudyRecord:
+def _parse_record(raw: Any, i: int, schema: Schema, limits: Limits | None) -> StudyRecord:
     if not isinstance(raw, dict):
         raise AnnotationError(f"record {i} is not an object")
     study = raw.get("studyUid")
     if not isinstance(study, str) or not study:
         raise AnnotationError(f"record {i}: missing 'studyUid'")
-    head = f"record {i} (study {study})"
+    head = f"record {i} (study {escape_unencodable(study)})"
     data = raw.get("data")
     if not isinstance(data, list):
         raise AnnotationError(f"{head}: 'data' must be a list")
-    record_spacing = _spacing(raw.get("pixelSpacing"), head)
+    record_spacing = _spacing(raw.get("pixelSpacing"), head, limits)
     warnings: list[str] = []
     images: list[ImageAnnotation] = []
     placed: dict[tuple[str, str], str] = {}  # (annotator, identification) -> where it was first placed
@@ -144,7 +190,7 @@ def _parse_record(raw: Any, i: int, schema: Schema) -> StudyRecord:
         for key in ("seriesUid", "instanceUid"):
             if not isinstance(entry.get(key), str) or not entry.get(key):
                 raise AnnotationError(f"{where} has no '{key}'")
-        spacing = _spacing(entry.get("pixelSpacing"), where) or record_spacing
+        spacing = _spacing(entry.get("pixelSpacing"), where, limits) or record_spacing
         blocks = entry.get("annotation")
         if not isinstance(blocks, list):
             raise AnnotationError(f"{where}: 'annotation' must be a list")
@@ -159,7 +205,7 @@ def _parse_record(raw: Any, i: int, schema: Schema) -> StudyRecord:
                 raise AnnotationError(f"{bwhere}: 'data.point' must be a list")
             before = len(points)
             for k, rp in enumerate(payload["point"]):
-                p = _parse_point(rp, schema, f"{bwhere} point {k}", warnings)
+                p = _parse_point(rp, schema, f"{bwhere} point {k}", warnings, limits)
                 if p is not None:
                     _check_once(p, block.get("annotator"), head, f"data[{j}].annotation[{b}] point {k}", placed)
                     points.append(p)
@@ -179,8 +225,14 @@ def _parse_record(raw: Any, i: int, schema: Schema) -> StudyRecord:
     return StudyRecord(study_uid=study, images=tuple(images), version=raw.get("version"), warnings=tuple(warnings))
 
 
-def parse_records(obj: Any, schema: Schema, source: str = "<json>") -> list[StudyRecord]:
-    """Validate and convert the decoded JSON (a list of study records).
+def parse_records(obj: Any, schema: Schema, source: str = "<json>", limits: Limits | None = None) -> list[StudyRecord]:
+    """Validate and convert the decoded JSON (a list of study records), one record per element, in file order.
+
+    Args:
+        obj: the decoded JSON.
+        schema: the landmark set; points outside it are skipped with a warning.
+        source: the file name the messages begin with.
+        limits: plausibility limits to refuse beyond (e.g. :data:`PLAUSIBLE`); None checks none.
 
     Raises:
         AnnotationError: naming ``source``, the record index, the study and the field.
@@ -190,14 +242,23 @@ def parse_records(obj: Any, schema: Schema, source: str = "<json>") -> list[Stud
     records = []
     for i, raw in enumerate(obj):
         try:
-            records.append(_parse_record(raw, i, schema))
+            records.append(_parse_record(raw, i, schema, limits))
         except AnnotationError as exc:
             raise AnnotationError(f"{source}: {exc}") from None
     return records
 
 
-def read_annotations(path: str | Path, schema: Schema) -> list[StudyRecord]:
-    """Read an annotation or prediction file (competition format, SPEC section 3)."""
+def read_annotations(path: str | Path, schema: Schema, limits: Limits | None = None) -> list[StudyRecord]:
+    """Read an annotation or prediction file (competition format, SPEC section 3); see :func:`parse_records`."""
+    return parse_records(load_json(path), schema, source=str(path), limits=limits)
+
+
+def load_json(path: str | Path) -> Any:
+    """The decoded JSON of an annotation or prediction file, not yet validated (:func:`parse_records` does that).
+
+    Raises:
+        AnnotationError: the file is missing, a folder, unreadable, not UTF-8 or not JSON; names the file.
+    """
     p = Path(path)
     try:
         with open(p, encoding="utf-8") as fh:
@@ -216,7 +277,7 @@ def read_annotations(path: str | Path, schema: Schema) -> list[StudyRecord]:
         raise AnnotationError(f"{p}: not valid JSON ({exc})") from None
     except RecursionError:
         raise AnnotationError(f"{p}: not an annotation file (JSON nested too deeply)") from None
-    return parse_records(obj, schema, source=str(p))
+    return obj
 
 
 def _point_to_json(p: Point) -> dict[str, Any]:
@@ -231,8 +292,13 @@ def _point_to_json(p: Point) -> dict[str, Any]:
     return out
 
 
-def records_to_json(records: Iterable[StudyRecord]) -> list[dict[str, Any]]:
-    """Convert records to the competition JSON structure (the inverse of :func:`parse_records`)."""
+def records_to_json(records: Iterable[StudyRecord], schema: str | None = None) -> list[dict[str, Any]]:
+    """Convert records to the competition JSON structure (the inverse of :func:`parse_records`).
+
+    Args:
+        records: the studies.
+        schema: a schema name to write into every record as ``"schema"`` (the reader ignores it); None writes none.
+    """
     result = []
     for rec in records:
         data: list[dict[str, Any]] = []
@@ -251,12 +317,25 @@ def records_to_json(records: Iterable[StudyRecord]) -> list[dict[str, Any]]:
         rec_json: dict[str, Any] = {"studyUid": rec.study_uid}
         if rec.version is not None:
             rec_json["version"] = rec.version
+        if schema is not None:
+            rec_json[SCHEMA_FIELD] = schema
         rec_json["data"] = data
         result.append(rec_json)
     return result
 
 
-def write_annotations(path: str | Path, records: Iterable[StudyRecord], indent: int | None = None) -> Path:
-    """Write records as competition JSON, atomically (temporary file + rename)."""
-    text = json.dumps(records_to_json(records), indent=indent, ensure_ascii=False)
+def write_annotations(
+    path: str | Path, records: Iterable[StudyRecord], indent: int | None = None, schema: str | None = None
+) -> Path:
+    """Write records as competition JSON, atomically (temporary file + rename).
+
+    Args:
+        path: the file.
+        records: the studies.
+        indent: JSON indent; None writes one line.
+        schema: the name of the schema the labels belong to, written into every record (see :func:`records_to_json`).
+    """
+    # ensure_ascii=False keeps the file readable; what UTF-8 cannot hold (a lone surrogate) is written as its JSON
+    # escape instead, which reads back as the same string
+    text = escape_unencodable(json.dumps(records_to_json(records, schema), indent=indent, ensure_ascii=False))
     return atomic_write_text(path, text + "\n")

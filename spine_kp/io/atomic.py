@@ -1,6 +1,8 @@
 """Atomic file output: write to a temporary file beside the target, then rename onto it.
 
-A reader never sees a half-written file, and an interrupted run leaves no partial output behind.
+A reader never sees a half-written file, and an interrupted run leaves no partial output behind. An OSError while
+writing (a full disk, a read-only file system) names the target, not the temporary file, so the CLI reports it as one
+``error:`` line about the path the user gave.
 """
 
 from __future__ import annotations
@@ -11,6 +13,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from spine_kp.errors import UserError
+
+
+class OutputNotWritableError(UserError, OSError):
+    """An output path whose folder cannot be created or written (e.g. under ``/proc``, or a read-only mount)."""
 
 
 @contextlib.contextmanager
@@ -31,10 +39,22 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if _names_no_target(exc, tmp_path):  # a write into the open file (ENOSPC) carries no file name
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from exc  # type: ignore[union-attr]
         raise
+
+
+def _names_no_target(exc: BaseException, tmp: Path) -> bool:
+    """True for a builtin OSError with an errno whose file name is missing or is the temporary file."""
+    return (
+        isinstance(exc, OSError)
+        and type(exc).__module__ == "builtins"  # a subclass may take other constructor arguments
+        and exc.errno is not None
+        and exc.filename in (None, str(tmp), tmp)
+    )
 
 
 def _umask() -> int:
@@ -68,7 +88,10 @@ def check_writable(path: str | Path, folder: bool = False) -> None:
     Raises:
         NotADirectoryError: ``path`` (as a folder) or a folder above it is a regular file.
         IsADirectoryError: the output file ``path`` is an existing folder.
-        PermissionError: the nearest existing folder may not be written (not detected when running as root).
+        PermissionError: the nearest existing folder may not be written.
+        OutputNotWritableError: creating the missing folders or a file in the output's folder fails (a pseudo file
+            system such as ``/proc``, a read-only mount, also when running as root). The probe removes what it
+            created, so nothing is left behind.
     """
     target = Path(path)
     if target.exists():
@@ -83,3 +106,31 @@ def check_writable(path: str | Path, folder: bool = False) -> None:
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
     if not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+    _probe(target, target if folder else target.parent, existing)
+
+
+def _probe(path: Path, folder: Path, existing: Path) -> None:
+    """Create the missing folders down to ``folder`` and one empty file in it, then remove them again.
+
+    ``os.access`` says yes to root everywhere, also under ``/proc`` or on a read-only mount: only trying tells.
+    """
+    missing = [p for p in (folder, *folder.parents) if p != existing and existing in p.parents]
+    created: list[Path] = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+        fd, tmp = tempfile.mkstemp(prefix=".spine_kp_probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else folder
+        if isinstance(where, str) and where.startswith(str(folder) + os.sep):  # the probe file: name its folder
+            where = folder
+        raise OutputNotWritableError(
+            f"{path}: cannot be written ({where}: {exc.strerror or exc}); choose another path"
+        ) from exc
+    finally:
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()

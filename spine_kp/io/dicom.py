@@ -11,12 +11,17 @@ Series choice (:func:`choose_series`): only sagittal series qualify. Plain T2 fi
 more slices, then lower SeriesNumber, then SeriesInstanceUID, so the choice is deterministic. The middle frame is
 index ``(n - 1) // 2`` of the slices sorted along the slice normal.
 
-Every slice is checked where it is decoded (:func:`_decode_checked`, the one path to pixels): a non-positive or
-non-finite PixelSpacing, an absurd Rows x Columns, a decoded size other than the header's, a non-finite or zero
-RescaleSlope and values that are not finite or beyond :data:`MAX_PIXEL_VALUE` raise :class:`UnusableImage` naming
-the file, so such an image never reaches
-training or prediction. (Pixel data whose length does not match Rows x Columns x BitsAllocated is caught earlier,
-per file, by the scan: :mod:`spine_kp.io.header`.)
+Every slice is checked where it is decoded (:func:`_decode_checked`, the one path to pixels): a PixelSpacing that
+is not finite or outside :data:`SPACING_MM`, a Rows x Columns that is absurd or smaller than :data:`MIN_SIDE` a
+side, RLE segments that do not decode to Rows x Columns, a decoded size other than the header's, a non-finite or
+zero RescaleSlope and values that are not finite or beyond :data:`MAX_PIXEL_VALUE` raise :class:`UnusableImage`
+naming the file, so such an image never reaches training or prediction. (Pixel data whose length does not match
+Rows x Columns x BitsAllocated, a JPEG or JPEG 2000 frame of another size, and a deflated dataset that inflates
+beyond its promise are caught earlier, per file, by the scan: :mod:`spine_kp.io.header`.)
+
+Memory: decoding one file never allocates much more than its header's Rows x Columns x BitsAllocated promise
+(deflated files are inflated with a cap, :mod:`spine_kp.io.inflate`; compressed frames are sized from their own
+headers before decoding, :mod:`spine_kp.io.codestream`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spine_kp.io.codestream import rle_segment_lengths
 from spine_kp.io.dicom_types import (
     IngestError,
     InstanceInfo,
@@ -39,6 +45,7 @@ from spine_kp.io.dicom_types import (
     UnusableImage,
 )
 from spine_kp.io.header import MAX_PIXELS
+from spine_kp.io.inflate import read_deflated
 from spine_kp.io.scan import scan
 from spine_kp.types import Slice
 
@@ -72,6 +79,10 @@ _WHY = {
 
 
 _RESCALE_SLOPE, _RESCALE_INTERCEPT = 0x00281053, 0x00281052
+# Physical limits of an MR image: a pixel from 0.05 mm (microscopy coils) to 20 mm, and at least 16 x 16 pixels,
+# below which no spine can be located (a header saying Rows 1 is lying about the image).
+SPACING_MM = (0.05, 20.0)
+MIN_SIDE = 16
 # Far beyond any scanner's range (32-bit stored values times any plausible slope); from ~1e19 on, squares overflow
 # float32 in the intensity normalisation and the network would see NaN.
 MAX_PIXEL_VALUE = 1e12
@@ -119,13 +130,56 @@ def choose_series(study: StudyIndex) -> tuple[SeriesInfo, str]:
     return best, reason
 
 
-def _decode_pydicom(path: str | Path) -> np.ndarray:
-    from pydicom.dataset import Dataset
-    from pydicom.pixels import pixel_array
+def _check_rle(ds: Dataset, path: str | Path) -> None:
+    """Every RLE segment must decode to Rows x Columns bytes, counted before anything is decoded.
 
+    A decoder allocates for the header's Rows x Columns; where the segments hold more (Rows halved, Rows 1), one
+    decoder panics and the fallback returns the first Rows x Columns pixels of a bigger image, without a word.
+
+    Raises:
+        UnusableImage: the segments do not decode to the image the header describes.
+    """
+    from pydicom.encaps import generate_frames
+
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    wanted = int(ds.get("SamplesPerPixel", 1) or 1) * -(-int(ds.get("BitsAllocated", 16) or 16) // 8)
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1), b"")
+    try:
+        lengths = rle_segment_lengths(frame)
+    except ValueError as exc:
+        raise UnusableImage(f"{path}: {exc}") from None
+    if len(lengths) != wanted or any(n != rows * cols for n in lengths):
+        raise UnusableImage(
+            f"{path}: the RLE segments decode to {lengths} bytes, where Rows x Columns {rows} x {cols} needs "
+            f"{wanted} segment(s) of {rows * cols} bytes: the header's image size is not the pixel data's"
+        )
+
+
+def _read_pixels(path: str | Path) -> tuple[np.ndarray, Dataset]:
+    """Decoded pixels as stored and the dataset holding their rescale tags, allocating no more than the header's
+    Rows x Columns promise (deflated files: :func:`~spine_kp.io.inflate.read_deflated`; RLE: :func:`_check_rle`;
+    JPEG and JPEG 2000 sizes are checked by the scan, :mod:`spine_kp.io.header`)."""
+    from pydicom import dcmread
+    from pydicom.dataset import Dataset
+    from pydicom.filereader import read_file_meta_info
+    from pydicom.pixels import pixel_array
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
+
+    syntax = read_file_meta_info(str(path)).get("TransferSyntaxUID")
+    if syntax == DeflatedExplicitVRLittleEndian:
+        ds = read_deflated(str(path))
+        return pixel_array(ds), ds
+    if syntax == RLELossless:
+        ds = dcmread(str(path))
+        _check_rle(ds, path)
+        return pixel_array(ds), ds
     # pixel_array(path) reads only the pixel module (+ the rescale tags asked for), not a whole Dataset
     info = Dataset()
-    pixels = pixel_array(str(path), ds_out=info, specific_tags=[_RESCALE_INTERCEPT, _RESCALE_SLOPE])
+    return pixel_array(str(path), ds_out=info, specific_tags=[_RESCALE_INTERCEPT, _RESCALE_SLOPE]), info
+
+
+def _decode_pydicom(path: str | Path) -> np.ndarray:
+    pixels, info = _read_pixels(path)
     frames = int(info.get("NumberOfFrames", 1) or 1)
     if frames > 1 or pixels.ndim != 2:
         raise IngestError(f"{path}: multi-frame or multi-sample object (shape {pixels.shape}) is not supported yet")
@@ -195,7 +249,8 @@ def decode_pixels(path: str | Path) -> np.ndarray:
 
     Raises:
         IngestError: both decoders failed, or the object is multi-frame; the message names the file.
-        UnusableImage: RescaleSlope or RescaleIntercept is not a finite number, or the slope is 0.
+        UnusableImage: RescaleSlope or RescaleIntercept is not a finite number, or the slope is 0; RLE segments
+            that do not decode to Rows x Columns; a deflated dataset that inflates beyond its header's promise.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. BitsStored smaller than the JPEG precision: harmless, noisy
@@ -225,19 +280,31 @@ def _decode_checked(series: SeriesInfo, index: int) -> np.ndarray:
     or values cannot be used stops here.
 
     Raises:
-        UnusableImage: non-positive or non-finite PixelSpacing, Rows x Columns of zero or beyond 8192 x 8192,
-            a decoded size other than Rows x Columns, a bad RescaleSlope/Intercept, values that are NaN, infinite
-            or beyond ``MAX_PIXEL_VALUE`` in magnitude.
+        UnusableImage: PixelSpacing not finite or outside ``SPACING_MM``, Rows x Columns under 16 a side or
+            beyond 8192 x 8192, RLE segments or a decoded size other than Rows x Columns, a deflated dataset that
+            inflates beyond its promise, a bad RescaleSlope/Intercept, values that are NaN, infinite or beyond
+            ``MAX_PIXEL_VALUE`` in magnitude.
         IngestError: the pixels cannot be decoded.
     """
     path = series.instances[index].path
     row_mm, col_mm = series.spacing
+    low, high = SPACING_MM
     if not all(math.isfinite(v) and v > 0 for v in series.spacing):
         raise UnusableImage(
             f"{path}: PixelSpacing {row_mm:g} x {col_mm:g} mm (series {series.series_uid}) is not positive and finite"
         )
+    if not all(low <= v <= high for v in series.spacing):
+        raise UnusableImage(
+            f"{path}: PixelSpacing {row_mm:g} x {col_mm:g} mm (series {series.series_uid}) is outside the physical "
+            f"range of an MR pixel, {low:g} to {high:g} mm"
+        )
     if not (series.rows >= 1 and series.cols >= 1 and series.rows * series.cols <= MAX_PIXELS):
         raise UnusableImage(f"{path}: Rows x Columns {series.rows} x {series.cols} is not a usable image size")
+    if min(series.rows, series.cols) < MIN_SIDE:
+        raise UnusableImage(
+            f"{path}: Rows x Columns {series.rows} x {series.cols} is smaller than {MIN_SIDE} x {MIN_SIDE} pixels; "
+            "no spine can be located in it"
+        )
     pixels = decode_pixels(path)  # (H, W)
     if pixels.shape != (series.rows, series.cols):
         raise UnusableImage(

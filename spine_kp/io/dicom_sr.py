@@ -24,7 +24,6 @@ DICOM SCOORD image coordinates put (0.0, 0.0) at the top-left *corner* of that p
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from spine_kp.io.atomic import atomic_output
+from spine_kp.io.names import study_file_stem
 from spine_kp.schema import Schema
 from spine_kp.types import Point, StudyRecord
 
@@ -120,9 +120,8 @@ def score_code(kind: str, grade: str) -> Code:
 
 
 def sr_file_name(study_uid: str) -> str:
-    """A file name for the SR of a study: the UID with anything but letters, digits, '.', '-', '_' replaced."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", study_uid).strip(".") or "unknown_study"
-    return f"{safe}.dcm"
+    """A file name for the SR of a study: ``<stem>.dcm``, the stem from :func:`spine_kp.io.names.study_file_stem`."""
+    return f"{study_file_stem(study_uid)}.dcm"
 
 
 def read_source_header(path: str | Path) -> Dataset:

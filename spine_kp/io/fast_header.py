@@ -10,6 +10,7 @@ and the caller reads the file with pydicom instead. Tests check both readers agr
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import struct
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ class RawHeader:
     """Wanted header values as text lists (multi-values split on backslash) and where the walk stopped.
 
     ``stop`` is the file offset of the first element after group 0028 (the pixel data in most files), or the file
-    size when the dataset ended first.
+    size when the dataset ended first. For a deflated file, ``inflated_from`` is the file offset where its deflated
+    dataset starts, and ``stop`` counts bytes of the inflated dataset (:mod:`spine_kp.io.inflate`).
     """
 
     values: dict[str, list[str]]
@@ -64,6 +66,7 @@ class RawHeader:
     implicit: bool
     stop: int
     little_endian: bool = True
+    inflated_from: int | None = None
 
 
 def _element_header(buf: bytes, pos: int, implicit: bool) -> tuple[bytes, int, int]:
@@ -118,6 +121,11 @@ def _walk(buf: bytes, at_eof: bool) -> RawHeader | None:
         pos = value + length
     if syntax is None or syntax in _NOT_HANDLED:
         return None
+    return _walk_dataset(buf, pos, syntax, at_eof)
+
+
+def _walk_dataset(buf: bytes, pos: int, syntax: str, at_eof: bool) -> RawHeader:
+    """Walk the dataset from ``pos`` (after the file meta) up to the first element after group 0028."""
     implicit = syntax == _IMPLICIT_LE
     raw: dict[str, bytes] = {}
     charset = b""
@@ -200,3 +208,19 @@ def read_raw_header(fh: BinaryIO) -> RawHeader | None:
             size *= 4
         except (_Unhandled, struct.error, UnicodeDecodeError, LookupError):
             return None
+
+
+def walk_inflated(buf: bytes, at_eof: bool, syntax: str, inflated_from: int) -> RawHeader | None:
+    """Walk the start of an inflated dataset (explicit VR little endian, no file meta); None when pydicom should.
+
+    Args:
+        buf: the first inflated bytes of the dataset.
+        at_eof: ``buf`` holds the whole dataset.
+        syntax: the file's transfer syntax UID (kept in the result).
+        inflated_from: file offset of the deflated dataset.
+    """
+    try:
+        raw = _walk_dataset(buf, 0, syntax, at_eof)
+    except (_NeedMore, _Unhandled, struct.error, UnicodeDecodeError, LookupError):
+        return None
+    return dataclasses.replace(raw, inflated_from=inflated_from)

@@ -5,6 +5,11 @@ pydicom ``read_partial``; of the pixel data only the element header (and, for co
 is read, which is enough to catch truncated files cheaply, and native pixel data of another length than
 Rows x Columns x BitsAllocated (trailing zero padding aside). A path that is not a regular file (named pipe, device,
 socket, looping or dangling link) is skipped from ``stat`` alone, never opened: a named pipe would wait forever.
+
+Nothing here allocates beyond the header's promise: a deflated dataset is inflated with a cap
+(:mod:`spine_kp.io.inflate`; one that inflates beyond Rows x Columns x BitsAllocated plus a margin is skipped as
+"oversized"), compressed fragments may not total much more than that promise, and the first fragment's own frame
+size (JPEG, JPEG-LS, JPEG 2000: :mod:`spine_kp.io.codestream`) must be Rows x Columns, since decoders allocate for it.
 """
 
 from __future__ import annotations
@@ -16,21 +21,31 @@ import stat
 import struct
 import warnings
 from dataclasses import dataclass
+from io import BytesIO
 from typing import BinaryIO
 
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_partial
+from pydicom.filereader import read_dataset, read_partial
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from spine_kp.io.codestream import frame_shape
 from spine_kp.io.dicom_types import SkippedFile
-from spine_kp.io.fast_header import WANTED, RawHeader, read_raw_header
+from spine_kp.io.fast_header import WANTED, RawHeader, read_raw_header, walk_inflated
+from spine_kp.io.inflate import HEADER_BYTES, body_limit, body_start, inflate, oversized
 
 _TAGS = [Tag(k) for k in WANTED.values()]
 _PIXEL_DATA = (0x7FE0, 0x0010)
 # Far beyond any MR slice (8192 x 8192); a header claiming more is corrupt, and decoding it could exhaust memory.
 MAX_PIXELS = 8192 * 8192
+MAX_SIDE = 16384  # Rows or Columns beyond this are corrupt, whatever the other one is
+BITS_ALLOCATED = frozenset({1, 8, 16, 32, 64})  # what DICOM allows and pydicom decodes
+# Compressed pixel data may exceed the uncompressed size a little (lossless coding of noise, codec headers), never
+# this much: beyond it, the fragments are not the image the header describes.
+_COMPRESSED_SLACK = 2, 1 << 20  # factor on Rows x Columns x BitsAllocated, plus bytes
+_FRAME_HEAD = 1 << 16  # bytes of the first fragment searched for the codestream's own frame size
 _MAX_PADDING = 1 << 16  # zero bytes accepted after native pixel data (see _excess_problem)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX only; Windows has no named pipes in the file system
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT"}
@@ -65,10 +80,8 @@ def _stop_after_group_0028(tag: BaseTag, vr: str | None, length: int) -> bool:
     return tag.group > 0x0028
 
 
-def _read_with_pydicom(fh: BinaryIO) -> RawHeader:
-    """The same values as the fast walker, read by pydicom (any syntax pydicom reads). Raises InvalidDicomError."""
-    fh.seek(0)
-    ds = read_partial(fh, _stop_after_group_0028, specific_tags=_TAGS)
+def _values(ds: Dataset) -> dict[str, list[str]]:
+    """The wanted values of a pydicom dataset as text lists, like the fast walker gives them."""
     values: dict[str, list[str]] = {}
     for keyword in WANTED.values():
         value = ds.get(keyword)
@@ -76,9 +89,34 @@ def _read_with_pydicom(fh: BinaryIO) -> RawHeader:
         text = ["" if v is None else str(v).strip() for v in items]
         if any(text):
             values[keyword] = text
+    return values
+
+
+def _read_with_pydicom(fh: BinaryIO) -> RawHeader:
+    """The same values as the fast walker, read by pydicom (any syntax pydicom reads but deflated).
+
+    Raises InvalidDicomError.
+    """
+    fh.seek(0)
+    ds = read_partial(fh, _stop_after_group_0028, specific_tags=_TAGS)
     implicit, little = ds.original_encoding
     syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    return RawHeader(values, syntax, bool(implicit), fh.tell(), bool(little))
+    return RawHeader(_values(ds), syntax, bool(implicit), fh.tell(), bool(little))
+
+
+def _read_deflated(fh: BinaryIO, syntax: str, start: int) -> RawHeader:
+    """The header of a deflated file, from the first :data:`HEADER_BYTES` inflated bytes of its dataset only.
+
+    ``stop`` counts bytes of the inflated dataset; ``inflated_from`` is ``start`` (see :mod:`spine_kp.io.inflate`).
+    """
+    fh.seek(start)
+    prefix, more = inflate(fh, HEADER_BYTES)
+    raw = walk_inflated(prefix, not more, syntax, start)
+    if raw is not None:
+        return raw
+    body = BytesIO(prefix)
+    ds = read_dataset(body, False, True, stop_when=_stop_after_group_0028, specific_tags=_TAGS)
+    return RawHeader(_values(ds), syntax, False, body.tell(), True, inflated_from=start)
 
 
 @functools.lru_cache(maxsize=64)
@@ -125,10 +163,46 @@ def _excess_problem(fh: BinaryIO, start: int, excess: int, native_bytes: int) ->
     )
 
 
-def _pixel_data_problem(fh: BinaryIO, size: int, little: bool, implicit: bool, native_bytes: int | None) -> str | None:
+@dataclass(frozen=True)
+class _Promise:
+    """What the header says the pixel data holds: one frame of rows x cols x samples values of ``bits`` bits."""
+
+    syntax: str
+    rows: int
+    cols: int
+    samples: int
+    bits: int
+
+    @property
+    def bytes(self) -> int:
+        return (self.rows * self.cols * self.samples * self.bits + 7) // 8
+
+
+def _frame_problem(fh: BinaryIO, at: int, length: int, promise: _Promise) -> str | None:
+    """The size the first compressed fragment's own codestream declares, against Rows x Columns x SamplesPerPixel.
+
+    A decoder allocates for the codestream's size, so a codestream larger than the header is a memory bomb and a
+    smaller or other one decodes to an image the header does not describe (see :mod:`spine_kp.io.codestream`).
+    """
+    fh.seek(at)
+    shape = frame_shape(promise.syntax, fh.read(min(length, _FRAME_HEAD)))
+    if shape is None or shape == (promise.rows, promise.cols, promise.samples):
+        return None
+    rows, cols, components = shape
+    return (
+        f"corrupt: the compressed frame is {rows} x {cols} pixels x {components} component(s), where Rows x Columns "
+        f"x SamplesPerPixel is {promise.rows} x {promise.cols} x {promise.samples}"
+    )
+
+
+def _pixel_data_problem(
+    fh: BinaryIO, size: int, little: bool, implicit: bool, native_bytes: int | None, promise: _Promise | None = None
+) -> str | None:
     """Check, from its element header, that the pixel data is wholly in the file. ``fh`` is where parsing stopped.
 
-    ``native_bytes`` is the size uncompressed pixel data must have (None for encapsulated syntaxes).
+    ``native_bytes`` is the size uncompressed pixel data must have (None for encapsulated syntaxes). For
+    encapsulated data, ``promise`` bounds the fragments' total size and gives the size the first fragment's
+    codestream must declare.
     """
     start = fh.tell()
     head = fh.read(8)
@@ -155,7 +229,8 @@ def _pixel_data_problem(fh: BinaryIO, size: int, little: bool, implicit: bool, n
             return _excess_problem(fh, value_start + native_bytes, length - native_bytes, native_bytes)
         return None
     # encapsulated: hop over the items (offset table, fragments) to the sequence delimiter
-    pos = value_start
+    pos, items, fragment_bytes = value_start, 0, 0
+    most = None if promise is None else _COMPRESSED_SLACK[0] * promise.bytes + _COMPRESSED_SLACK[1]
     while True:
         fh.seek(pos)
         item = fh.read(8)
@@ -166,9 +241,20 @@ def _pixel_data_problem(fh: BinaryIO, size: int, little: bool, implicit: bool, n
             return None
         if (group, element) != (0xFFFE, 0xE000):
             return f"corrupt: unexpected tag ({group:04X},{element:04X}) in compressed pixel data at byte {pos}"
-        pos += 8 + item_len
-        if pos > size:
+        if pos + 8 + item_len > size:
             return f"truncated: a compressed fragment runs past the end of the file ({size} bytes)"
+        items += 1
+        if items > 1 and promise is not None:  # item 1 is the basic offset table, then come the fragments
+            fragment_bytes += item_len
+            if most is not None and fragment_bytes > most:
+                return (
+                    f"corrupt: compressed pixel data holds more than {most} bytes, for {promise.bytes} bytes of "
+                    "Rows x Columns x BitsAllocated"
+                )
+            problem = _frame_problem(fh, pos + 8, item_len, promise) if items == 2 else None
+            if problem:
+                return problem
+        pos += 8 + item_len
 
 
 def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeader | SkippedFile:
@@ -181,7 +267,7 @@ def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeade
     if rows is None or cols is None:
         sop_class = UID(v.get("SOPClassUID", [""])[0])
         return SkippedFile(path, f"non-image object: {sop_class.name if sop_class else 'unknown SOP class'}")
-    if not (rows >= 1 and cols >= 1 and rows * cols <= MAX_PIXELS):
+    if not (1 <= rows <= MAX_SIDE and 1 <= cols <= MAX_SIDE and rows * cols <= MAX_PIXELS):
         return SkippedFile(path, f"corrupt: Rows x Columns {rows} x {cols} is not an image size")
     frames = _int(v, "NumberOfFrames") or 1
     if frames > 1:
@@ -194,13 +280,15 @@ def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeade
     for keyword, value in geometry.items():
         if value is None:
             return SkippedFile(path, f"no geometry: {keyword} missing or malformed")
-    name, compressed, deflated = _syntax(raw.transfer_syntax)
-    if not deflated:  # a deflated body has no byte offsets to check
-        native = None if compressed else rows * cols * (_int(v, "BitsAllocated") or 16) // 8
-        fh.seek(raw.stop)
-        problem = _pixel_data_problem(fh, size, raw.little_endian, raw.implicit, native)
-        if problem:
-            return SkippedFile(path, problem)
+    bits = _int(v, "BitsAllocated") or 16
+    if bits not in BITS_ALLOCATED:
+        allowed = ", ".join(map(str, sorted(BITS_ALLOCATED)))
+        return SkippedFile(path, f"corrupt: BitsAllocated {bits} is not one of {allowed}")
+    name, compressed, _ = _syntax(raw.transfer_syntax)
+    promise = _Promise(raw.transfer_syntax, rows, cols, samples, bits)
+    problem = _pixel_problem(fh, size, raw, None if compressed else promise.bytes, promise)
+    if problem:
+        return SkippedFile(path, problem)
     return ImageHeader(
         path=path,
         study_uid=v["StudyInstanceUID"][0],
@@ -221,6 +309,25 @@ def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeade
         localizer=any(t.upper() == "LOCALIZER" for t in v.get("ImageType", ())),
         transfer_syntax=name,
     )
+
+
+def _pixel_problem(fh: BinaryIO, size: int, raw: RawHeader, native: int | None, promise: _Promise) -> str | None:
+    """:func:`_pixel_data_problem` of the file, or of its inflated dataset for a deflated file.
+
+    A deflated dataset is inflated once more, now up to the header's promise plus a margin only
+    (:func:`spine_kp.io.inflate.body_limit`); one that inflates beyond that is a decompression bomb or lies.
+    """
+    if raw.inflated_from is None:
+        fh.seek(raw.stop)
+        return _pixel_data_problem(fh, size, raw.little_endian, raw.implicit, native, promise)
+    limit = body_limit(raw.stop, promise.bytes)
+    fh.seek(raw.inflated_from)
+    body, more = inflate(fh, limit)
+    if more:
+        return oversized(limit, promise.bytes)
+    inflated = BytesIO(body)
+    inflated.seek(raw.stop)
+    return _pixel_data_problem(inflated, len(body), True, False, native, promise)
 
 
 _FILE_KINDS = ((stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
@@ -271,7 +378,10 @@ def read_header(path: str, fast: bool = True) -> ImageHeader | SkippedFile:
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")  # pydicom warns on odd-but-readable values; we judge them
-                        raw = _read_with_pydicom(fh)
+                        syntax, start = body_start(fh)  # the file meta only
+                        # pydicom would inflate a deflated dataset whole, however large: it is read here, capped
+                        deflated = _syntax(syntax)[2] if syntax else False
+                        raw = _read_deflated(fh, syntax, start) if deflated else _read_with_pydicom(fh)
                 except InvalidDicomError:
                     return SkippedFile(path, "not DICOM: no 'DICM' prefix / file meta information")
             return _to_header(path, raw, fh, size)

@@ -26,6 +26,7 @@ from spine_kp.io.dicom_types import (
     StudyIndex,
 )
 from spine_kp.io.header import ImageHeader, read_header
+from spine_kp.io.study_folders import separate_foreign
 
 T = TypeVar("T")
 
@@ -37,6 +38,33 @@ def list_files(root: str | Path) -> list[str]:
         dirs.sort()
         out.extend(os.path.join(folder, name) for name in sorted(files))
     return out
+
+
+def symlinked_folders(root: str | Path) -> list[str]:
+    """Links to folders under ``root``, which the scan does not follow (a link may loop, or lead out of the root)."""
+    out: list[str] = []
+    for folder, dirs, _ in os.walk(root):
+        out.extend(os.path.join(folder, d) for d in sorted(dirs) if os.path.islink(os.path.join(folder, d)))
+    return out
+
+
+def no_study_message(root: str | Path, skipped_reasons: Sequence[str]) -> str:
+    """The one line for a data root where the scan found no study: what it skipped, by kind, and the folder links.
+
+    Args:
+        root: the data root as the user gave it.
+        skipped_reasons: the reasons of the skipped files (``SkippedFile.reason``, ``"not DICOM: ..."``).
+    """
+    counts = Counter(r.split(":", 1)[0] for r in skipped_reasons)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    detail = f" ({len(skipped_reasons)} file(s) skipped: {kinds})" if skipped_reasons else ""
+    links = symlinked_folders(root)
+    if links:
+        detail += (
+            f"; {len(links)} symlinked folder(s) skipped, e.g. {links[0]}: links to folders are not followed, "
+            "so give the folder a link points to as the data root (or copy the studies in)"
+        )
+    return f"{root}: no DICOM study found{detail}"
 
 
 def _most_common(values: Iterable[T], default: T) -> T:
@@ -101,6 +129,8 @@ def build_index(results: Iterable[ImageHeader | SkippedFile]) -> ScanResult:
     """Group per-file results by study and series into a :class:`ScanResult`.
 
     A file repeating a SOPInstanceUID already seen in its series (a copy) is skipped with the first file named.
+    Files of a StudyInstanceUID that lie inside another study's folder are skipped as "foreign study"
+    (:mod:`spine_kp.io.study_folders`).
     """
     skipped: list[SkippedFile] = []
     groups: dict[str, dict[str, list[ImageHeader]]] = defaultdict(lambda: defaultdict(list))
@@ -114,8 +144,10 @@ def build_index(results: Iterable[ImageHeader | SkippedFile]) -> ScanResult:
             skipped.append(SkippedFile(r.path, f"duplicate: same SOPInstanceUID as {first}"))
             continue
         groups[r.study_uid][r.series_uid].append(r)
+    kept, foreign, _ = separate_foreign(groups)  # a StudyInstanceUID inside another study's folder: left out
+    skipped.extend(foreign)
     studies: list[StudyIndex] = []
-    for study_uid, by_series in groups.items():
+    for study_uid, by_series in kept.items():
         series = sorted((build_series(h) for h in by_series.values()), key=_series_sort_key)
         folders = {os.path.dirname(h.path) for hs in by_series.values() for h in hs}
         studies.append(StudyIndex(study_uid, tuple(series), os.path.commonpath(sorted(folders))))

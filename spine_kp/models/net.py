@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 from spine_kp.codec.heatmap import cells_to_pixels, heatmap_argmax
+from spine_kp.config import bounded, check_bounds
 from spine_kp.models.backbones import create_backbone
+from spine_kp.models.backbones.base import DEEPEST_REDUCTION
 from spine_kp.models.decoders import DECODERS, create_decoder
 from spine_kp.models.heads import GradeHead, HeatmapHead
 from spine_kp.models.norm import convert_bn_to_gn
@@ -44,21 +46,37 @@ class ModelConfig:
 
     backbone: str = "resnet34"
     decoder: str = "unet"
-    in_chans: int = 1
-    decoder_channels: int = 64
+    in_chans: int = bounded(1, ge=1, le=17)  # 2k + 1 slices, k <= 8 (data.neighbours)
+    decoder_channels: int = bounded(64, ge=1, le=4096)
     output_stride: int = 4
-    drop_path_rate: float = 0.0
-    dropout: float = 0.0
+    drop_path_rate: float = bounded(0.0, ge=0, lt=1)
+    dropout: float = bounded(0.0, ge=0, lt=1)
     pretrained: str | None = None
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     decoder_kwargs: dict[str, Any] = field(default_factory=dict)
     head_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_bounds(self)
         if self.output_stride not in (1, 2, 4):
             raise ValueError(f"ModelConfig: output_stride must be 1, 2 or 4, got {self.output_stride}")
-        if self.in_chans < 1 or self.decoder_channels < 1:
-            raise ValueError(f"ModelConfig: in_chans and decoder_channels must be positive, got {self}")
+
+    @property
+    def uses_backbone(self) -> bool:
+        """Whether :func:`create_model` builds a backbone (else a standalone decoder reads the image)."""
+        if self.backbone in NO_BACKBONE:
+            return False
+        standalone = self.decoder in DECODERS and DECODERS.get(self.decoder).meta.get("standalone", False)
+        return not (standalone and self.backbone == self.decoder)
+
+    @property
+    def size_divisor(self) -> int:
+        """What the input's height and width must be multiples of: the network's total stride.
+
+        Every backbone ends at stride :data:`~spine_kp.models.backbones.base.DEEPEST_REDUCTION` (32, checked when it
+        is built); a standalone decoder (the hourglass, which pools odd sizes too) needs the output stride only.
+        """
+        return max(self.output_stride, DEEPEST_REDUCTION if self.uses_backbone else 1)
 
 
 class LandmarkNet(nn.Module):
@@ -161,8 +179,8 @@ def create_model(cfg: ModelConfig, schema: Schema) -> LandmarkNet:
 
     A standalone decoder (``hourglass``) with backbone "none" or its own name runs on the image directly.
     """
-    standalone = DECODERS.get(cfg.decoder).meta.get("standalone", False)
-    if cfg.backbone in NO_BACKBONE or (standalone and cfg.backbone == cfg.decoder):
+    DECODERS.get(cfg.decoder)  # an unknown decoder fails before a backbone is built, naming the valid ones
+    if not cfg.uses_backbone:
         if cfg.pretrained is not None:
             raise ValueError(
                 f"model config: pretrained {cfg.pretrained!r} given, but decoder {cfg.decoder!r} runs "

@@ -1,4 +1,7 @@
-"""Write a prediction run: competition JSON, the error list, the per-landmark CSV. Every file atomically."""
+"""Write a prediction run: competition JSON, the error list, the per-landmark CSV. Every file atomically.
+
+CSV cells that a spreadsheet would run as a formula are neutralised (:mod:`spine_kp.io.csv_cells`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 from spine_kp.inference.pipeline import SlicePrediction
 from spine_kp.io.annotations import write_annotations
 from spine_kp.io.atomic import atomic_write_text
+from spine_kp.io.csv_cells import safe_row
 from spine_kp.predict.runner import PredictRun
 from spine_kp.schema import Schema
 
@@ -37,7 +41,7 @@ def csv_text(predictions: Sequence[SlicePrediction], schema: Schema) -> str:
     header += ["grade", "score", "peak"] + grade_cols
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow(safe_row(header))  # grade names come from a schema file
     for pred in predictions:
         s = pred.slice
         counters = {k.name: 0 for k in schema.kinds}
@@ -54,7 +58,7 @@ def csv_text(predictions: Sequence[SlicePrediction], schema: Schema) -> str:
             row = [s.study_uid, s.series_uid, s.instance_uid, s.z_index, name, kind, f"{x:.2f}", f"{y:.2f}"]
             row += [f"{x * s.spacing[1]:.2f}", f"{y * s.spacing[0]:.2f}", ",".join(best.grades), f"{best.score:.4f}"]
             row += [f"{float(pred.peaks[k]):.4f}"] + [f"{probs[c]:.4f}" if c in probs else "" for c in grade_cols]
-            writer.writerow(row)
+            writer.writerow(safe_row(row))  # UIDs come from the DICOM headers: untrusted text
     return buf.getvalue()
 
 
@@ -66,12 +70,13 @@ def write_outputs(
     overlays: str | Path | None = None,
 ) -> dict[str, Path]:
     """Write the JSON (+ ``.errors.json``), optionally the CSV and one overlay PNG per study."""
-    written = {"predictions": write_annotations(out_json, run.records)}
+    written = {"predictions": write_annotations(out_json, run.records, schema=schema.name)}  # evaluate reads it
     written["errors"] = write_errors(run, errors_path(out_json))
     if csv_path is not None:
         written["csv"] = atomic_write_text(csv_path, csv_text(run.predictions, schema))
     if overlays is not None:
         from spine_kp.predict.overlay import write_overlays  # matplotlib only when asked for
 
-        written["overlays"] = write_overlays(run.predictions, schema, overlays)
+        write_overlays(run.predictions, schema, overlays)
+        written["overlays"] = Path(overlays)
     return written

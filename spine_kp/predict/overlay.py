@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,14 +9,10 @@ import numpy as np
 
 from spine_kp.inference.pipeline import SlicePrediction
 from spine_kp.io.atomic import atomic_output
+from spine_kp.io.names import study_file_stems
 from spine_kp.schema import Schema
 
 _KIND_COLOURS = ("#ffcc00", "#00e5ff", "#ff5cf0", "#7dff6b")
-
-
-def safe_name(uid: str) -> str:
-    """A file-name-safe version of a UID."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", uid)[:120]
 
 
 def draw_overlay(pred: SlicePrediction, schema: Schema, path: str | Path, dpi: int = 110) -> Path:
@@ -71,10 +66,15 @@ def draw_overlay(pred: SlicePrediction, schema: Schema, path: str | Path, dpi: i
     return Path(path)
 
 
-def write_overlays(predictions: Sequence[SlicePrediction], schema: Schema, out_dir: str | Path) -> Path:
-    """One ``<study uid>.png`` per prediction in ``out_dir``; returns the folder."""
+def overlay_names(predictions: Sequence[SlicePrediction]) -> dict[str, str]:
+    """Study UID -> the overlay's file name, ``<stem>.png`` (:mod:`spine_kp.io.names`: distinct per study)."""
+    stems = study_file_stems(p.slice.study_uid for p in predictions)
+    return {uid: f"{stem}.png" for uid, stem in stems.items()}
+
+
+def write_overlays(predictions: Sequence[SlicePrediction], schema: Schema, out_dir: str | Path) -> list[Path]:
+    """One ``<study uid>.png`` per study in ``out_dir`` (see :func:`overlay_names`); returns the files written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for pred in predictions:
-        draw_overlay(pred, schema, out / f"{safe_name(pred.slice.study_uid)}.png")
-    return out
+    names = overlay_names(predictions)
+    return [draw_overlay(pred, schema, out / names[pred.slice.study_uid]) for pred in predictions]

@@ -10,15 +10,20 @@ studies go on.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pydicom.uid import generate_uid
 
-from spine_kp.io.dicom_sr import AlgorithmInfo, build_sr, read_source_header, sr_file_name, write_sr
+from spine_kp.io.dicom_sr import AlgorithmInfo, build_sr, read_source_header, write_sr
+from spine_kp.io.names import study_file_stems
 from spine_kp.predict.runner import PredictRun, StudyFailure
 from spine_kp.schema import Schema
+from spine_kp.types import Slice
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # a full or read-only disk: one error line, not N failures
 
 
 def _file_digest(path: Path) -> str:
@@ -77,20 +82,39 @@ def _algorithm(model: dict, checkpoint_name: str, digest: str, package: str) -> 
     )
 
 
+def sr_names(run: PredictRun) -> dict[str, str]:
+    """Study UID -> the report's file name, ``<stem>.dcm`` (:mod:`spine_kp.io.names`: distinct per study)."""
+    stems = study_file_stems(p.slice.study_uid for p in run.predictions)
+    return {uid: f"{stem}.dcm" for uid, stem in stems.items()}
+
+
 def write_dicom_srs(run: PredictRun, schema: Schema, out_dir: str | Path, algorithm: AlgorithmInfo) -> list[Path]:
-    """Write ``out_dir/<study UID>.dcm`` for every prediction of ``run``; failures go to ``run.failures``.
+    """Write ``out_dir/<study UID>.dcm`` for every prediction of ``run`` (see :func:`sr_names`); failures go to
+    ``run.failures``.
 
     Returns:
         The files written.
+
+    Raises:
+        OSError: a full or read-only disk (ENOSPC, EDQUOT, EROFS), naming the report's path: not a study's fault.
     """
     out = Path(out_dir)
+    names = sr_names(run)
     written = []
     for pred in run.predictions:
         s = pred.slice
         try:
             sr = build_sr(pred.record, read_source_header(s.path), schema, algorithm)
-            written.append(write_sr(sr, out / sr_file_name(s.study_uid)))
+            written.append(write_sr(sr, out / names[s.study_uid]))
+        except OSError as exc:
+            if exc.errno in _DISK_ERRNOS:  # the disk, not the study: every other report would fail the same way
+                raise
+            _fail(run, s, exc)
         except Exception as exc:  # one study's report must not stop the others; the reason is reported
-            folder = str(Path(s.path).parent) if s.path else ""
-            run.failures.append(StudyFailure(s.study_uid, folder, f"DICOM SR not written: {type(exc).__name__}: {exc}"))
+            _fail(run, s, exc)
     return written
+
+
+def _fail(run: PredictRun, s: Slice, exc: Exception) -> None:
+    folder = str(Path(s.path).parent) if s.path else ""
+    run.failures.append(StudyFailure(s.study_uid, folder, f"DICOM SR not written: {type(exc).__name__}: {exc}"))

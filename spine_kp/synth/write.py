@@ -23,6 +23,7 @@ from pydicom.uid import generate_uid
 from spine_kp.errors import OutputExistsError
 from spine_kp.io.annotations import write_annotations
 from spine_kp.io.atomic import atomic_output, atomic_write_bytes, atomic_write_text
+from spine_kp.io.output_guard import OutputClashError
 from spine_kp.schema import Schema, load_schema
 from spine_kp.synth.dicom_write import write_non_image, write_series
 from spine_kp.synth.study import make_study
@@ -163,6 +164,27 @@ def _limit_threads() -> None:
         os.environ.setdefault(var, "1")
 
 
+def _check_replaceable(out: Path, studies_root: Path, overwrite: bool) -> None:
+    """Refuse, before writing anything, to replace earlier output without ``overwrite``, or to delete through a link.
+
+    Raises:
+        OutputExistsError: ``out/studies`` is not empty or ``out/annotations.json`` exists, without ``overwrite``.
+        OutputClashError: ``overwrite`` and ``out/studies`` is a symbolic link (its target is never deleted).
+    """
+    annotations = out / "annotations.json"
+    if not overwrite:
+        clashes = [f"{studies_root} is not empty"] if studies_root.is_dir() and any(studies_root.iterdir()) else []
+        if annotations.exists() or annotations.is_symlink():
+            clashes.append(f"{annotations} exists")
+        if clashes:
+            raise OutputExistsError(f"{' and '.join(clashes)}; choose another OUT or pass --overwrite")
+    elif studies_root.is_symlink():  # rmtree refuses a link; deleting what it points at is not ours to do
+        raise OutputClashError(
+            f"{studies_root} is a symbolic link (to {os.readlink(studies_root)}); --overwrite does not delete through "
+            "links: remove the link or choose another OUT"
+        )
+
+
 def make_dataset(
     out: Path,
     n_studies: int,
@@ -186,7 +208,7 @@ def make_dataset(
             script calling this with workers > 1 needs the usual ``if __name__ == "__main__":`` guard.
         preview: also save ``out/preview.png`` (annotated T2 slices of the first studies, T1/STIR of the first).
         schema: landmark schema (default: packaged).
-        overwrite: replace an existing non-empty ``out/studies``.
+        overwrite: replace an existing non-empty ``out/studies`` and an existing ``out/annotations.json``.
         **options: further :class:`~spine_kp.synth.SynthOptions` fields (``axial``, ``tricky``,
             ``empty_grade_rate``, ``randomize``).
 
@@ -194,7 +216,9 @@ def make_dataset(
         A summary of what was written.
 
     Raises:
-        FileExistsError: ``out/studies`` exists and is not empty, and ``overwrite`` is False.
+        FileExistsError: ``out/studies`` exists and is not empty, or ``out/annotations.json`` exists, and
+            ``overwrite`` is False.
+        ValueError: ``overwrite`` and ``out/studies`` is a symbolic link (its target is never deleted).
         ValueError: bad counts, unknown options, or a schema the phantom cannot draw.
     """
     if n_studies < 0:
@@ -209,9 +233,8 @@ def make_dataset(
     schema = schema or load_schema()
     out = Path(out)
     studies_root = out / "studies"
+    _check_replaceable(out, studies_root, overwrite)
     if studies_root.exists() and any(studies_root.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{studies_root} is not empty; choose another OUT or pass --overwrite")
         shutil.rmtree(studies_root)
     studies_root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

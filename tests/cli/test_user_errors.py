@@ -107,6 +107,29 @@ class Ctx:
         self.file("full/studies/old/x.dcm")
         return ["synth", str(self.tmp / "full"), "--studies", "1", "--size", "64"]
 
+    def linked_root(self) -> Path:
+        """A root that holds only symbolic links to the phantom study folders (links are not followed)."""
+        root = self.folder("links")
+        for study in sorted(p for p in self.data.iterdir() if p.is_dir()):
+            (root / study.name).symlink_to(study, target_is_directory=True)
+        return root
+
+    def train_on_an_axial_annotation(self) -> list:
+        """Phantoms with axial series, one record's annotated image moved to an axial image of its study."""
+        from spine_kp.io.dicom import scan
+        from spine_kp.synth import make_dataset
+
+        make_dataset(self.tmp / "ax", n_studies=2, seed=3, size=64, axial=True)
+        studies = scan(self.tmp / "ax" / "studies").studies
+        axial = {uid: se.instances[0].sop_instance_uid for uid, st in studies.items() for se in st.series
+                 if se.plane == "axial"}  # fmt: skip
+        records = json.loads((self.tmp / "ax" / "annotations.json").read_text())
+        uid = next(r["studyUid"] for r in records if r["studyUid"] in axial)
+        record = next(r for r in records if r["studyUid"] == uid)
+        record["data"][0]["instanceUid"] = axial[uid]
+        ann = self.file("ax_gt.json", json.dumps(records))
+        return self.train(data=self.tmp / "ax" / "studies", ann=ann)
+
 
 Row = tuple[str, Callable[[Ctx], list], str]
 
@@ -130,11 +153,44 @@ ROWS: list[Row | object] = [
     ("evaluate: --data holds no DICOM study", lambda c: c.evaluate("--data", str(c.folder("empty"))),
      "empty: no DICOM study found"),
     ("evaluate: predictions is a folder", lambda c: c.evaluate(predictions=c.folder("empty")), "empty: is a folder"),
+    ("inspect: root of symlinked study folders", lambda c: ["inspect", str(c.linked_root())],
+     "links: no DICOM study found; 5 symlinked folder(s) skipped"),
+    ("predict: root of symlinked study folders", lambda c: c.predict(root=c.linked_root(), ckpt=c.checkpoint()),
+     "5 symlinked folder(s) skipped"),
+    ("evaluate: --data of symlinked study folders", lambda c: c.evaluate("--data", str(c.linked_root())),
+     "5 symlinked folder(s) skipped"),
+    ("train: annotated image is not a sagittal slice", lambda c: c.train_on_an_axial_annotation(),
+     "not a sagittal slice. Fix the data root or the annotations"),
+    ("train: --fold leaves the validation split empty", lambda c: c.train("--fold", "7", "--data.num_folds", "10"),
+     "the validation split is empty: 5 annotated studies"),
     # config keys and values
     ("train: unknown config key", lambda c: c.train("--model.backbon", "x"), "unknown key 'model.backbon'"),
     ("train: bad config value", lambda c: c.train("--optim.lr", "fast"), "'optim.lr' must be float"),
     ("train: --fold out of range", lambda c: c.train("--fold", "9"), "fold must be in [0, 5)"),
     ("train: --config not found", lambda c: c.train("--config", "no_such_cfg"), "no_such_cfg"),
+    ("train: --config is a folder", lambda c: c.train("--config", str(c.folder("cfgdir"))), "is a folder, not a YAML"),
+    ("train: duplicate key in --config", lambda c: c.train("--config", str(c.file("dup.yaml", "seed: 1\nseed: 2\n"))),
+     "dup.yaml: line 2, column 1: duplicate key 'seed' (first on line 1)"),
+    ("train: empty --config", lambda c: c.train("--config", str(c.file("empty.yaml", ""))),
+     "empty.yaml: the config file is empty"),
+    ("train: unclosed bracket in --config", lambda c: c.train("--config", str(c.file("br.yaml", "model: [1,\n"))),
+     "br.yaml: line 2, column 1"),
+    ("train: tab in --config", lambda c: c.train("--config", str(c.file("tab.yaml", "optim:\n\tlr: 1\n"))),
+     "tab.yaml: line 2, column 1: found character"),
+    ("train: malformed override value", lambda c: c.train("--data.input_size", "[100, 100"),
+     "--data.input_size: line 1, column 10"),
+    ("evaluate: duplicate key in --schema", lambda c: c.evaluate("--schema", str(c.file("s.yaml", "a: 1\na: 2\n"))),
+     "s.yaml: line 2, column 1: duplicate key 'a'"),
+    ("train: --trainer.max_epochs -1", lambda c: c.train("--trainer.max_epochs", "-1"),
+     "'trainer.max_epochs' must be >= 1, got -1"),
+    ("train: --optim.lr -1", lambda c: c.train("--optim.lr", "-1"), "'optim.lr' must be > 0, got -1.0"),
+    ("train: input size not a multiple of the stride", lambda c: c.train("--data.input_size", "[100, 100]"),
+     "'data.input_size' must be multiples of 32"),
+    ("train: --trainer.devices 0", lambda c: c.train("--trainer.devices", "0"), "'trainer.devices' must be"),
+    ("train: --data.batch_size 0", lambda c: c.train("--data.batch_size", "0"), "'data.batch_size' must be >= 1"),
+    ("train: negative loss weight", lambda c: c.train("--loss.grade_weight", "-1"), "'loss.grade_weight' must be >= 0"),
+    ("train: val_fraction outside (0, 1)", lambda c: c.train("--data.val_fraction", "1.5"),
+     "'data.val_fraction' must be > 0 and < 1"),
     ("pretrain: unknown config key", lambda c: ["pretrain", "--out", str(c.tmp / "p"), "--model.backbon", "x"],
      "model.backbon"),
     ("demo: bad config value", lambda c: ["demo", "--out", str(c.tmp / "d"), "--trainer.max_epochs", "many"],
@@ -143,6 +199,10 @@ ROWS: list[Row | object] = [
      "unknown key 'bogus'"),
     # checkpoints
     ("predict: checkpoint does not exist", lambda c: c.predict(), "nope.ckpt does not exist"),
+    ("predict: run folder without best.ckpt", lambda c: c.predict(ckpt=c.folder("run")),
+     "run is a folder without checkpoints/best.ckpt"),
+    ("export: run folder without best.ckpt", lambda c: ["export", str(c.folder("run")), "--onnx", str(c.tmp / "m")],
+     "run is a folder without checkpoints/best.ckpt"),
     ("predict: unreadable checkpoint", lambda c: c.predict(ckpt=c.file("notes.ckpt")), "notes.ckpt: not a spine_kp"),
     ("predict: foreign checkpoint", lambda c: c.predict(ckpt=c.foreign_checkpoint()), "foreign.ckpt: not a spine_kp"),
     ("train --init: checkpoint does not exist", lambda c: c.train("--init", str(c.tmp / "nope.ckpt")), "nope.ckpt"),
@@ -154,6 +214,8 @@ ROWS: list[Row | object] = [
     # outputs that cannot be written
     ("train: --out is a regular file", lambda c: c.train(out=c.file("afile")), "afile: is a file, not a folder"),
     ("predict: -o under a regular file", lambda c: c.predict(out=c.file("afile") / "pred.json"), "afile: not a folder"),
+    ("evaluate: --report would overwrite --predictions",
+     lambda c: c.evaluate("--report", str(c.tmp), predictions=c.file("metrics.json", "[]")), "--report metrics.json"),
     ("evaluate: --report under a regular file", lambda c: c.evaluate("--report", str(c.file("afile") / "r")),
      "afile: not a folder"),
     ("synth: OUT under a regular file", lambda c: ["synth", str(c.file("afile") / "x"), "--studies", "1"],

@@ -143,6 +143,24 @@ def test_chain_keeps_weak_but_consistent_ends_and_never_drops_the_middle():
     assert choice[0] == 0 and choice[-1] == 0
 
 
+def test_the_caudal_end_has_its_own_absent_score():
+    # A weak L5-S1 at its place, and a weak echo of the top level: with one score for both ends both are dropped; a
+    # caudal score of 0 keeps the anchor (a series that always shows the sacrum) while the cranial end still goes.
+    truth = _spine()
+    cand, scores = _candidates_of(truth)
+    scores[-1, 0] = 0.005
+    cand[0, 0], scores[0, 0] = truth[1], 0.004
+    both = decode_level_order(cand, scores, LevelOrderConfig(absent_score=0.2))
+    assert both[0] == -1 and both[-1] == -1
+    anchored = decode_level_order(cand, scores, LevelOrderConfig(absent_score=0.2, absent_score_caudal=0.0))
+    assert anchored[0] == -1 and anchored[-1] == 0
+    only_caudal = decode_level_order(cand, scores, LevelOrderConfig(absent_score=0.0, absent_score_caudal=0.2))
+    assert only_caudal[0] >= 0 and only_caudal[-1] == -1
+    assert LevelOrderConfig(absent_score=0.1).caudal_absent_score == 0.1
+    with pytest.raises(ValueError, match="absent_score_caudal"):
+        LevelOrderConfig(absent_score_caudal=1.5)
+
+
 def test_decode_batch_marks_absent_ends_with_score_zero():
     codec = HeatmapCodec((160, 128), stride=1, sigma=2.0)
     truth = _spine()

@@ -86,7 +86,8 @@ def test_the_phantom_as_annotated_passes_every_check(phantom, tmp_path, capsys):
 
 def test_predictions_are_checked_too_and_every_kind_is_counted(phantom, tmp_path, capsys):
     records = _records(phantom)
-    pred = _edit_point(_edit_point(records, 0, coord=(5.0, 1e6)), 1, z_index=999)
+    # far outside the image, within the plausibility limit (|x|, |y| <= 1e5 px; beyond it is an error)
+    pred = _edit_point(_edit_point(records, 0, coord=(5.0, 5e4)), 1, z_index=999)
     ghost = StudyRecord("9.9.9.404", records[0].images)  # a predicted study that is not under the data root
     warnings, metrics, _ = _evaluate(phantom, tmp_path, records, [*pred, ghost], capsys)
 

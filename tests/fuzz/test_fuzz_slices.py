@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from spine_kp.io.dicom import (
     MAX_PIXEL_VALUE,
+    SPACING_MM,
     InstanceInfo,
     SeriesInfo,
     StudyIndex,
@@ -73,6 +74,8 @@ def _as_float(text: str, default: float) -> float:
     neighbours=st.integers(0, 1),
 )
 @example(victim="native", spacing=(0.0, 0.5), size=None, slope="1", intercept="0", neighbours=0)
+@example(victim="native", spacing=(1e-9, 0.5), size=None, slope="1", intercept="0", neighbours=0)  # beyond physical
+@example(victim="rle", spacing=(0.5, 1e9), size=None, slope="1", intercept="0", neighbours=0)
 @example(victim="rle", spacing=(math.inf, 0.5), size=None, slope="1", intercept="0", neighbours=0)
 @example(victim="native", spacing=(0.5, 0.5), size=(64, 65535), slope="1", intercept="0", neighbours=0)
 @example(victim="native", spacing=(0.5, 0.5), size=(0, 64), slope="1", intercept="0", neighbours=0)
@@ -101,7 +104,7 @@ def test_a_slice_is_usable_or_unusable_image_names_its_file(
     series = _series(path, 3, spacing, rows, cols)
     study = StudyIndex("1.2", (series,), str(tmp_path))
 
-    spacing_ok = all(math.isfinite(v) and v > 0 for v in spacing)
+    spacing_ok = all(SPACING_MM[0] <= v <= SPACING_MM[1] for v in spacing)  # False for NaN too
     size_ok = (rows, cols) == stored.shape
     rescale_ok = _rescale_ok(slope, "slope") and _rescale_ok(intercept, "intercept")
     if rescale_ok:

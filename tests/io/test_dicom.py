@@ -185,7 +185,7 @@ def test_rescale_is_applied(tmp_path: Path) -> None:
 
     from spine_kp.synth.dicom_write import SeriesGeometry, SeriesMeta, write_series
 
-    pixels = np.linspace(-500, 1500, 3 * 4 * 5).reshape(3, 4, 5)
+    pixels = np.linspace(-500, 1500, 3 * 16 * 20).reshape(3, 16, 20)  # 16 x 16 at least: MIN_SIDE
     meta = SeriesMeta("1.2.3", "1.2.3.1", 1, "T2 SAG", None, 100.0, 3000.0, rescale_slope=0.5, rescale_intercept=-600)
     geometry = SeriesGeometry(SAG, np.array([[0.0, 0, 0], [-1, 0, 0], [-2, 0, 0]]), (1.0, 1.0), 1.0)
     write_series(tmp_path, pixels, geometry, meta)

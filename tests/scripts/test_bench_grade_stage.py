@@ -41,3 +41,27 @@ def test_bench_retrains_the_stage_per_variant_and_scores_each(
     assert [rows[f"plain seed {s}"]["seed"] for s in (0, 1)] == [0, 1] and rows["plain mean"]["seeds"] == [0, 1]
     mean = (rows["plain seed 0"]["mAP"] + rows["plain seed 1"]["mAP"]) / 2
     assert rows["plain mean"]["mAP"] == pytest.approx(mean)
+
+
+def test_cv_mode_retrains_the_stage_per_fold_and_pools_the_test_studies(
+    synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    real = load_script("bench_real")
+    tiny = ["--data.input_size", "[64, 64]", "--data.batch_size", "2", "--model.decoder_channels", "8",
+            "--trainer.max_epochs", "1", "--data.val_fraction", "0.34", "--grade_stage.enabled", "false"]  # fmt: skip
+    cv = tmp_path / "cv"
+    argv = ["--data", str(synth_root / "studies"), "--annotations", str(synth_root / "annotations.json"),
+            "--out", str(cv), "--config", "demo_cpu", "--folds", "2", "--device", "cpu", *tiny]  # fmt: skip
+    assert real.main(argv) == 0
+    bench = load_script("bench_grade_stage")
+    out = tmp_path / "rows.json"
+    assert bench.main(["--cv", str(cv), "--epochs", "1", "--variant", "tiny", "size_px=24", "channels=[8]",
+                       "--out", str(out)]) == 0  # fmt: skip
+    rows = json.loads(out.read_text())
+    assert list(rows) == ["head", "tiny"] and rows["tiny"]["train_s"] > 0 and rows["head"]["train_s"] == 0
+    n_studies = len(json.loads((synth_root / "annotations.json").read_text()))
+    for row in rows.values():
+        assert 0.0 <= row["macro_f1"] <= 1.0 and row["ap"] and set(row["ece"]) >= {"vertebra", "disc"}
+    assert "2-fold CV" in capsys.readouterr().out
+    pooled = json.loads((cv / "bench_real.json").read_text())["pooled"]
+    assert pooled["n_studies"] == n_studies

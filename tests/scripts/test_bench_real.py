@@ -127,11 +127,11 @@ def test_parse_args_collects_overrides_and_guards_the_split():
     )
     assert ov == {"optim.lr": "1e-3", "trainer.max_epochs": "1", "data.input_size": "[96, 96]"}
     assert args.data == "d" and args.folds == 5
-    assert args.checkpoint == "last" and not args.flip_tta  # held-out folds are scored on a fixed budget
+    assert args.checkpoint == "best" and not args.flip_tta  # best is chosen on the inner validation split
     args, _ = bench.parse_args(
-        ["--data", "d", "--annotations", "a", "--out", "o", "--checkpoint", "best", "--flip-tta"]
+        ["--data", "d", "--annotations", "a", "--out", "o", "--checkpoint", "last", "--flip-tta"]
     )
-    assert args.checkpoint == "best" and args.flip_tta
+    assert args.checkpoint == "last" and args.flip_tta
     with pytest.raises(SystemExit):
         bench.parse_args(["--data", "d", "--annotations", "a", "--out", "o", "--data.fold", "1"])
     with pytest.raises(SystemExit):
@@ -161,3 +161,33 @@ def test_zero_shot_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (tmp_path / "o" / "zero_shot" / "predictions.json").exists()
     out = capsys.readouterr().out
     assert "zero-shot" in out and "L4-L5" in out
+
+
+def test_nested_cv_never_trains_on_a_fold_s_test_studies(synth_root: Path, tmp_path: Path, capsys) -> None:
+    """Two folds of tiny training: each fold's test studies are absent from its training annotations (not even in its
+    validation split), every study is tested exactly once, and the report carries the competition's figures."""
+    tiny = ["--data.input_size", "[64, 64]", "--data.batch_size", "2", "--model.decoder_channels", "8",
+            "--trainer.max_epochs", "1", "--data.val_fraction", "0.34"]  # fmt: skip
+    data = ["--data", str(synth_root / "studies"), "--annotations", str(synth_root / "annotations.json")]
+    argv = [*data, "--out", str(tmp_path / "cv"), "--config", "demo_cpu", "--folds", "2", "--device", "cpu", *tiny]
+    assert bench.main(argv) == 0
+    report = json.loads((tmp_path / "cv" / "bench_real.json").read_text())
+    tested: list[str] = []
+    for fold in report["cv"]:
+        trained = {r["studyUid"] for r in json.loads((tmp_path / "cv" / f"fold{fold['fold']}" /
+                                                       "train_annotations.json").read_text())}  # fmt: skip
+        assert trained and not trained & set(fold["held_out_studies"])
+        tested += fold["held_out_studies"]
+    all_uids = {r["studyUid"] for r in json.loads((synth_root / "annotations.json").read_text())}
+    assert sorted(tested) == sorted(all_uids)
+    pooled = report["pooled"]
+    assert pooled["n_studies"] == len(all_uids) and 0.0 <= pooled["macro_f1"] <= 1.0
+    assert set(pooled["ece"]) == {"vertebra", "disc"} and pooled["ap"]
+    assert "macroF1" in capsys.readouterr().out
+    # --pool scores the finished folds together again, without training: the same pooled figures
+    assert bench.main(["--data", str(synth_root / "studies"), "--annotations", str(synth_root / "annotations.json"),
+                       "--out", str(tmp_path / "cv"), "--pool"]) == 0  # fmt: skip
+    again = json.loads((tmp_path / "cv" / "bench_real_pooled.json").read_text())
+    assert again["pooled_folds"] == ["fold0", "fold1"]
+    for key in ("n_studies", "n_landmarks", "within_radius", "macro_f1", "map"):
+        assert again["pooled"][key] == pytest.approx(pooled[key]), key
