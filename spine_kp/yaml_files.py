@@ -75,6 +75,8 @@ def parse_yaml(text: str, source: str, error: type[Exception]) -> Any:
         return yaml.load(text, Loader=StrictLoader)  # StrictLoader is a SafeLoader: plain data only
     except yaml.YAMLError as exc:
         raise error(f"{source}: {_describe(exc)}") from None
+    except RecursionError:  # "[[[[..." 10^5 deep: PyYAML's scanner recurses once per level
+        raise error(f"{source}: nested too deeply to be a config (a few levels are all spine_kp reads)") from None
 
 
 def read_yaml(path: str | Path, error: type[Exception]) -> Any:

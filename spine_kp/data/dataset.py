@@ -45,8 +45,7 @@ from spine_kp.data.cache import SliceCache
 from spine_kp.data.labels import Targets, encode_targets, kind_indices
 from spine_kp.data.preprocess import DEFAULT_PERCENTILES, Geometry, prepare_slice
 from spine_kp.data.transforms import AugmentConfig, Augmenter
-from spine_kp.io.annotations import read_annotations
-from spine_kp.io.dicom import IngestError, SeriesInfo, StudyIndex, load_instance, scan
+from spine_kp.io.dicom import IngestError, SeriesInfo, StudyIndex, load_instance
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord
 
@@ -192,14 +191,6 @@ class SpineDataset(Dataset):
         self._targets: dict[int, Targets] = {}  # per record; encoded once so warnings are logged once
         self._rng: np.random.Generator | None = None
         self._rng_owner: tuple[int, int] | None = None
-
-    @classmethod
-    def from_paths(
-        cls, root: str | Path, annotations: str | Path, schema: Schema, scan_workers: int = 1, **kwargs: Any
-    ) -> SpineDataset:
-        """Scan ``root`` once, read ``annotations`` and build the dataset (keyword arguments as the constructor)."""
-        studies = scan(root, workers=scan_workers).studies
-        return cls(read_annotations(annotations, schema), studies, schema, root=str(root), **kwargs)
 
     def __len__(self) -> int:
         return len(self.records)

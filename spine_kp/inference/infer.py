@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
-from spine_kp.inference.decoding import BatchLandmarks, TrainedLabels, decode_trained, grade_probabilities, infer_views
+from spine_kp.inference.decoding import BatchLandmarks, TrainedLabels, decode_trained, infer_views
 from spine_kp.schema import Schema
 
 
@@ -44,17 +44,6 @@ class TorchNetwork:
     def grade(self, features: Tensor, points: np.ndarray) -> dict[str, np.ndarray]:
         logits = self.model.grade(features, torch.from_numpy(np.ascontiguousarray(points)).to(features.device))
         return {kind: v.float().cpu().numpy() for kind, v in logits.items()}
-
-
-def masked_grade_probabilities(
-    logits: dict[str, Tensor],
-    schema: Schema,
-    trained: TrainedLabels,
-    temperatures: Mapping[str, float] | None = None,
-) -> dict[str, Tensor]:
-    """:func:`spine_kp.inference.decoding.grade_probabilities` for tensors (same device back)."""
-    probs = grade_probabilities(logits, schema, trained, temperatures)
-    return {kind: logits[kind].new_tensor(p, dtype=torch.float32) for kind, p in probs.items()}
 
 
 @torch.no_grad()
@@ -98,5 +87,4 @@ __all__ = [
     "TrainedLabels",
     "decode_trained",
     "infer_batch",
-    "masked_grade_probabilities",
 ]

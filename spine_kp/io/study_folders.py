@@ -3,7 +3,9 @@
 The scan groups images by StudyInstanceUID wherever they lie under the data root, so a series copied into study
 A's folder with study B's UID (a mislabelled export, a hostile sender) would join B and could change B's prediction
 without a word. The rule: a study's folder is the common folder of its files; when the folder of study A lies
-strictly inside the folder of study B, the files of B that lie in A's folder are foreign to B. They are skipped,
+strictly inside the folder of study B, the files of B that lie in A's folder are foreign to B, and so are B's files
+elsewhere in the branch of B's folder that holds A's folder (a series of B put in ``A/intruder/`` beside A's own
+``A/DICOM/...``), unless that branch holds most of B's files (then it is B's own). They are skipped,
 counted as ``"foreign study"`` with the folder and both UIDs, and one warning per folder and UID is logged; B keeps
 its files outside A's folder and A is unchanged. Studies that merely share a folder (a flat export of several
 studies, or studies whose series folders sit side by side) are left as they are: neither folder lies strictly
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from spine_kp.io.dicom_types import SkippedFile
@@ -25,6 +28,12 @@ log = logging.getLogger(__name__)
 def study_folder(paths: Sequence[str]) -> str:
     """The common folder of a study's files."""
     return os.path.commonpath(sorted({os.path.dirname(p) for p in paths}))
+
+
+def _territory(path: str, folder: str) -> str:
+    """The child of ``folder`` that ``path`` lies in (``folder`` itself for a path directly in it)."""
+    rel = os.path.relpath(path, folder)
+    return folder if rel == "." else os.path.join(folder, rel.split(os.sep)[0])
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -48,11 +57,15 @@ def separate_foreign(
         nested = [f for other, f in folders.items() if other != uid and f != folder and _inside(f, folder)]
         if not nested:
             continue
-        for series in groups[uid].values():
-            for h in series:
-                home = next((f for f in nested if _inside(os.path.dirname(h.path), f)), None)
-                if home is not None:
-                    foreign[h.path] = home
+        paths = [h.path for hs in groups[uid].values() for h in hs]
+        main = Counter(_territory(os.path.dirname(p), folder) for p in paths).most_common(1)[0][0]
+        for p in paths:
+            where = os.path.dirname(p)
+            home = next((f for f in nested if _inside(where, f)), None)
+            if home is None:  # beside the other study's folder, in the branch that holds it (not B's own branch)
+                home = next((f for f in nested if _territory(f, folder) == _territory(where, folder) != main), None)
+            if home is not None:
+                foreign[p] = home
     if not foreign:
         return {uid: dict(series) for uid, series in groups.items()}, [], []
     kept: dict[str, dict[str, list[ImageHeader]]] = {}

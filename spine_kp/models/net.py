@@ -60,6 +60,11 @@ class ModelConfig:
         check_bounds(self)
         if self.output_stride not in (1, 2, 4):
             raise ValueError(f"ModelConfig: output_stride must be 1, 2 or 4, got {self.output_stride}")
+        if self.pretrained is not None and not self.uses_backbone:  # checked at load, before any data is read
+            raise ValueError(
+                f"model.pretrained {self.pretrained!r} given, but decoder {self.decoder!r} runs without a backbone to "
+                "load it into"
+            )
 
     @property
     def uses_backbone(self) -> bool:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from spine_kp.inference.predictor import Predictor, SlicePrediction
 from spine_kp.io.dicom import StudyIndex, scan
-from spine_kp.predict.runner import PredictOptions, PredictRun, StudyFailure, _load
+from spine_kp.predict.runner import PredictOptions, PredictRun, StudyFailure, load_study
 
 
 class StudyDataset(Dataset):
@@ -36,7 +36,7 @@ class StudyDataset(Dataset):
         return len(self.studies)
 
     def __getitem__(self, i: int) -> Any:
-        return _load(self.studies[i], self.neighbours)
+        return load_study(self.studies[i], self.neighbours)
 
 
 class PredictModule(pl.LightningModule):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +59,8 @@ class PredictRun:
         return [p.record for p in self.predictions]
 
 
-def _load(study: StudyIndex, neighbours: int) -> Slice | StudyFailure:
+def load_study(study: StudyIndex, neighbours: int) -> Slice | StudyFailure:
+    """The middle slice of a study's chosen series, or the reason it cannot be predicted (never raises)."""
     try:
         return load_middle_slice(study, neighbours=neighbours)
     except Exception as exc:  # one bad study must not stop the batch; the reason is reported
@@ -69,19 +69,8 @@ def _load(study: StudyIndex, neighbours: int) -> Slice | StudyFailure:
 
 def _timed_load(study: StudyIndex, neighbours: int) -> tuple[Slice | StudyFailure, float]:
     t0 = time.perf_counter()
-    item = _load(study, neighbours)
+    item = load_study(study, neighbours)
     return item, time.perf_counter() - t0
-
-
-def _batches(items: Iterable[Slice], size: int) -> Iterator[list[Slice]]:
-    batch: list[Slice] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def predict_studies(

@@ -214,6 +214,13 @@ ROWS: list[Row | object] = [
     # outputs that cannot be written
     ("train: --out is a regular file", lambda c: c.train(out=c.file("afile")), "afile: is a file, not a folder"),
     ("predict: -o under a regular file", lambda c: c.predict(out=c.file("afile") / "pred.json"), "afile: not a folder"),
+    ("train: a config nested 10^5 deep", lambda c: c.train("--config", str(c.file("deep.yaml", "[" * 100000))),
+     "deep.yaml: nested too deeply"),
+    ("evaluate: annotations nested 10^5 deep", lambda c: c.evaluate(predictions=c.file("deep.json", "[" * 100000)),
+     "deep.json: not an annotation file (JSON nested too deeply)"),
+    ("train: model.pretrained without a backbone",
+     lambda c: c.train("--model.backbone", "none", "--model.decoder", "hourglass", "--model.pretrained",
+                       str(c.foreign_checkpoint("w.pth"))), "runs without a backbone to load it into"),
     ("evaluate: --report would overwrite --predictions",
      lambda c: c.evaluate("--report", str(c.tmp), predictions=c.file("metrics.json", "[]")), "--report metrics.json"),
     ("evaluate: --report under a regular file", lambda c: c.evaluate("--report", str(c.file("afile") / "r")),

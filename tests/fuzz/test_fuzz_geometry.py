@@ -99,3 +99,32 @@ def test_a_series_with_another_studys_uid_is_left_out_with_a_warning(
     assert pred.slice.instance_uid == good.t2_middle_uid
     # the victim lost its T2 series to the relabelling: it is predicted from what is left, its STIR
     assert "fat-suppressed T2" in next(p for p in run.predictions if p.slice.study_uid == victim.study_uid).slice.reason
+
+
+def test_a_foreign_series_beside_a_studys_own_folder_is_left_out(synth_root: Path, tmp_path: Path) -> None:
+    """Study B's T2 series copied (new series and instance UIDs) into ``<A's top folder>/intruder/``: outside A's own
+    common folder (``A/DICOM/<date>/...``) but in A's branch. It is left out of B as foreign; B keeps its series."""
+    import shutil
+
+    import pydicom
+
+    root = tmp_path / "studies"
+    shutil.copytree(synth_root / "studies", root)
+    before = scan(root)
+    (a, a_study), (b, b_study) = list(before.studies.items())[:2]
+    top = root / Path(a_study.folder).relative_to(root).parts[0]
+    assert Path(a_study.folder) != top  # the phantoms nest their series: the intruder is beside A's folder
+    intruder = top / "intruder"
+    intruder.mkdir()
+    series_uid = pydicom.uid.generate_uid()
+    t2 = max(b_study.series, key=lambda s: s.num_slices)
+    for i, inst in enumerate(t2.instances):
+        ds = pydicom.dcmread(inst.path)
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.save_as(intruder / f"x{i}.dcm")
+    result = scan(root)
+    foreign = {s.path for s in result.skipped if s.category == "foreign study"}
+    assert foreign == {str(p) for p in intruder.iterdir()}
+    assert [s.series_uid for s in result.studies[b].series] == [s.series_uid for s in before.studies[b].series]
+    assert result.studies[b].folder == b_study.folder and a in result.studies

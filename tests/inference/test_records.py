@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spine_kp.inference.infer import TrainedLabels, masked_grade_probabilities
+from spine_kp.inference.decoding import TrainedLabels, grade_probabilities
 from spine_kp.inference.records import chosen_grades, landmarks_to_record
 from spine_kp.schema import load_schema
 
@@ -31,7 +31,7 @@ def test_record_scores_coords_and_untrained_labels():
     logits = {"vertebra": torch.zeros(1, 6, 2), "disc": torch.full((1, 6, 7), -3.0)}
     logits["disc"][0, :, 5] = 10.0  # the model "wants" v6, which it was never trained on
     logits["disc"][0, :, 1] = 2.0
-    probs = {kind: v[0].numpy() for kind, v in masked_grade_probabilities(logits, SCHEMA, trained).items()}
+    probs = {kind: v[0] for kind, v in grade_probabilities(logits, SCHEMA, trained).items()}
     assert probs["disc"][:, 5].max() == 0.0
     rec = landmarks_to_record(
         coords,
