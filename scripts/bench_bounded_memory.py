@@ -6,7 +6,8 @@ The hostile files, in a folder of their own beside the normal studies:
     * ``j2k_huge.dcm``: a JPEG 2000 frame whose codestream claims 40000 x 40000 pixels, header 64 x 64;
     * ``rle_half_rows``: an RLE series whose headers say half the real Rows.
 
-Each command runs in a child process whose own peak RSS is read with ``os.wait4``. Usage::
+Each command runs in a child process whose own peak RSS is read with ``os.wait4`` (forked from a small launcher, so
+the figure is the command's own). Usage::
 
     python scripts/bench_bounded_memory.py                          # inspect only, synthesised root
     python scripts/bench_bounded_memory.py --checkpoint best.ckpt   # predict too
@@ -15,7 +16,6 @@ Each command runs in a child process whose own peak RSS is read with ``os.wait4`
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -30,15 +30,29 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 MiB = 1 << 20
 
 
+#: Runs ``argv[2:]`` and writes ``[exit status, ru_maxrss]`` of that child alone to ``argv[1]``. Linux keeps a
+#: process's peak RSS across fork and exec, so a child forked straight from this script (numpy and pydicom imported)
+#: would report at least this script's size; forked from this small launcher it starts from the launcher's ~10 MB.
+LAUNCHER = """
+import json, os, subprocess, sys
+p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(p.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss], fh)
+"""
+
+
 def peak_rss(args: list[str]) -> tuple[float, int, str]:
-    """(peak RSS in MiB, exit status, last stderr line) of one child process."""
-    with subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as p:
-        err = p.stderr.read() if p.stderr else ""
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
+    """(peak RSS in MiB, exit status, last stderr line) of one child process (through :data:`LAUNCHER`)."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "usage.json"
+        done = subprocess.run([sys.executable, "-c", LAUNCHER, str(out), *args], stderr=subprocess.PIPE, text=True)
+        code, maxrss = json.loads(out.read_text())
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    lines = err.strip().splitlines()
-    return usage.ru_maxrss * scale / MiB, p.returncode, lines[-1] if lines else ""
+    lines = done.stderr.strip().splitlines()
+    return maxrss * scale / MiB, code, lines[-1] if lines else ""
 
 
 def _series(folder: Path, syntax: str, n: int = 3) -> list[Path]:

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if result.decode_fit is not None:
         f = result.decode_fit
         print(
-            f"decoding fitted on the validation split: absent_score {f['absent_score']:g} (caudal "
+            f"decoding fitted on the run's studies: absent_score {f['absent_score']:g} (caudal "
             f"{f['absent_score_caudal']:g}), step_tolerance "
             f"{f['step_tolerance']:g} ({f['within']:.1%} within 8 mm; the config's values {f['config_within']:.1%})"
         )
