@@ -68,7 +68,8 @@ from spine_kp.types import StudyRecord
 
 Coord = tuple[float, float]
 Spacing = tuple[float, float]
-RESERVED = ("data.root", "data.annotations", "data.sources", "data.fold", "data.num_folds")  # --data/--annotations/--folds
+# set by --data, --annotations and --folds
+RESERVED = ("data.root", "data.annotations", "data.sources", "data.fold", "data.num_folds")
 
 
 # --------------------------------------------------------------------------------------------- pure metric functions
