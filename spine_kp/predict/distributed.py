@@ -8,6 +8,7 @@ Lightning's distributed sampler pads the last shard by repeating studies so ever
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import shutil
 import time
@@ -64,6 +65,33 @@ class PredictModule(pl.LightningModule):
                 top_k_grades=self.options.top_k_grades,
             )
         return out
+
+
+#: What a shard may rebuild: spine_kp's own result dataclasses, numpy arrays and scalars, paths and plain containers.
+#: The shard folder lies beside the checkpoint, where another user of a shared cluster might write: an unpickler that
+#: resolves only these cannot be made to call ``os.system``, ``numpy.load`` or a spine_kp function that writes files.
+_SHARD_BUILTINS = {"tuple", "list", "dict", "set", "frozenset", "int", "float", "complex", "str", "bytes", "bool"}
+_NUMPY_MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.dtypes")
+_NUMPY_NAMES = {"_reconstruct", "scalar", "dtype", "ndarray"}
+
+
+class _ShardUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        ok = (module == "builtins" and name in _SHARD_BUILTINS) or (module, name) == ("collections", "OrderedDict")
+        ok |= module in _NUMPY_MODULES and (name in _NUMPY_NAMES or name.endswith("DType"))
+        ok |= module == "pathlib" and name in {"Path", "PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath"}
+        if not ok and module.startswith("spine_kp.") and "." not in name:
+            found = super().find_class(module, name)
+            ok = isinstance(found, type) and dataclasses.is_dataclass(found)  # a result type, never a function
+        if not ok:
+            raise pickle.UnpicklingError(f"a prediction shard may not load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_shard(path: str | Path) -> Any:
+    """Read one rank's shard, resolving only spine_kp's result types, numpy and plain containers."""
+    with open(path, "rb") as fh:
+        return _ShardUnpickler(fh).load()
 
 
 class ShardWriter(BasePredictionWriter):
@@ -164,8 +192,7 @@ def predict_distributed(
         return None
     shards = []
     for rank in range(trainer.world_size):  # only this run's ranks: stale shards of another run are ignored
-        with open(shard_dir / f"shard_{rank}.pkl", "rb") as fh:
-            shards.append(pickle.load(fh))
+        shards.append(load_shard(shard_dir / f"shard_{rank}.pkl"))
     shutil.rmtree(shard_dir, ignore_errors=True)
     run = merge_shards(shards)
     run.skipped_files = [(s.path, s.reason) for s in result.skipped]

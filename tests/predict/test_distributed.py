@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 
 import numpy as np
 
 from spine_kp.inference.predictor import SlicePrediction
-from spine_kp.predict.distributed import merge_shards
+from spine_kp.predict.distributed import load_shard, merge_shards
 from spine_kp.predict.runner import StudyFailure
 from spine_kp.types import ImageAnnotation, Slice, StudyRecord
 
@@ -27,6 +28,35 @@ def test_merge_drops_padding_duplicates_and_sorts():
     run = merge_shards(shards)
     assert [p.slice.study_uid for p in run.predictions] == ["a", "b", "c"]
     assert [f.study for f in run.failures] == ["x"]
+
+
+class _Payload:
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('ran')",))
+
+
+def test_shards_load_results_only_and_refuse_code(tmp_path):
+    """A shard round-trips spine_kp's results; one holding a payload (or a spine_kp function) is refused unrun."""
+    good = tmp_path / "shard_0.pkl"
+    items = [_pred("a"), StudyFailure("x", "/x", "no sagittal")]
+    good.write_bytes(pickle.dumps(items))
+    back = load_shard(good)
+    assert back[0].slice.study_uid == "a" and back[1] == items[1]
+    np.testing.assert_array_equal(back[0].slice.pixels, items[0].slice.pixels)
+    marker = tmp_path / "MARKER"
+    for name, payload in [("exec", [_Payload(marker)]), ("function", [merge_shards])]:
+        bad = tmp_path / f"{name}.pkl"
+        bad.write_bytes(pickle.dumps(payload))
+        try:
+            load_shard(bad)
+        except pickle.UnpicklingError as exc:
+            assert "a prediction shard may not load" in str(exc)
+        else:
+            raise AssertionError(f"{name}: a shard that needs code was loaded")
+    assert not marker.exists()
 
 
 def test_two_process_ddp_matches_single_process(synth_root, tiny_checkpoint, tmp_path):
