@@ -21,8 +21,9 @@ ALLOWED = {
     "io": {"spine_kp.io"} | LEAVES,
     "synth": {"spine_kp.io", "spine_kp.synth"} | LEAVES,
     "evaluation": {"spine_kp.evaluation", "spine_kp.io"} | LEAVES,  # scores any JSON: readers, no model stack
+    "review": {"spine_kp.review", "spine_kp.io", "spine_kp.evaluation"} | LEAVES,  # the browser review: no model stack
 }
-TORCH_FREE = ("io", "evaluation")  # packages that never import torch or Lightning, not even inside a function
+TORCH_FREE = ("io", "evaluation", "review")  # packages that never import torch or Lightning, not even inside a function
 # package -> packages none of its modules may import, at module level or inside a function
 FORBIDDEN = {
     "engine": {"spine_kp.predict"},

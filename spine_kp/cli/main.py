@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("spine_kp.cli.predict", "batch-predict a folder of DICOM studies to competition JSON"),
     "export": ("spine_kp.cli.export", "export a checkpoint to ONNX (for predict --onnx, without torch)"),
     "ensemble": ("spine_kp.cli.ensemble", "join checkpoints (e.g. CV folds) into one file that predicts their mean"),
+    "review": (
+        "spine_kp.cli.review",
+        "correct predictions in the browser; reviewed studies become training labels",
+    ),
     "demo": ("spine_kp.cli.demo", "synth -> train -> predict -> evaluate on phantom studies"),
 }
 

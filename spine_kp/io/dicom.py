@@ -65,6 +65,7 @@ __all__ = [
     "decode_pixels",
     "load_instance",
     "load_middle_slice",
+    "load_series_slice",
     "read_study",
     "scan",
 ]
@@ -387,6 +388,22 @@ def load_instance(study: StudyIndex, instance_uid: str, neighbours: int = 0) -> 
         if any(s.sop_instance_uid == instance_uid for s in series.scouts):
             raise IngestError(f"{_describe(study)}: instance {instance_uid} is a scout in series {series.series_uid}")
     raise IngestError(f"{_describe(study)}: no image with SOPInstanceUID {instance_uid}")
+
+
+def load_series_slice(study: StudyIndex, series_uid: str, index: int) -> Slice:
+    """Decode image ``index`` of the named series of the study, sorted along the slice normal (scouts excluded).
+
+    The same checked decoding the predictor uses (e.g. to show a neighbouring slice in ``spine-kp review``).
+
+    Raises:
+        IngestError: the study has no such series, ``index`` is outside it, or the image cannot be decoded.
+    """
+    series = next((s for s in study.series if s.series_uid == series_uid), None)
+    if series is None:
+        raise IngestError(f"{_describe(study)}: no series with SeriesInstanceUID {series_uid}")
+    if not 0 <= index < series.num_slices:
+        raise IngestError(f"{_describe(study)}: series {series_uid} has no image {index} (0-{series.num_slices - 1})")
+    return _load(series, index, 0, f"requested image: {series.label}, index {index} of {series.num_slices}")
 
 
 def read_study(folder: str | Path, neighbours: int = 0) -> Slice:
