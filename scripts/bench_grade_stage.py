@@ -39,17 +39,14 @@ from typing import Any
 
 import yaml
 
+from spine_kp.api import evaluate, load_predictor, predict_folder, predict_studies
 from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import load_experiment
-from spine_kp.evaluation.evaluate import evaluate_records
-from spine_kp.evaluation.spacing import fill_spacing
-from spine_kp.grading.stage import train_grade_stage
+from spine_kp.engine.grade_stage_train import train_grade_stage
 from spine_kp.inference.crop_stage import CropStage
-from spine_kp.inference.predictor import Predictor
 from spine_kp.io.annotations import read_annotations
 from spine_kp.io.atomic import atomic_write_text
-from spine_kp.predict.runner import PredictOptions, predict_folder
 from spine_kp.schema import load_schema
 
 DEFAULT_VARIANTS = {
@@ -70,11 +67,10 @@ def _parse_variants(items: list[list[str]] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _score(predictor: Predictor, root: Path, gt: list, schema: Any, top_k: int = 0) -> dict[str, Any]:
+def _score(predictor: Any, root: Path, gt: list, schema: Any, top_k: int = 0) -> dict[str, Any]:
     t0 = time.perf_counter()
-    run = predict_folder(root, predictor, PredictOptions(workers=2, progress=False, top_k_grades=top_k))
-    records = [p.record for p in run.predictions]
-    res = evaluate_records(fill_spacing(gt, pred_records=records), records, schema)
+    run = predict_folder(root, predictor, workers=2, top_k_grades=top_k)
+    res = evaluate(run, gt, schema=schema)
     disc = [c for c in res.classes if c.kind == "disc" and c.defined]
     return {
         "mAP": res.map,
@@ -88,7 +84,7 @@ def _score(predictor: Predictor, root: Path, gt: list, schema: Any, top_k: int =
 
 def _figures(gt: list, records: list, schema: Any) -> dict[str, Any]:
     """The figures of pooled predictions: mAP, AP per class and per disc grade, FP per disc grade, macro F1, ECE."""
-    res = evaluate_records(fill_spacing(gt, pred_records=records), records, schema)
+    res = evaluate(records, gt, schema=schema)
     disc = [c for c in res.classes if c.kind == "disc" and c.defined]
     return {
         "mAP": res.map,
@@ -112,7 +108,7 @@ def _cv_folds(cv: Path) -> list[dict[str, Any]]:
         dm.setup("fit")
         index = index or scan(cfg.data.root).studies
         gt = read_annotations(run / "test_annotations.json", dm.schema)
-        base = Predictor.from_checkpoint(run / "checkpoints" / "best.ckpt", device="cpu", grade_stage=None)
+        base = load_predictor(run, device="cpu", grade_stage=None)
         studies = [index[r.study_uid] for r in gt if r.study_uid in index]
         folds.append({"run": run, "cfg": cfg, "dm": dm, "gt": gt, "base": base, "studies": studies})
     if not folds:
@@ -122,8 +118,6 @@ def _cv_folds(cv: Path) -> list[dict[str, Any]]:
 
 def _cv_row(folds: list[dict[str, Any]], stage_cfg: Any, seed: int | None, top_k: int) -> dict[str, Any]:
     """One variant by cross-validation (stage_cfg None: the grade head alone); predictions pooled over the folds."""
-    from spine_kp.predict.runner import predict_studies
-
     records, gt, seconds = [], [], 0.0
     for f in folds:
         predictor = f["base"]
@@ -136,7 +130,7 @@ def _cv_row(folds: list[dict[str, Any]], stage_cfg: Any, seed: int | None, top_k
             )  # fmt: skip
             seconds += time.perf_counter() - t0
             predictor = predictor.with_grade_stage(CropStage.from_payload(payload, dm.schema, predictor.trained))
-        run = predict_studies(f["studies"], predictor, PredictOptions(workers=2, progress=False, top_k_grades=top_k))
+        run = predict_studies(f["studies"], predictor, workers=2, top_k_grades=top_k)
         records += [p.record for p in run.predictions]
         gt += f["gt"]
     row = _figures(gt, records, folds[0]["base"].schema)
@@ -202,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = dm.schema
     stats = label_stats(dm.train_records, schema)
     gt = read_annotations(args.test_annotations, schema)
-    base = Predictor.from_checkpoint(args.run / "checkpoints" / "best.ckpt", device="cpu", grade_stage=None)
+    base = load_predictor(args.run, device="cpu", grade_stage=None)
     rows: dict[str, dict[str, Any]] = {"head": _score(base, args.test_root, gt, schema, args.top_k_grades)}
     print(f"head: {rows['head']}", flush=True)
     for name, overrides in variants.items():

@@ -11,18 +11,14 @@ order violations per study (consecutive landmarks not going caudally). Both rows
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from spine_kp.api import evaluate, load_predictor, predict_folder
 from spine_kp.codec.level_order import order_violations
-from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
-from spine_kp.inference.predictor import Predictor
-from spine_kp.io.annotations import read_annotations
-from spine_kp.predict.runner import PredictOptions, predict_folder
 
 
 def main() -> int:
@@ -31,14 +27,12 @@ def main() -> int:
     ap.add_argument("--data", required=True, help="folder with studies/ and annotations.json")
     ap.add_argument("--radius", type=float, default=DEFAULT_RADIUS_MM)
     args = ap.parse_args()
-    base = Predictor.from_checkpoint(args.checkpoint, device="auto")
-    gt = read_annotations(Path(args.data) / "annotations.json", base.schema)
     print("| decoding | identified within r | order violations / study | mAP | median mm | p95 mm |")
     print("|---|---|---|---|---|---|")
     for label, enabled in (("per-channel argmax", False), ("level-order DP", True)):
-        predictor = base.with_decode(dataclasses.replace(base.decode, enabled=enabled))
-        run = predict_folder(Path(args.data) / "studies", predictor, PredictOptions(progress=False))
-        ev = evaluate_records(gt, run.records, base.schema, radius=args.radius)
+        predictor = load_predictor(args.checkpoint, level_order=enabled)
+        run = predict_folder(Path(args.data) / "studies", predictor)
+        ev = evaluate(run, Path(args.data) / "annotations.json", schema=predictor.schema, radius=args.radius)
         loc = ev.localization.overall
         viol = np.mean([order_violations(p.coords[predictor.trained.landmarks]) for p in run.predictions])
         print(f"| {label} | {loc.within_radius:.4f} | {viol:.3f} | {ev.map:.4f} | {loc.median:.2f} | {loc.p95:.2f} |")

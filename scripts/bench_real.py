@@ -19,23 +19,14 @@ studies either: initialise from a model trained on other data (the phantom-pretr
 either: it scores together the folds already in OUT (their ``test_annotations.json`` and
 ``heldout_predictions.json``), e.g. after folds were run by separate ``--only-fold`` processes side by side.
 
-Scoring is the project's evaluator (``evaluate_records``, as ``spine-kp evaluate``): predictions are made on the
+Scoring is the project's evaluator (``spine_kp.api.evaluate``, as ``spine-kp evaluate``): predictions are made on the
 middle frame of the chosen series and compared, in pixels of that series, with ground truth that may lie on a
 neighbouring frame; distances are in mm with the ground-truth image's spacing. Besides its localization figures at
-``--radius`` (8 mm), this script reports, with the functions below:
-
-* identification accuracy: share of ground-truth landmarks whose same-identification prediction is within r AND is
-  the nearest prediction of any identification (the level is right, not just close); as in the evaluator's
-  localization, "the prediction" of an identification is its best-scored point;
-* order violations: studies whose predictions of the ground truth's identifications are not strictly increasing
-  head -> feet. "Along the spine" everywhere here means along the principal axis of the study's ground-truth points
-  (in mm), oriented head -> feet (positive row component, since sagittal rows run head -> feet); the row direction
-  when the study has fewer than two distinct ground-truth points;
-* the competition's figure: the public baseline's macro F1 at 6 mm (``spine_kp.evaluation.baseline_f1``), with the
-  evaluator's mAP, AP per class and ECE per kind (the grades; all at ``--radius`` except the macro F1);
-* level shifts: studies whose median signed offset along the spine (prediction minus ground truth, same
-  identification) is within 0.3 level of a whole non-zero number of levels; a level is the median distance along
-  the spine between adjacent landmarks of one kind (L3 -> L4, L3-L4 -> L4-L5) in that study's ground truth.
+``--radius`` (8 mm), the competition's figure (the public baseline's macro F1 at 6 mm,
+``spine_kp.evaluation.baseline_f1``), mAP, AP per class and ECE per kind (the grades), this script reports the level
+metrics of ``spine_kp.evaluation.levels``: identification accuracy (the level is right, not just close), order
+violations (studies whose predictions are not strictly increasing head -> feet along the spine) and whole-level
+shifts.
 
 Everything is printed as a compact table and written atomically to ``OUT/bench_real.json`` (rewritten after each
 fold); held-out predictions go to ``OUT/fold{k}/heldout_predictions.json`` (``OUT/zero_shot/predictions.json``).
@@ -51,192 +42,29 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from spine_kp.api import evaluate, load_predictor, predict_studies, write_predictions
 from spine_kp.config import ConfigError, parse_override_args
 from spine_kp.engine.config import ExperimentConfig, load_experiment, resolve_config_path
-from spine_kp.evaluation.evaluate import evaluate_records
+from spine_kp.evaluation.levels import level_metrics, per_level_shares
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
 from spine_kp.evaluation.spacing import fill_spacing
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord
 
-Coord = tuple[float, float]
-Spacing = tuple[float, float]
 # set by --data, --annotations and --folds
 RESERVED = ("data.root", "data.annotations", "data.sources", "data.fold", "data.num_folds")
 
 
-# --------------------------------------------------------------------------------------------- pure metric functions
-@dataclass(frozen=True)
-class GtPoint:
-    """One ground-truth landmark: identification, (x, y) in pixels, spacing (row_mm, col_mm) of its image."""
-
-    identification: str
-    xy: Coord
-    spacing: Spacing
-
-
-@dataclass(frozen=True)
-class StudyPoints:
-    """One study reduced to what the metrics need.
-
-    Attributes:
-        uid: study UID.
-        gt: every ground-truth landmark (all images of the record).
-        pred: identification -> (x, y) pixels of its best-scored prediction (same pixel grid as the ground truth).
-    """
-
-    uid: str
-    gt: tuple[GtPoint, ...]
-    pred: Mapping[str, Coord]
-
-
-def to_mm(xy: Coord, spacing: Spacing) -> np.ndarray:
-    """(x, y) pixels -> (x, y) mm with spacing (row_mm, col_mm)."""
-    return np.array([xy[0] * spacing[1], xy[1] * spacing[0]], dtype=np.float64)
-
-
-def best_predictions(record: StudyRecord | None) -> dict[str, Coord]:
-    """Identification -> coordinates of its best-scored point (no score ranks as 1.0; ties keep the first)."""
-    best: dict[str, tuple[float, Coord]] = {}
-    for p in record.points if record is not None else ():
-        score = 1.0 if p.score is None else float(p.score)
-        if p.identification not in best or score > best[p.identification][0]:
-            best[p.identification] = (score, (float(p.coord[0]), float(p.coord[1])))
-    return {k: v[1] for k, v in best.items()}
-
-
-def study_points(gt: StudyRecord, pred: StudyRecord | None) -> StudyPoints:
-    """Pair a ground-truth record (every image carries ``pixel_spacing``) with its prediction record (or None)."""
-    if any(im.pixel_spacing is None and im.points for im in gt.images):
-        raise ValueError(f"study {gt.study_uid}: a ground-truth image has no pixel spacing (fill it first)")
-    points = tuple(
-        GtPoint(p.identification, (float(p.coord[0]), float(p.coord[1])), im.pixel_spacing or (1.0, 1.0))
-        for im in gt.images
-        for p in im.points
-    )
-    return StudyPoints(gt.study_uid, points, best_predictions(pred))
-
-
-def identification_hits(study: StudyPoints, radius: float) -> list[bool]:
-    """Per ground-truth landmark: its same-identification prediction is within ``radius`` mm and is the nearest
-    prediction of any identification (a tie with another identification still counts as right)."""
-    hits = []
-    for g in study.gt:
-        own = study.pred.get(g.identification)
-        if own is None:
-            hits.append(False)
-            continue
-        gmm = to_mm(g.xy, g.spacing)
-        d_own = float(np.linalg.norm(to_mm(own, g.spacing) - gmm))
-        d_any = min(float(np.linalg.norm(to_mm(xy, g.spacing) - gmm)) for xy in study.pred.values())
-        hits.append(d_own <= radius and d_own <= d_any)
-    return hits
-
-
-def identification_accuracy(studies: Iterable[StudyPoints], radius: float) -> float | None:
-    """Share of all ground-truth landmarks (pooled over studies) counted by :func:`identification_hits`, or None."""
-    hits = [h for s in studies for h in identification_hits(s, radius)]
-    return float(np.mean(hits)) if hits else None
-
-
-def _first_gt(study: StudyPoints) -> dict[str, GtPoint]:
-    out: dict[str, GtPoint] = {}
-    for g in study.gt:
-        out.setdefault(g.identification, g)
-    return out
-
-
-def spine_axis(study: StudyPoints) -> np.ndarray:
-    """Unit (x, y) vector in mm along the spine, head -> feet: the principal axis of the ground-truth points, with a
-    positive row (y) component; (0, 1) when there are fewer than two distinct points."""
-    pts = np.array([to_mm(g.xy, g.spacing) for g in study.gt]).reshape(-1, 2)
-    if len(np.unique(pts, axis=0)) < 2:
-        return np.array([0.0, 1.0])
-    axis = np.linalg.svd(pts - pts.mean(axis=0), full_matrices=False)[2][0]
-    return -axis if axis[1] < 0 or (axis[1] == 0 and axis[0] < 0) else axis
-
-
-def order_violation(study: StudyPoints, order: Sequence[str]) -> bool:
-    """Whether the predictions of the ground truth's identifications, taken in cranio-caudal ``order`` (the schema's
-    landmark order), are not strictly increasing along the spine. Never-predicted ones are left out."""
-    gt = _first_gt(study)
-    if not gt:
-        return False
-    spacing = next(iter(gt.values())).spacing
-    axis = spine_axis(study)
-    proj = [float(to_mm(study.pred[n], spacing) @ axis) for n in order if n in gt and n in study.pred]
-    return bool(np.any(np.diff(proj) <= 0))
-
-
-def level_offset(study: StudyPoints, kinds: Sequence[Sequence[str]]) -> float | None:
-    """Median signed offset (prediction - ground truth, same identification) along the spine, in levels.
-
-    Args:
-        study: one study.
-        kinds: the landmarks of each kind in cranio-caudal order (vertebrae, discs); adjacent entries are one level
-            apart, and the median ground-truth distance along the spine of such present pairs is the level.
-
-    Returns:
-        Positive = predicted towards the feet; None without a level or without any predicted ground-truth landmark.
-    """
-    gt = _first_gt(study)
-    axis = spine_axis(study)
-    proj = {n: float(to_mm(g.xy, g.spacing) @ axis) for n, g in gt.items()}
-    steps = [proj[b] - proj[a] for names in kinds for a, b in zip(names, names[1:]) if a in proj and b in proj]
-    level = float(np.median(steps)) if steps else 0.0
-    offsets = [
-        float((to_mm(study.pred[n], g.spacing) - to_mm(g.xy, g.spacing)) @ axis)
-        for n, g in gt.items()
-        if n in study.pred
-    ]
-    if level <= 0 or not offsets:
-        return None
-    return float(np.median(offsets)) / level
-
-
-def whole_level_shift(offset: float | None, tolerance: float = 0.3) -> int:
-    """The whole number of levels n != 0 that a :func:`level_offset` is about (|offset - n| <= ``tolerance``), else 0.
-
-    A whole-level shift puts landmarks where their neighbours are; an offset between levels (or undefined) is a
-    localization error, not a shift, and gives 0.
-    """
-    if offset is None:
-        return 0
-    n = int(np.sign(offset) * np.floor(abs(offset) + 0.5))
-    return n if n != 0 and abs(offset - n) <= tolerance else 0
-
-
-def per_level_shares(errors: Mapping[str, np.ndarray], radius: float) -> dict[str, float | None]:
-    """Identification -> share of its landmarks with error <= ``radius`` mm (NaN = never predicted = a miss)."""
-    return {n: (float(np.mean(np.nan_to_num(e, nan=np.inf) <= radius)) if len(e) else None) for n, e in errors.items()}
-
-
 # ------------------------------------------------------------------------------------------------------- one run
-def merge_by_study(records: Iterable[StudyRecord]) -> dict[str, StudyRecord]:
-    """Study UID -> one record holding all its images (as the evaluator merges them)."""
-    out: dict[str, StudyRecord] = {}
-    for r in records:
-        prev = out.get(r.study_uid)
-        out[r.study_uid] = r if prev is None else dataclasses.replace(prev, images=prev.images + r.images)
-    return out
-
-
 def score(gt: Sequence[StudyRecord], pred: Sequence[StudyRecord], schema: Schema, radius: float) -> dict[str, Any]:
-    """Every figure of one run: the evaluator's localization and mAP plus this script's level metrics."""
-    res = evaluate_records(gt, pred, schema, radius=radius)
+    """Every figure of one run (ground truth with its spacing filled): the evaluator's and the level metrics."""
+    res = evaluate(pred, gt, schema=schema, radius=radius)
     loc = res.localization.overall
-    pred_by = merge_by_study(pred)
-    studies = [study_points(r, pred_by.get(uid)) for uid, r in sorted(merge_by_study(gt).items())]
-    kinds = [schema.landmarks_of_kind(k.name) for k in schema.kinds]
-    offsets = {s.uid: level_offset(s, kinds) for s in studies}
-    shifts = {uid: whole_level_shift(o) for uid, o in offsets.items()}
+    levels = level_metrics(gt, pred, schema, radius)
     return {
         "n_studies": res.n_studies,
         "n_landmarks": loc.count,
@@ -244,12 +72,7 @@ def score(gt: Sequence[StudyRecord], pred: Sequence[StudyRecord], schema: Schema
         "median_mm": loc.median,
         "p95_mm": loc.p95,
         "never_predicted": loc.never_predicted,
-        "identification_accuracy": identification_accuracy(studies, radius),
-        "order_violations": sum(order_violation(s, schema.landmarks) for s in studies),
-        "order_violation_studies": [s.uid for s in studies if order_violation(s, schema.landmarks)],
-        "level_shifts": sum(v != 0 for v in shifts.values()),
-        "level_shift_studies": {uid: v for uid, v in shifts.items() if v != 0},
-        "level_offsets": offsets,
+        **levels,
         "per_level_within_radius": per_level_shares(res.errors, radius),
         "per_level": [s.to_dict() for s in res.localization.per_identification],
         "map": res.map,
@@ -260,48 +83,16 @@ def score(gt: Sequence[StudyRecord], pred: Sequence[StudyRecord], schema: Schema
     }
 
 
-def fill_gt_spacing(
-    gt: Sequence[StudyRecord], studies: Mapping[str, Any], root: str, pred: Sequence[StudyRecord]
-) -> list[StudyRecord]:
-    """Ground truth with spacing from the already-scanned ``studies`` (StudyIndex); the root is rescanned only when
-    some annotated instance is not among them."""
-    by_instance = {
-        inst.sop_instance_uid: (float(se.spacing[0]), float(se.spacing[1]))
-        for st in studies.values()
-        for se in st.series
-        for inst in se.instances
-    }
-    known = [
-        dataclasses.replace(
-            r,
-            images=tuple(
-                dataclasses.replace(im, pixel_spacing=im.pixel_spacing or by_instance.get(im.instance_uid))
-                for im in r.images
-            ),
-        )
-        for r in gt
-    ]
-    return fill_spacing(known, data_root=root, pred_records=pred)
-
-
 def predict(
     predictor: Any, studies: list[Any], args: argparse.Namespace, out_json: Path
 ) -> tuple[list[StudyRecord], list[dict[str, str]]]:
-    """Predict StudyIndex entries with a ``Predictor`` and write them to ``out_json``.
+    """Predict StudyIndex entries and write them to ``out_json``.
 
     Returns:
         (prediction records, failed studies with reasons).
     """
-    from spine_kp.predict.outputs import write_outputs
-    from spine_kp.predict.runner import PredictOptions, predict_studies
-
-    run = predict_studies(
-        studies,
-        predictor,
-        PredictOptions(workers=args.workers, progress=False, flip_tta=getattr(args, "flip_tta", False)),
-    )
-    run.predictions.sort(key=lambda p: p.slice.study_uid)
-    write_outputs(run, predictor.schema, out_json)
+    run = predict_studies(studies, predictor, workers=args.workers, flip_tta=getattr(args, "flip_tta", False))
+    write_predictions(run, predictor, out_json)
     return run.records, [f.to_dict() for f in run.failures]
 
 
@@ -329,7 +120,6 @@ def run_fold(
 ) -> dict[str, Any]:
     """Train fold ``fold`` without its test studies, predict and score them; the fold's record (with raw records)."""
     from spine_kp.engine.train import train
-    from spine_kp.inference.predictor import Predictor
 
     rest, test = fold_split((r.study_uid for r in gt_all), fold, args.folds, cfg.seed)
     out = Path(args.out) / f"fold{fold}"
@@ -346,11 +136,11 @@ def run_fold(
         raise RuntimeError(f"fold {fold}: training in {out} wrote no checkpoint")
     held_out = [r for r in gt_all if r.study_uid in test]
     t = time.perf_counter()
-    predictor = Predictor.from_checkpoint(ckpt, device=args.device)
+    predictor = load_predictor(ckpt, device=args.device)
     studies = [index[u] for u in sorted(test) if u in index]
     pred, failures = predict(predictor, studies, args, out / "heldout_predictions.json")
     predict_s = time.perf_counter() - t
-    gt = fill_gt_spacing(held_out, index, cfg.data.root, pred)
+    gt = fill_spacing(held_out, pred_records=pred, studies=index)
     return {
         "fold": fold,
         "checkpoint": str(ckpt),
@@ -372,12 +162,11 @@ def run_fold(
 
 def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
     """Predict every annotated study under the root with ``args.zero_shot`` and score them."""
-    from spine_kp.inference.predictor import Predictor
     from spine_kp.io.annotations import read_annotations
     from spine_kp.io.dicom import scan
 
     t = time.perf_counter()
-    predictor = Predictor.from_checkpoint(args.zero_shot, device=args.device)
+    predictor = load_predictor(args.zero_shot, device=args.device)
     gt = read_annotations(args.annotations, predictor.schema)
     index = scan(args.data, workers=max(1, args.workers)).studies
     scan_s = time.perf_counter() - t
@@ -385,7 +174,7 @@ def run_zero_shot(args: argparse.Namespace) -> dict[str, Any]:
     studies = [index[u] for u in sorted({r.study_uid for r in gt} & set(index))]  # only annotated studies
     pred, failures = predict(predictor, studies, args, Path(args.out) / "zero_shot" / "predictions.json")
     predict_s = time.perf_counter() - t
-    gt = fill_gt_spacing(gt, index, args.data, pred)
+    gt = fill_spacing(gt, pred_records=pred, studies=index)
     return {
         "checkpoint": str(args.zero_shot),
         "load_and_scan_s": scan_s,

@@ -11,7 +11,12 @@ A spine_kp checkpoint is the Lightning checkpoint that training writes (``RUN/ch
      "calibration": {"temperatures": {kind: T}, ...},              # absent when not fitted
      "score_calibration": {"localization": {kind: {"a", "b", ...}}, "scores": {...}, ...},  # absent when not fitted
      "decode_fit": {"absent_score": a, "step_tolerance": t, ...},  # absent when not fitted
+     "model_card": ModelCard.to_dict(),                            # absent before the card existed
      ...}                                                          # Lightning's own entries (epoch, optimizer, ...)
+
+The settings a runtime needs are read from these entries in one place only, the model card
+(:func:`spine_kp.inference.card.card_from_checkpoint`): the stored ``model_card`` (written once training has fitted
+everything), or, for a checkpoint written before it existed, the card built from the other entries.
 
 Training (:class:`spine_kp.engine.module.LandmarkModule`), warm starts (:mod:`spine_kp.engine.init_weights`), the
 predictor, the ONNX export and the DICOM SR writer all read it through :func:`load_checkpoint`, and the heatmap
@@ -45,12 +50,14 @@ from spine_kp.torch_files import UnsafeFileError, load_torch_file
 
 #: Prefix of the network's tensors in the module's state dict (``LandmarkModule.model``).
 MODEL_PREFIX = "model."
-#: Where the fitted grade temperatures are stored (see :mod:`spine_kp.engine.calibration`).
+#: Where the fitted grade temperatures are stored (see :mod:`spine_kp.engine.grade_logits`).
 CALIBRATION_KEY = "calibration"
-#: Where the Platt maps of the emitted scores are stored (see :mod:`spine_kp.engine.score_calibration`).
+#: Where the Platt maps of the emitted scores are stored (see :mod:`spine_kp.engine.score_map_fit`).
 SCORE_CALIBRATION_KEY = "score_calibration"
 #: Where the decoding settings fitted on the validation split are stored (see :mod:`spine_kp.engine.decode_fit`).
 DECODE_FIT_KEY = "decode_fit"
+#: Where the model card is stored (see :mod:`spine_kp.inference.card`).
+MODEL_CARD_KEY = "model_card"
 #: Hyper-parameter that holds ``HeatmapCodec.to_dict()``.
 CODEC_KEY = "codec"
 #: The checkpoint a run folder stands for (``--checkpoint RUN_DIR``), relative to it.
@@ -76,10 +83,13 @@ class SpineCheckpoint:
         state_dict: the module's tensors (``model.`` keys for the network).
         calibration: the fitted grade temperatures entry (None: not fitted, T = 1).
         codec: ``HeatmapCodec.to_dict()`` of the trained model (None: a checkpoint written before it was stored).
-        grade_stage: the crop grading stage entry (``spine_kp.grading.stage``; None: graded by the head alone).
+        grade_stage: the crop grading stage entry (``spine_kp.engine.grade_stage_train``; None: graded by the head
+            alone).
         score_calibration: the Platt maps of the scores per kind (None: scores are ``peak x p``); read by
-            :func:`spine_kp.inference.records.score_maps`.
+            :func:`spine_kp.calibration.apply.score_maps`.
         decode_fit: the level-order decoding settings fitted on the validation split (None: the config's).
+        model_card: the stored model card's dict form (None: a checkpoint written before it; see
+            :func:`spine_kp.inference.card.card_from_checkpoint`).
     """
 
     path: Path
@@ -92,6 +102,7 @@ class SpineCheckpoint:
     grade_stage: dict[str, Any] | None = None
     score_calibration: dict[str, Any] | None = None
     decode_fit: dict[str, Any] | None = None
+    model_card: dict[str, Any] | None = None
 
     @property
     def model_config(self) -> dict[str, Any]:
@@ -228,15 +239,20 @@ def checkpoint_from_data(path: str | Path, data: Any, hint: str = "") -> SpineCh
         grade_stage=data.get("grade_stage") or None,
         score_calibration=data.get(SCORE_CALIBRATION_KEY) or None,
         decode_fit=data.get(DECODE_FIT_KEY) or None,
+        model_card=data.get(MODEL_CARD_KEY) or None,
     )
 
 
 def write_entry(path: str | Path, key: str, value: Any) -> None:
     """Store ``value`` under ``key`` of the checkpoint at ``path`` (atomically: temporary file + rename).
 
-    Used for what is fitted after Lightning wrote the file: the crop grading stage and the score calibration.
+    Used for what is fitted after Lightning wrote the file: the crop grading stage and the score calibration. The
+    model card is built from those entries, so writing any other entry drops a stored card (until it is stored again,
+    the card is built from the entries as for a checkpoint written before it existed).
     """
     ckpt = load_torch_file(path)
+    if key != MODEL_CARD_KEY:
+        ckpt.pop(MODEL_CARD_KEY, None)
     ckpt[key] = value
     buf = io.BytesIO()
     torch.save(ckpt, buf)
@@ -247,6 +263,7 @@ __all__ = [
     "CALIBRATION_KEY",
     "CODEC_KEY",
     "DECODE_FIT_KEY",
+    "MODEL_CARD_KEY",
     "MODEL_PREFIX",
     "RUN_CHECKPOINT",
     "CheckpointError",

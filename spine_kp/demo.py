@@ -9,16 +9,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from spine_kp.api import evaluate, load_predictor, predict_folder, write_predictions
 from spine_kp.engine.config import ExperimentConfig
 from spine_kp.engine.train import replace_data_paths, train
-from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.report import write_report
 from spine_kp.evaluation.result import EvaluationResult
-from spine_kp.inference.predictor import Predictor
-from spine_kp.io.annotations import read_annotations
-from spine_kp.predict.outputs import write_outputs
-from spine_kp.predict.runner import PredictOptions, PredictRun, predict_folder
+from spine_kp.predict.runner import PredictRun
 from spine_kp.schema import load_schema
 from spine_kp.synth import make_dataset
 
@@ -31,7 +29,7 @@ class DemoResult:
     checkpoint: Path
     evaluation: EvaluationResult
     run: PredictRun
-    written: dict[str, Path]
+    written: dict[str, Any]
     report: dict[str, Path]
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -72,14 +70,16 @@ def run_demo(
 
     t = time.perf_counter()
     log("3/4 predicting the held-out studies")
-    predictor = Predictor.from_checkpoint(checkpoint, device="auto")
-    run = predict_folder(test_dir / "studies", predictor, PredictOptions(workers=workers))
-    written = write_outputs(run, predictor.schema, out / "predictions.json", out / "predictions.csv", out / "overlays")
+    predictor = load_predictor(checkpoint, device="auto")
+    run = predict_folder(test_dir / "studies", predictor, workers=workers, progress=True)
+    written = write_predictions(
+        run, predictor, out / "predictions.json", csv=out / "predictions.csv", overlays=out / "overlays"
+    )
     seconds["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
     log("4/4 evaluating with the 8 mm rules")
-    evaluation = evaluate_records(read_annotations(test_dir / "annotations.json", schema), run.records, schema)
+    evaluation = evaluate(run, test_dir / "annotations.json", schema=schema)
     report = write_report(evaluation, out / "report")
     seconds["evaluate"] = time.perf_counter() - t
     return DemoResult(out, checkpoint, evaluation, run, written, report, seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,8 @@ def test_a_model_trained_with_a_blur_sigma_predicts_with_it(tmp_path: Path) -> N
     assert predictor.codec.to_dict() == module.codec.to_dict() and predictor.codec.blur_sigma == 0.7
     # ... and it is what decodes: the default blur (= sigma) puts the points elsewhere
     ours = predictor.predict([_slice()])[0].coords
-    predictor.codec = HeatmapCodec.from_dict({**module.codec.to_dict(), "blur_sigma": None})
+    other = HeatmapCodec.from_dict({**module.codec.to_dict(), "blur_sigma": None})
+    predictor = predictor.with_card(dataclasses.replace(predictor.card, codec=other))
     assert not np.allclose(ours, predictor.predict([_slice()])[0].coords)
 
 

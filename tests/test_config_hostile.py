@@ -362,7 +362,7 @@ def test_training_losses_are_logged_with_sync_dist(synth_root: Path, monkeypatch
     module = LandmarkModule(experiment_to_dict(cfg), load_schema().to_dict())
     schema = load_schema()
     ds = SpineDataset(read_annotations(synth_root / "annotations.json", schema), scan(synth_root / "studies").studies,
-                      schema, input_size=(64, 64), codec=module.codec, skip_missing=True)  # fmt: skip
+                      schema, codec=module.codec, skip_missing=True)  # fmt: skip
     logged: dict[str, dict] = {}
     monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, kw))
     module.training_step(collate_samples([ds[0], ds[1]]), 0)

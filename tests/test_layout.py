@@ -20,14 +20,17 @@ TORCH_LEAVES = {"spine_kp.torch_files"}  # leaves that import torch: the one rea
 ALLOWED = {
     "io": {"spine_kp.io"} | LEAVES,
     "synth": {"spine_kp.io", "spine_kp.synth"} | LEAVES,
-    "evaluation": {"spine_kp.evaluation", "spine_kp.io"} | LEAVES,  # scores any JSON: readers, no model stack
+    "evaluation": {"spine_kp.evaluation", "spine_kp.io", "spine_kp.calibration"} | LEAVES,  # scores any JSON
+    # fit / apply / metrics of calibration: just above the leaves, so evaluation, inference and engine all import it
+    "calibration": {"spine_kp.calibration"} | LEAVES,
     "review": {"spine_kp.review", "spine_kp.io", "spine_kp.evaluation"} | LEAVES,  # the browser review: no model stack
 }
-TORCH_FREE = ("io", "evaluation", "review")  # packages that never import torch or Lightning, not even inside a function
+# packages that never import torch or Lightning, not even inside a function
+TORCH_FREE = ("io", "evaluation", "review", "calibration")
 # package -> packages none of its modules may import, at module level or inside a function
 FORBIDDEN = {
     "engine": {"spine_kp.predict"},
-    "grading": {"spine_kp.predict"},
+    "grading": {"spine_kp.predict", "spine_kp.engine", "spine_kp.inference"},  # crops, crop model, config only
     "inference": {"spine_kp.predict", "spine_kp.engine"},
 }
 
@@ -117,3 +120,42 @@ def test_inference_core_loads_neither_training_nor_batch_runner():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
+
+
+def _names_used(path: Path) -> set[str]:
+    """Every name and attribute a module refers to (``np.hypot`` -> {"np", "hypot"})."""
+    tree = ast.parse(path.read_text())
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+    }
+
+
+def test_one_home_for_the_8mm_test_the_optimiser_and_the_calibration_fits():
+    """Training (``engine``) and ``calibration`` never measure a distance in mm themselves: the 8 mm test is
+    ``evaluation.matching.within_radius``. Only ``engine/optim.py`` builds an optimiser or a schedule, which every
+    training stage shares; only ``calibration/fit.py`` fits a temperature or a Platt map (scipy's search, Newton)."""
+    own = {"optim.py": {"AdamW", "LambdaLR"}, "fit.py": {"minimize_scalar"}}
+    bad = set()
+    for m in sorted([*(ROOT / "engine").glob("*.py"), *(ROOT / "calibration").glob("*.py")]):
+        used = _names_used(m)
+        bad |= {f"{m.relative_to(ROOT)}: hypot" for n in used if n == "hypot"}
+        for home, names in own.items():
+            bad |= {f"{m.relative_to(ROOT)}: {n}" for n in used & names if m.name != home}
+    assert not bad
+
+
+def test_calibration_is_imported_without_a_cycle_and_without_torch():
+    """``calibration`` sits just above the leaves: evaluation (ECE), inference (score maps) and engine (fits) import it;
+    importing all of it in a fresh interpreter loads no other spine_kp package, and no torch."""
+    modules = sorted(f"spine_kp.calibration.{m.stem}" for m in (ROOT / "calibration").glob("*.py"))
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(sorted({n.split('.')[1] for n in sys.modules if n.startswith('spine_kp.')} | "
+        "({'torch'} & set(sys.modules))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "torch" not in proc.stdout
+    loaded = set(ast.literal_eval(proc.stdout.strip()))
+    assert "calibration" in loaded and loaded <= {"calibration", "yaml_files"} | {n.split(".")[1] for n in LEAVES}

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("spine_kp.cli.train", "train a landmark + grading model under PyTorch Lightning"),
     "predict": ("spine_kp.cli.predict", "batch-predict a folder of DICOM studies to competition JSON"),
     "export": ("spine_kp.cli.export", "export a checkpoint to ONNX (for predict --onnx, without torch)"),
+    "card": ("spine_kp.cli.card", "print a model's card (settings a runtime reads) of a checkpoint or ONNX as YAML"),
     "ensemble": ("spine_kp.cli.ensemble", "join checkpoints (e.g. CV folds) into one file that predicts their mean"),
     "review": (
         "spine_kp.cli.review",

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spine_kp.predict.runner import PredictRun
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,12 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
+    from spine_kp import api
     from spine_kp.errors import UserError
     from spine_kp.predict.output_checks import check_predict_outputs, reused_folder_warnings
-    from spine_kp.predict.outputs import errors_path, write_outputs
-    from spine_kp.predict.runner import PredictOptions, predict_folder
+    from spine_kp.predict.outputs import errors_path
+    from spine_kp.predict.runner import PredictOptions, require_studies
 
     # Mistakes are UserErrors (a bad checkpoint is a CheckpointError): spine-kp prints one error line, exit 2.
     for flag, value, least in (
@@ -52,26 +55,16 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.data_root).is_dir():
         raise UserError(f"data root {args.data_root} is not a folder")
     # before the run: an output that would replace an input or another output, or cannot be written, fails now
-    model = ("--onnx", args.onnx) if args.onnx else ("--checkpoint", args.checkpoint)
+    flag, model = ("--onnx", args.onnx) if args.onnx else ("--checkpoint", args.checkpoint)
     check_predict_outputs(
-        args.data_root, model, args.output, errors_path(args.output), args.csv, args.overlays, args.dicom_sr
+        args.data_root, (flag, model), args.output, errors_path(args.output), args.csv, args.overlays, args.dicom_sr
     )
-    if args.onnx:  # this path never imports torch
-        from spine_kp.inference.onnx_predictor import OnnxPredictor
-
-        if args.devices > 1 or args.num_nodes > 1:
-            raise UserError("--devices/--num-nodes need --checkpoint; --onnx predicts in one process")
-        predictor = OnnxPredictor.from_onnx(args.onnx, device=args.device)
-    else:
-        from spine_kp.inference.predictor import Predictor
-
-        try:
-            predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
-        except RuntimeError as exc:  # --device cuda without a GPU
-            raise UserError(str(exc)) from exc
-    if args.no_level_order:
-        predictor = predictor.with_decode(dataclasses.replace(predictor.decode, enabled=False))
-    options = PredictOptions(
+    distributed = args.devices > 1 or args.num_nodes > 1
+    if args.onnx and distributed:
+        raise UserError("--devices/--num-nodes need --checkpoint; --onnx predicts in one process")
+    backend = "onnx" if args.onnx else "torch"  # as the user said: --onnx never imports torch
+    predictor = api.load_predictor(model, device=args.device, backend=backend, level_order=not args.no_level_order)
+    options = dict(
         batch_size=args.batch_size,
         workers=args.workers,
         flip_tta=args.flip_tta,
@@ -79,51 +72,40 @@ def run(args: argparse.Namespace) -> int:
         top_k_grades=args.top_k_grades,
         progress=not args.quiet,
     )
-    if args.devices > 1 or args.num_nodes > 1:
+    if distributed:
         from spine_kp.predict.distributed import predict_distributed
 
+        shards = Path(args.output).resolve().parent / f".{Path(args.output).name}.shards"
         run_result = predict_distributed(
-            args.data_root,
-            args.checkpoint,
-            predictor,
-            options,
-            args.devices,
-            args.strategy,
-            args.num_nodes,
-            shard_dir=Path(args.output).resolve().parent / f".{Path(args.output).name}.shards",
-        )
+            args.data_root, model, predictor, PredictOptions(**options), args.devices, args.strategy, args.num_nodes,
+            shard_dir=shards,
+        )  # fmt: skip
         if run_result is None:  # non-zero ranks: rank 0 writes
             return 0
+        require_studies(run_result, args.data_root)
     else:
-        run_result = predict_folder(args.data_root, predictor, options)
-    if not run_result.predictions and not run_result.failures:
-        from spine_kp.io.scan import no_study_message
-
-        raise UserError(no_study_message(args.data_root, [reason for _, reason in run_result.skipped_files]))
+        run_result = api.predict_folder(args.data_root, predictor, **options)
     for line in reused_folder_warnings(run_result, args.overlays, args.dicom_sr):
         print(line, file=sys.stderr)
-    sr_files = None
-    if args.dicom_sr is not None:  # before the outputs, so reports that fail are listed in the errors file
-        from spine_kp.predict.sr import algorithm_from_checkpoint, algorithm_from_onnx, write_dicom_srs
+    written = api.write_predictions(
+        run_result, predictor, args.output, csv=args.csv, overlays=args.overlays, dicom_sr=args.dicom_sr, model=model
+    )
+    _summary(run_result, written, args)
+    n_ok, n_bad = len(run_result.predictions), len(run_result.failures)
+    return 0 if n_ok or not (n_bad or run_result.skipped_files) else 1
 
-        algorithm = algorithm_from_onnx(predictor.meta) if args.onnx else algorithm_from_checkpoint(args.checkpoint)
-        sr_files = write_dicom_srs(run_result, predictor.schema, args.dicom_sr, algorithm)
-    written = write_outputs(run_result, predictor.schema, args.output, args.csv)
-    overlay_files = None
-    if args.overlays is not None:
-        from spine_kp.predict.overlay import write_overlays  # matplotlib only when asked for
 
-        overlay_files = write_overlays(run_result.predictions, predictor.schema, args.overlays)
+def _summary(run_result: PredictRun, written: dict[str, Any], args: argparse.Namespace) -> None:
+    """The failures (stderr) and what was predicted and written (stdout)."""
     for f in run_result.failures:
         print(f"failed: study {f.study} ({f.folder}): {f.reason}", file=sys.stderr)
     n_ok, n_bad = len(run_result.predictions), len(run_result.failures)
     print(f"predicted {n_ok} studies, {n_bad} failed, {len(run_result.skipped_files)} files skipped")
     print(f"predictions: {written['predictions']}")
-    print(f"errors: {errors_path(args.output)}")
+    print(f"errors: {written['errors']}")
     if "csv" in written:
         print(f"csv: {written['csv']}")
-    if overlay_files is not None:  # distinct files on disk, not studies: a shared name would show here
-        print(f"overlays: {args.overlays} ({len(set(overlay_files))} images)")
-    if sr_files is not None:
-        print(f"dicom-sr: {args.dicom_sr} ({len(set(sr_files))} reports)")
-    return 0 if n_ok or not (n_bad or run_result.skipped_files) else 1
+    if "overlay_files" in written:  # distinct files on disk, not studies: a shared name would show here
+        print(f"overlays: {args.overlays} ({len(set(written['overlay_files']))} images)")
+    if "sr_files" in written:
+        print(f"dicom-sr: {args.dicom_sr} ({len(set(written['sr_files']))} reports)")

@@ -192,7 +192,7 @@ class SpineDataModule(pl.LightningDataModule):
             raise MissingDataError(empty_split_message(cfg, len(train_set), len(val_set)))
         common = dict(
             schema=self.schema,
-            input_size=cfg.input_size,
+            input_size=None if self.codec is not None else cfg.input_size,  # with a codec: its own, from the config
             target_spacing=cfg.target_spacing,
             neighbours=cfg.neighbours,
             cache=cfg.cache,

@@ -137,7 +137,8 @@ class SpineDataset(Dataset):
         records: annotation records (each trains on ``record.primary``).
         studies: study UID -> StudyIndex of the data root (scan once, share between datasets).
         schema: landmark set.
-        input_size: (H, W) network input.
+        input_size: (H, W) network input of a dataset without a codec (default 256 x 256); with one, the images are
+            ``codec.input_size`` (the engine builds the codec from ``data.input_size``), so it is not given twice.
         neighbours: k; inputs get 2k+1 channels (neighbouring slices by position).
         augment: augmentation for training; None (or ``enabled=False``) for validation.
         cache: keep prepared slices in memory (per process).
@@ -151,7 +152,7 @@ class SpineDataset(Dataset):
             ``heatmap_weight`` encoded from their (augmented) keypoints; None: no heatmap targets.
 
     Raises:
-        ValueError: the codec is for another input size than ``input_size``.
+        TypeError: both ``input_size`` and ``codec`` are given.
     """
 
     def __init__(
@@ -159,7 +160,7 @@ class SpineDataset(Dataset):
         records: Sequence[StudyRecord],
         studies: Mapping[str, StudyIndex],
         schema: Schema,
-        input_size: tuple[int, int] = (256, 256),
+        input_size: tuple[int, int] | None = None,
         neighbours: int = 0,
         augment: AugmentConfig | None = None,
         cache: bool = True,
@@ -171,15 +172,13 @@ class SpineDataset(Dataset):
         target_spacing: float | None = None,
         codec: TargetCodec | None = None,
     ) -> None:
-        if codec is not None and tuple(codec.input_size) != (int(input_size[0]), int(input_size[1])):
-            raise ValueError(
-                f"SpineDataset: the heatmap codec is for {tuple(codec.input_size)} inputs but the images are "
-                f"{tuple(input_size)}; build the codec from the same config (data.input_size)"
-            )
+        if codec is not None and input_size is not None:
+            raise TypeError("SpineDataset: give input_size only without a codec; with one, it is codec.input_size")
+        size = codec.input_size if codec is not None else input_size or (256, 256)
         self.records, self.skipped = resolve_records(records, studies, skip_missing, root)
         self.studies = {r.study_uid: studies[r.study_uid] for r in self.records}  # only what is used: small pickles
         self.schema = schema
-        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.input_size = (int(size[0]), int(size[1]))
         self.neighbours = int(neighbours)
         self.augmenter = Augmenter(augment) if augment is not None and augment.enabled else None
         self.cache = SliceCache(memory=cache, directory=cache_dir)

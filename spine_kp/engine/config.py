@@ -8,12 +8,13 @@ strategy), ``decode`` (level-order decoding), ``calibration`` (grade temperature
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.config import (
+    BOUNDS,
     BoundsError,
     ConfigError,
     apply_overrides,
@@ -120,9 +121,9 @@ class TrainerConfig:
 @dataclass(frozen=True)
 class CalibrationConfig:
     """Temperature scaling of the grade probabilities, fitted on the validation split every validation epoch and
-    stored in each checkpoint (see :mod:`spine_kp.engine.calibration`); and, with ``scores``, Platt scaling of the
-    emitted scores per kind, fitted once training (and the crop stage) is done
-    (:mod:`spine_kp.engine.score_calibration`)."""
+    stored in each checkpoint (see :mod:`spine_kp.engine.grade_logits`, :mod:`spine_kp.calibration.fit`); and, with
+    ``scores``, Platt scaling of the emitted scores per kind, fitted once training (and the crop stage) is done
+    (:mod:`spine_kp.engine.score_map_fit`)."""
 
     enabled: bool = True
     # a kind with fewer graded validation landmarks keeps T = 1 (fewer scored pairs: no map)
@@ -163,12 +164,34 @@ class ExperimentConfig:
                 f"must be multiples of {divisor} (the stride of model {self.model.backbone!r} + "
                 f"{self.model.decoder!r}), got {size}; e.g. {lower} or {upper}",
             )
-        channels = 2 * self.data.neighbours + 1
-        if self.model.in_chans != channels:
+        channels = input_channels(self.data.neighbours)
+        if self.model.in_chans != channels:  # load_experiment derives it; only a contradicting value is left here
             raise BoundsError(
                 "model.in_chans",
-                f"must be 2 * data.neighbours + 1 = {channels} (the input's slices), got {self.model.in_chans}",
+                f"must be 2 * data.neighbours + 1 = {channels} (the input's slices), got {self.model.in_chans}; "
+                "leave model.in_chans out: it is derived from data.neighbours",
             )
+
+
+def input_channels(neighbours: int) -> int:
+    """The network's input channels for ``neighbours`` slices on each side: the slice and its neighbours."""
+    return 2 * neighbours + 1
+
+
+def derive_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """The plain-data config with the settings that follow from others filled in (a copy when it changes).
+
+    ``model.in_chans`` is ``2 * data.neighbours + 1``: a config leaves it out (an old config or checkpoint that states
+    it is accepted when it agrees, and refused naming both keys when it does not).
+    """
+    model, section = data.get("model") or {}, data.get("data")
+    neighbours = section.get("neighbours", 0) if isinstance(section, dict) else 0
+    bounds = next(f for f in fields(DataConfig) if f.name == "neighbours").metadata[BOUNDS]
+    if not isinstance(model, dict) or "in_chans" in model or type(neighbours) is not int:
+        return data  # stated, or a malformed section: from_dict names the key
+    if not bounds.within(neighbours):
+        return data  # DataConfig names data.neighbours, not the in_chans derived from it
+    return {**data, "model": {**model, "in_chans": input_channels(neighbours)}}
 
 
 def resolve_config_path(name: str | Path) -> Path:
@@ -199,7 +222,7 @@ def load_experiment(
     if overrides:
         data = apply_overrides(data, overrides, source="command line")
         source = f"{source} + overrides"
-    return from_dict(ExperimentConfig, data, source=source)
+    return from_dict(ExperimentConfig, derive_settings(data), source=source)
 
 
 def experiment_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:

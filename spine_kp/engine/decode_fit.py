@@ -42,10 +42,11 @@ import numpy as np
 
 from spine_kp.checkpoint import DECODE_FIT_KEY, write_entry
 from spine_kp.codec.level_order import LevelOrderConfig
-from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
+from spine_kp.engine.annotated_slices import load_annotated_slices
+from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM, within_radius
 from spine_kp.inference.decoding import decode_trained
 from spine_kp.inference.predictor import Predictor
-from spine_kp.io.dicom import IngestError, StudyIndex, load_instance
+from spine_kp.io.dicom import StudyIndex
 from spine_kp.types import Slice, StudyRecord
 
 log = logging.getLogger(__name__)
@@ -73,15 +74,13 @@ def count_within(
     """
     hits = total = 0
     for i, slc in enumerate(slices):
-        row_mm, col_mm = slc.spacing
         for k, name in enumerate(names):
             if name not in truth[i]:
                 continue
             total += 1
             if peaks[i, k] <= 0:
                 continue
-            gx, gy = truth[i][name]
-            if np.hypot((coords[i, k, 0] - gx) * col_mm, (coords[i, k, 1] - gy) * row_mm) <= radius:
+            if within_radius(coords[i, k], truth[i][name], slc.spacing, radius):  # the evaluator's 8 mm test
                 hits += 1
     return hits, total
 
@@ -101,17 +100,9 @@ def fit_decode(
     """
     t0 = time.perf_counter()
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    slices, truth = [], []
-    for rec in records:
-        if rec.primary is None or rec.study_uid not in studies:
-            continue
-        try:
-            slc = load_instance(studies[rec.study_uid], rec.primary.instance_uid, predictor.slices_needed())
-        except IngestError as exc:  # the training already reported it; fit on the rest
-            log.warning("decode fit: %s", exc)
-            continue
-        slices.append(slc)
-        truth.append({p.identification: p.coord for p in rec.primary.points})
+    loaded = load_annotated_slices(records, studies, predictor.slices_needed(), "decode fit")
+    slices = [slc for _, slc in loaded]
+    truth = [{p.identification: p.coord for p in rec.primary.points} for rec, _ in loaded]
     if not slices:
         return None
     names = predictor.schema.landmarks

@@ -19,7 +19,6 @@ Shapes: B batch, C channels, H x W input, K landmarks, h x w heatmaps, K_kind la
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from typing import Any
 
@@ -29,14 +28,16 @@ import torch
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch import Tensor
 
-from spine_kp.checkpoint import CODEC_KEY, build_codec
+from spine_kp.calibration.fit import Calibration
+from spine_kp.checkpoint import CALIBRATION_KEY, CODEC_KEY, build_codec
 from spine_kp.config import from_dict, to_dict
 from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import LabelStats
-from spine_kp.engine.calibration import CHECKPOINT_KEY, Calibration, GradeLogits, fit_calibration, stack_studies
 from spine_kp.engine.config import ExperimentConfig
 from spine_kp.engine.gather import gather_by_study
+from spine_kp.engine.grade_logits import GradeLogits, stack_studies
 from spine_kp.engine.losses import heatmap_loss, multi_label_loss, single_label_loss
+from spine_kp.engine.optim import adamw_warmup_cosine
 from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
 from spine_kp.inference.infer import TrainedLabels, infer_batch
@@ -90,7 +91,7 @@ class LandmarkModule(pl.LightningModule):
         self.register_buffer("landmark_mask", torch.as_tensor(self.trained.landmarks, dtype=torch.float32))
         self._val_records: dict[str, StudyRecord] = {}  # study UID -> prediction, this rank's share of the epoch
         self._val_logits = GradeLogits()
-        # grade temperatures of the current weights (spine_kp.engine.calibration); None until fitted
+        # grade temperatures of the current weights (spine_kp.engine.grade_logits); None until fitted
         self.calibration: Calibration | None = None
 
     def setup(self, stage: str) -> None:
@@ -254,39 +255,21 @@ class LandmarkModule(pl.LightningModule):
     def _fit_calibration(self, studies: dict[str, Any]) -> None:
         """Fit the grade temperatures on this epoch's validation logits (study UID -> logits, all ranks')."""
         arrays = stack_studies(studies)
-        self.calibration = fit_calibration(arrays, self.schema, self.trained, self.cfg.calibration.min_points)
+        min_points = self.cfg.calibration.min_points
+        self.calibration = Calibration.fit(arrays, self.schema.kinds, self.trained.grades, min_points)
         self.log_dict({f"calib/T_{k}": t for k, t in self.calibration.temperatures.items()}, sync_dist=False)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.cfg.calibration.enabled and self.calibration is not None:  # disabled: no stale temperatures either
-            checkpoint[CHECKPOINT_KEY] = self.calibration.to_checkpoint()
+            checkpoint[CALIBRATION_KEY] = self.calibration.to_checkpoint()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.calibration = Calibration.from_checkpoint(checkpoint.get(CHECKPOINT_KEY))
+        self.calibration = Calibration.from_checkpoint(checkpoint.get(CALIBRATION_KEY))
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
-        oc = self.cfg.optim
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": oc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=oc.lr
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = min(total - 1, int(round(oc.warmup_epochs * total / epochs)))
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            t = (step - warmup) / max(1, total - warmup)
-            return oc.min_lr_ratio + (1 - oc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        oc = self.cfg.optim  # the one recipe of every stage: spine_kp.engine.optim
+        return adamw_warmup_cosine(self.model, self.trainer, oc.lr, oc.weight_decay, oc.warmup_epochs, oc.min_lr_ratio)
 
 
 def _finite(value: float | None) -> float:

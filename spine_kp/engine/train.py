@@ -7,12 +7,13 @@ Run directory layout::
     RUN_DIR/checkpoints/last.ckpt  always the latest epoch (``--resume`` continues from it)
     RUN_DIR/logs/                  TensorBoard and CSV logs (``logs/grade_stage``: the crop grading stage)
 
-With ``grade_stage.enabled`` the crop grader (:mod:`spine_kp.grading`) is trained once the landmark network is done,
-on the same split, and stored in best.ckpt and last.ckpt under ``"grade_stage"``. Then, with ``calibration.scores``,
-each checkpoint predicts the validation split and a Platt map per kind is fitted to its scores and stored under
-``"score_calibration"`` (:mod:`spine_kp.engine.score_calibration`). Before that, with ``decode.fit``, the run's
-annotated studies choose the level-order decoding's absent scores and step tolerance (``"decode_fit"``,
-:mod:`spine_kp.engine.decode_fit`), so the scores are calibrated as predict will decode.
+With ``grade_stage.enabled`` the crop grader (:mod:`spine_kp.engine.grade_stage_train`) is trained once the landmark
+network is done, on the same split, and stored in best.ckpt and last.ckpt under ``"grade_stage"``. Then, with
+``calibration.scores``, each checkpoint predicts the validation split and a Platt map per kind is fitted to its scores
+and stored under ``"score_calibration"`` (:mod:`spine_kp.engine.score_map_fit`). Before that, with ``decode.fit``, the
+run's annotated studies choose the level-order decoding's absent scores and step tolerance (``"decode_fit"``,
+:mod:`spine_kp.engine.decode_fit`), so the scores are calibrated as predict will decode. Last, the model card built
+from all of it is stored in both checkpoints under ``"model_card"`` (:mod:`spine_kp.inference.checkpoint_card`).
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ from spine_kp.data.sources import DataSource
 from spine_kp.engine.checkpoint_io import AtomicCheckpointIO
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
 from spine_kp.engine.decode_fit import fit_decode_checkpoints
+from spine_kp.engine.grade_stage_train import attach_grade_stage, stage_skip_reason, train_grade_stage
 from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
-from spine_kp.engine.score_calibration import calibrate_checkpoints
+from spine_kp.engine.score_map_fit import calibrate_checkpoints
 from spine_kp.errors import MissingInputError
-from spine_kp.grading.stage import attach_grade_stage, stage_skip_reason, train_grade_stage
+from spine_kp.inference.checkpoint_card import store_card
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.schema import load_schema
 from spine_kp.torch_files import allowed_globals
@@ -231,6 +233,10 @@ def train(
             device="cpu" if cfg.trainer.accelerator == "cpu" else "auto",
         )
         score_entry = written_entries.get(str(best)) if best is not None else None
+    if not fast_dev_run and trainer.is_global_zero:  # everything is fitted: the card is what predict will read
+        for path in (best, last if last.exists() else None):
+            if path is not None:
+                store_card(path)
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,

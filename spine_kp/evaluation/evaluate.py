@@ -8,7 +8,7 @@ other inputs that would give a wrong figure silently (:mod:`spine_kp.evaluation.
 (:mod:`spine_kp.evaluation.schema_choice`). Prediction points without a ``score`` rank as score 1.0.
 
 Beside the 8 mm rules: the competition baseline's macro F1 at 6 mm (:mod:`spine_kp.evaluation.baseline_f1`) and the
-calibration of the emitted scores, ECE and Brier score per kind (:mod:`spine_kp.evaluation.calibration`). Given the
+calibration of the emitted scores, ECE and Brier score per kind (:mod:`spine_kp.calibration.metrics`). Given the
 scanned data root, both files are checked against its images (:mod:`spine_kp.evaluation.against_data`): counted
 findings that change no score.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from spine_kp.calibration.metrics import N_BINS, Reliability, reliability
 from spine_kp.evaluation.against_data import check_against_images, scan_data_root
 from spine_kp.evaluation.baseline_f1 import BASELINE_RADIUS, baseline_f1
-from spine_kp.evaluation.calibration import N_BINS, Reliability, reliability
 from spine_kp.evaluation.encode import Encoder, batches, pad_ground_truth, pad_predictions
 from spine_kp.evaluation.inputs import read_inputs
 from spine_kp.evaluation.localization import (
@@ -48,15 +48,13 @@ from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord
 
 
-def _by_study(records: Iterable[StudyRecord]) -> dict[str, list[StudyRecord]]:
-    out: dict[str, list[StudyRecord]] = {}
+def merge_by_study(records: Iterable[StudyRecord]) -> dict[str, StudyRecord]:
+    """Study UID -> one record holding all its images, in the order given (how several records of a study score)."""
+    out: dict[str, StudyRecord] = {}
     for rec in records:
-        out.setdefault(rec.study_uid, []).append(rec)
+        prev = out.get(rec.study_uid)
+        out[rec.study_uid] = rec if prev is None else StudyRecord(rec.study_uid, prev.images + rec.images)
     return out
-
-
-def _merge(uid: str, recs: list[StudyRecord]) -> StudyRecord:
-    return recs[0] if len(recs) == 1 else StudyRecord(uid, tuple(im for r in recs for im in r.images))
 
 
 def _cat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
@@ -191,11 +189,11 @@ def evaluate_records(
         SpacingError: a ground-truth image with points has no spacing (names the study).
     """
     gt_records, pred_records = list(gt_records), list(pred_records)
-    gt_by, pred_by = _by_study(gt_records), _by_study(pred_records)
+    gt_by, pred_by = merge_by_study(gt_records), merge_by_study(pred_records)
     uids = sorted(gt_by)
     enc = Encoder(schema)
-    gt_flat = enc.flatten([_merge(u, gt_by[u]) for u in uids], need_spacing=True)
-    pred_flat = enc.flatten([_merge(u, pred_by[u]) if u in pred_by else None for u in uids])
+    gt_flat = enc.flatten([gt_by[u] for u in uids], need_spacing=True)
+    pred_flat = enc.flatten([pred_by.get(u) for u in uids])
     pool = _Pool.empty(len(enc.classes))
     first_class = _first_classes(enc, schema)
     for lo, hi in batches(gt_flat.counts, pred_flat.counts, len(enc.classes)):
@@ -243,6 +241,30 @@ def evaluate_records(
     )
 
 
+def evaluate_predictions(
+    gt_records: Iterable[StudyRecord],
+    pred_records: Iterable[StudyRecord],
+    schema: Schema,
+    radius: float = DEFAULT_RADIUS_MM,
+    match_level: bool = False,
+    studies: Mapping[str, StudyIndex] | None = None,
+    data_root: str | Path | None = None,
+) -> EvaluationResult:
+    """Fill the ground truth's pixel spacing (:func:`~spine_kp.evaluation.spacing.fill_spacing`: the record, else the
+    scanned ``studies`` or ``data_root``, else the predictions of the series), then score (:func:`evaluate_records`).
+
+    Args:
+        gt_records: ground truth as read. pred_records, schema, radius, match_level, studies: see evaluate_records.
+        data_root: DICOM data root for the spacing when ``studies`` is not given (scanned only if some is missing).
+
+    Raises:
+        SpacingError: a ground-truth image with points has no spacing from any source (names the study).
+    """
+    pred = list(pred_records)
+    gt = fill_spacing(list(gt_records), data_root=data_root, pred_records=pred, studies=studies)
+    return evaluate_records(gt, pred, schema, radius=radius, match_level=match_level, studies=studies)
+
+
 def evaluate_files(
     gt_path: str | Path,
     pred_path: str | Path,
@@ -273,6 +295,5 @@ def evaluate_files(
     """
     inputs = read_inputs(gt_path, pred_path, schema)
     studies = scan_data_root(data_root) if data_root is not None else None
-    gt = fill_spacing(inputs.gt, pred_records=inputs.pred, studies=studies)
-    result = evaluate_records(gt, inputs.pred, inputs.schema, radius=radius, match_level=match_level, studies=studies)
+    result = evaluate_predictions(inputs.gt, inputs.pred, inputs.schema, radius, match_level, studies)
     return dataclasses.replace(result, warnings=inputs.warnings)

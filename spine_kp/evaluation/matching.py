@@ -139,6 +139,22 @@ def distance_mm(a_xy: np.ndarray, b_xy: np.ndarray, spacing: np.ndarray) -> np.n
     return np.hypot(d[..., 0] * spacing[..., 1], d[..., 1] * spacing[..., 0])  # x is a column, y a row
 
 
+def within_radius(
+    a_xy: np.ndarray, b_xy: np.ndarray, spacing: np.ndarray, radius: float = DEFAULT_RADIUS_MM
+) -> np.ndarray:
+    """Whether point a "lies within r" of point b: ``distance_mm <= r`` (the test of rules 1 and 3), broadcasting.
+
+    Args:
+        a_xy, b_xy: (..., 2) (x, y) pixels of the same image.
+        spacing: (..., 2) (row_mm, col_mm) of that image.
+        radius: r in mm.
+
+    Returns:
+        (...) bool.
+    """
+    return distance_mm(np.asarray(a_xy), np.asarray(b_xy), np.asarray(spacing)) <= radius
+
+
 def pairwise_mm(pred_xy: np.ndarray, gt_xy: np.ndarray, gt_spacing: np.ndarray) -> np.ndarray:
     """Distances in mm between every prediction (..., P, 2) and every ground-truth point (..., G, 2).
 

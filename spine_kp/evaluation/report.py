@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spine_kp.evaluation.calibration import Reliability
+from spine_kp.calibration.metrics import Reliability
 from spine_kp.evaluation.result import EvaluationResult
 from spine_kp.io.atomic import atomic_output, atomic_write_text
 from spine_kp.io.text import escape_unencodable
@@ -271,7 +271,7 @@ def _reliability_panel(ax: Axes, ax_n: Axes, rel: Reliability) -> None:
 
 def plot_reliability(result: EvaluationResult, path: str | Path) -> Path:
     """Reliability diagram per kind and for all points: share of TPs per score bin against the diagonal, and the
-    number of points per bin below (see :mod:`spine_kp.evaluation.calibration`)."""
+    number of points per bin below (see :mod:`spine_kp.calibration.metrics`)."""
     from matplotlib.figure import Figure
 
     rels = result.calibration

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spine_kp.calibration.metrics import N_BINS, Reliability
 from spine_kp.evaluation.against_data import DataChecks
 from spine_kp.evaluation.baseline_f1 import BaselineF1
-from spine_kp.evaluation.calibration import N_BINS, Reliability
 from spine_kp.evaluation.localization import LocalizationSummary
 from spine_kp.evaluation.metrics import ClassResult, F1Class
 
@@ -33,7 +33,7 @@ class EvaluationResult:
         calibration: reliability bins, ECE and Brier score of the emitted scores per kind, then of all points.
         curves: class name -> (recall, precision) operating points, for plots.
         scored: kind (then "all") -> ((N,) scores, (N,) bool TP) of the pairs the calibration figures use, e.g. to
-            fit a score calibration (:func:`spine_kp.evaluation.calibration.fit_platt`).
+            fit a score calibration (:func:`spine_kp.calibration.fit.fit_platt`).
         errors: identification -> localization errors in mm (NaN = never predicted), for plots.
         data_checks: both files checked against the images of the data root (None without one).
         schema: name of the schema scored with (it gives the classes).

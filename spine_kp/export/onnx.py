@@ -9,11 +9,10 @@ verification); ``without_grade_stage`` leaves it out. Decoding, crops, grading p
 shared with ``spine-kp predict --checkpoint``; the ONNX predictor runs the graph in parts (cut at ``features``, and
 the stage's). The batch axis is dynamic, H and W are the trained input size.
 
-Beside the graph, ``metadata_props["spine_kp"]`` holds a JSON document with what ``predict --onnx`` needs: schema,
-codec settings, input size, neighbours, percentiles, target spacing, decoding settings, trained-label masks, grade
-temperatures, the Platt maps of the scores, the crop grading stage (config, graded landmarks and kinds,
-temperatures; absent without one), and the model's name, config, source checkpoint (file name, sha256) and
-spine_kp version.
+Beside the graph, ``metadata_props["spine_kp"]`` holds the checkpoint's model card as JSON
+(:mod:`spine_kp.inference.card`: schema, codec, preprocessing, decoding, trained labels, calibration, the crop grading
+stage's settings when it is exported, the architecture config and the identity of the source checkpoint), exactly
+what ``predict --onnx`` needs.
 
 The exporter is torch's TorchScript-based ``torch.onnx.export(..., dynamo=False)`` at opset >= 17 (GridSample,
 LayerNormalization). Every export is verified before it is written: ONNX Runtime runs the file on a random batch
@@ -25,12 +24,10 @@ with a one-line :class:`OnnxExportError` naming it; nothing is written then. The
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +38,9 @@ from torch import nn
 from spine_kp.checkpoint import CheckpointError
 from spine_kp.errors import UserError
 from spine_kp.fold_ensemble import SpineEnsemble, load_model_file
-from spine_kp.inference.crop_stage import CropStage
 from spine_kp.inference.onnx_predictor import (
     CROPS,
     FEATURES,
-    FORMAT_VERSION,
     HEATMAPS,
     IMAGES,
     INSTALL_HINT,
@@ -124,73 +119,13 @@ def backbone_family(backbone: str) -> str:
     return str(BACKBONES.get(backbone).meta.get("family", backbone)) if backbone in BACKBONES else backbone
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _package_version() -> str:
-    try:
-        return version("spine_kp")
-    except PackageNotFoundError:  # a source tree that is not installed
-        return "unknown"
-
-
-def stage_metadata(stage: CropStage) -> dict[str, Any]:
-    """The ``"grade_stage"`` entry of the metadata: what :class:`~spine_kp.inference.onnx_predictor.OnnxCropStage`
-    needs beside the graph (config with the crop geometry, align and combine; graded landmarks and kinds;
-    temperatures)."""
-    return {
-        "config": dataclasses.asdict(stage.config),
-        "landmarks": [int(i) for i in stage.landmarks],
-        "kinds": list(stage.model.kind_names),
-        "temperatures": {k: float(t) for k, t in stage.temperatures.items()},
-    }
-
-
-def export_metadata(
-    predictor: Predictor, model_config: dict[str, Any], checkpoint: Path, net: ExportNet | None = None
-) -> dict[str, Any]:
-    """The JSON document ``predict --onnx`` rebuilds its :class:`~spine_kp.inference.pipeline.SlicePredictor` from.
-
-    ``net``: the exported module (its crop grader, if any, is described under ``"grade_stage"``); None: the network
-    alone."""
-    arch = "+".join(str(model_config[k]) for k in ("backbone", "decoder") if k in model_config)
-    net = net if net is not None else ExportNet(predictor.model)
-    meta = {
-        "format": FORMAT_VERSION,
-        "schema": predictor.schema.to_dict(),
-        "codec": predictor.codec.to_dict(),
-        "input_size": list(predictor.input_size),
-        "in_chans": int(model_config.get("in_chans", 1)),
-        "neighbours": predictor.neighbours,
-        "percentiles": list(predictor.percentiles) if predictor.percentiles else None,
-        "target_spacing": predictor.target_spacing,
-        "decode": dataclasses.asdict(predictor.decode),
-        "trained": {
-            "landmarks": [bool(v) for v in predictor.trained.landmarks],
-            "grades": {k: [bool(v) for v in m] for k, m in predictor.trained.grades.items()},
-        },
-        "temperatures": {k: float(t) for k, t in predictor.temperatures.items()},
-        "score_calibration": {
-            step: {k: [float(a), float(b)] for k, (a, b) in maps.items()}
-            for step, maps in predictor.score_calibration.items()
-        },
-        "model": {
-            "name": f"spine_kp {arch}".strip(),
-            "config": model_config,
-            "checkpoint": checkpoint.name,
-            "checkpoint_sha256": _sha256(checkpoint),
-            "spine_kp_version": _package_version(),
-        },
-        "graph": {"inputs": net.input_names(), "outputs": net.output_names()},
-    }
-    if net.stage is not None and predictor.grade_stage is not None:
-        meta["grade_stage"] = stage_metadata(predictor.grade_stage)
-    return meta
+def export_card(predictor: Predictor, net: ExportNet | None = None) -> dict[str, Any]:
+    """The model card ``predict --onnx`` rebuilds its predictor from: the checkpoint's (identity: the source checkpoint
+    and its digest), without the ``grade_stage`` section when ``net`` (None: the network alone) has no crop grader."""
+    card = predictor.card
+    if net is None or net.stage is None:
+        card = dataclasses.replace(card, grade_stage=None)
+    return card.to_dict()
 
 
 def _example(
@@ -263,21 +198,20 @@ def export_onnx(
             f"export one member (e.g. {source.sources[0]}), or predict with the ensemble: --checkpoint {ckpt}"
         )
     predictor = Predictor.from_checkpoint(source, device="cpu")
-    model_config = source.model_config
-    family = backbone_family(str(model_config.get("backbone", "")))
+    family = backbone_family(str(predictor.card.network.get("backbone", "")))
     stage = None if without_grade_stage else predictor.grade_stage
     net = ExportNet(predictor.model, stage.model if stage is not None else None).eval()
     names = net.output_names()
-    channels = int(model_config.get("in_chans", 1))
+    channels = predictor.card.preprocessing.in_chans
     k = predictor.schema.num_landmarks
     crops = (len(stage.landmarks) * stage.config.planes, stage.config.size_px) if stage is not None else None
     example = _example(2, channels, predictor.input_size, k, 0, crops)
     model = onnx.load_from_string(_trace(net, example, names, opset, family))
-    meta = export_metadata(predictor, model_config, ckpt, net)
-    model.producer_name, model.producer_version = "spine_kp", meta["model"]["spine_kp_version"]
-    model.doc_string = f"{meta['model']['name']} from {ckpt.name}: images (B, C, H, W) -> heatmaps, grade logits"
+    identity = predictor.card.identity
+    model.producer_name, model.producer_version = "spine_kp", identity.spine_kp_version
+    model.doc_string = f"{identity.name} from {ckpt.name}: images (B, C, H, W) -> heatmaps, grade logits"
     entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    entry.key, entry.value = METADATA_KEY, json.dumps(export_card(predictor, net))
     data = model.SerializeToString()
 
     # Verify on another batch size than the traced one (the batch axis must really be dynamic).

@@ -11,6 +11,9 @@ Modules (each imported on its own; this file imports nothing):
         share them).
     model: ``CropGrader``, ``PerKindCropGrader`` (one network per kind, the default) - torch.
     cropset: crops and grade targets of annotated slices, cached once; cheap random re-crops for augmentation.
-    stage: training (a small LightningModule + Trainer) and the checkpoint payload. Training code: it sits at the
-        engine's level of the import order (it uses ``engine.losses``); the predictor never imports it.
+
+The stage's training (its LightningModule, Trainer, temperature fit and checkpoint payload) is the engine's, beside the
+landmark network's recipe with which it shares the optimiser, schedule and temperature fit:
+:mod:`spine_kp.engine.grade_stage_module` and :mod:`spine_kp.engine.grade_stage_train`. Nothing here imports
+``spine_kp.engine`` or ``spine_kp.inference`` (``tests/test_layout.py``).
 """

@@ -34,6 +34,8 @@ class GradeStageConfig:
         epochs, lr, weight_decay, batch_size: training (AdamW, cosine schedule; batch of slices, all landmarks).
             With 200 studies an epoch is about 11 steps; 20 epochs left the stage under-trained (held-out
             phantom mAP 0.60 against 0.76 with 60).
+        warmup_epochs, min_lr_ratio: the linear warm-up's length in epochs and the cosine decay's floor as a share of
+            ``lr`` (the landmark network's ``optim`` settings; one schedule, :mod:`spine_kp.engine.optim`).
         jitter_mm: uniform shift of the crop centre in training (covers the localization error at predict time).
         rotate_deg: uniform extra rotation in training.
         intensity: amplitude of the random intensity scale (1 +- a) and shift (+- a) in training.
@@ -76,6 +78,8 @@ class GradeStageConfig:
     epochs: int = bounded(60, ge=0)
     lr: float = bounded(0.002, gt=0)
     weight_decay: float = bounded(0.0001, ge=0)
+    warmup_epochs: float = bounded(1.0, ge=0)
+    min_lr_ratio: float = bounded(0.01, ge=0, le=1)
     batch_size: int = bounded(16, ge=1)
     jitter_mm: float = bounded(3.0, ge=0)
     rotate_deg: float = bounded(12.0, ge=0, le=180)

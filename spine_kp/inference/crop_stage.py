@@ -1,7 +1,8 @@
 """The crop grading stage at predict time: crops at the decoded points, crop grader, combination with the head.
 
-Built from the ``"grade_stage"`` entry of a checkpoint (see :mod:`spine_kp.grading.stage`); a checkpoint without
-it predicts with the grade head alone, exactly as before the stage existed.
+Built from the model card's ``grade_stage`` section (:class:`spine_kp.inference.card.StageCard`: config, graded
+landmarks, temperatures) and the crop grader's weights in the checkpoint's ``"grade_stage"`` entry (see
+:mod:`spine_kp.grading.stage`); a checkpoint without it predicts with the grade head alone.
 
 Shapes: B slices, K landmarks (schema order), S crop side, K_kind landmarks of a kind, G grades of that kind.
 """
@@ -9,21 +10,19 @@ Shapes: B slices, K landmarks (schema order), S crop side, K_kind landmarks of a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from spine_kp.config import from_dict
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.model import CropGrader, PerKindCropGrader, create_crop_grader
+from spine_kp.inference.card import StageCard
+from spine_kp.inference.checkpoint_card import stage_card
 from spine_kp.inference.decoding import TrainedLabels
 from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
-
-WRITTEN_BEFORE = {"pool": "avg"}
-"""Architecture keys a stage written before they existed lacks, with the value it was trained with (a newer default
-would rebuild another network than the stored weights)."""
 
 
 class CropStage(StageBase):
@@ -52,19 +51,31 @@ class CropStage(StageBase):
         self.model = model.eval()
 
     @classmethod
-    def from_payload(
-        cls, payload: dict[str, Any], schema: Schema, trained: TrainedLabels, source: str = "checkpoint"
+    def from_card(
+        cls, stage: StageCard, schema: Schema, trained: TrainedLabels, state_dict: Mapping[str, Any]
     ) -> CropStage:
-        """Rebuild from a checkpoint's ``"grade_stage"`` entry.
+        """Rebuild from a model card's ``grade_stage`` section and the crop grader's weights.
 
         Raises:
-            KeyError, TypeError, RuntimeError, ConfigError: the entry is malformed (the caller names the file).
+            KeyError, TypeError, RuntimeError, ValueError: the weights do not fit the card (the caller names the file).
         """
-        raw = {**WRITTEN_BEFORE, **payload["config"]}
-        config = from_dict(GradeStageConfig, raw, source=f"{source} grade_stage")
-        model = create_crop_grader(config, schema)
-        model.load_state_dict(payload["state_dict"])
-        return cls(model, config, schema, trained, payload.get("temperatures"))
+        model = create_crop_grader(stage.config, schema)
+        if tuple(model.landmarks) != stage.landmarks:
+            raise ValueError(f"graded landmarks {list(model.landmarks)} differ from the card's {list(stage.landmarks)}")
+        model.load_state_dict(state_dict)
+        return cls(model, stage.config, schema, trained, stage.temperatures)
+
+    @classmethod
+    def from_payload(
+        cls, payload: Mapping[str, Any], schema: Schema, trained: TrainedLabels, source: str = "checkpoint"
+    ) -> CropStage:
+        """Rebuild from a ``"grade_stage"`` checkpoint entry alone (its settings read as the model card reads them).
+
+        Raises:
+            CardError: the entry's settings break a rule. KeyError, TypeError, RuntimeError, ValueError: its weights
+                do not fit them.
+        """
+        return cls.from_card(stage_card(payload, schema, source), schema, trained, payload["state_dict"])
 
     def with_combine(self, combine: str) -> CropStage:
         """The same grader combined another way with the head ("replace" or "average")."""

@@ -102,7 +102,7 @@ def grade_probabilities(
     Args:
         logits: kind -> (B, K_kind, G) ndarray or tensor.
         temperatures: kind -> T, each kind's logits are divided by its T first (temperature scaling, fitted in
-            training: :mod:`spine_kp.engine.calibration`); a kind not named keeps T = 1.
+            training: :mod:`spine_kp.calibration.fit`); a kind not named keeps T = 1.
     """
     temps = temperatures or {}
     out = {}

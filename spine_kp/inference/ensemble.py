@@ -31,7 +31,6 @@ from spine_kp.fold_ensemble import SpineEnsemble
 from spine_kp.inference.decoding import Network, TrainedLabels, grade_probabilities
 from spine_kp.inference.infer import TorchNetwork
 from spine_kp.inference.predictor import Predictor
-from spine_kp.inference.records import score_maps
 from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 from spine_kp.types import Slice
@@ -153,20 +152,13 @@ class EnsemblePredictor(Predictor):
         trained = union_trained([m.trained for m in self.members])
         stages = [m.grade_stage for m in self.members]
         stage = EnsembleStage(stages, first.schema, trained) if any(s is not None for s in stages) else None
-        super().__init__(
-            nn.ModuleList([m.model for m in self.members]),  # type: ignore[arg-type]  # the members' LandmarkNets
-            first.schema,
-            first.codec,
-            trained,
-            input_size=first.input_size,
-            neighbours=first.neighbours,
-            decode=first.decode,
-            percentiles=first.percentiles,
-            target_spacing=first.target_spacing,
-            device=first.device,
-            grade_stage=stage,
-            score_calibration=first.score_calibration,
+        # The first member's card, for the members' union of trained labels; no temperatures: each member's own
+        # are applied to its logits (EnsembleNetwork.grade_probabilities).
+        card = dataclasses.replace(
+            first.card, trained=trained, calibration=dataclasses.replace(first.card.calibration, temperatures={})
         )
+        models = nn.ModuleList([m.model for m in self.members])  # the members' LandmarkNets
+        super().__init__(models, card, device=first.device, grade_stage=stage)  # type: ignore[arg-type]
 
     @property
     def network(self) -> EnsembleNetwork:  # type: ignore[override]
@@ -195,7 +187,9 @@ class EnsemblePredictor(Predictor):
         if "decode" in overrides:
             predictor = predictor.with_decode(overrides.pop("decode"))
         if "score_calibration" in overrides:
-            predictor.score_calibration = score_maps(overrides.pop("score_calibration"))
+            predictor = predictor.with_card(
+                predictor.card.overridden(score_calibration=overrides.pop("score_calibration"))
+            )
         if overrides:
             raise TypeError(f"unknown overrides for a fold ensemble: {sorted(overrides)}")
         return predictor.with_grade_stage(stage) if replace_stage else predictor

@@ -1,9 +1,8 @@
 """Prediction through ONNX Runtime: an exported ``.onnx`` file alone, no torch.
 
 The file (written by :mod:`spine_kp.export.onnx`) holds one graph and, in its ``metadata_props`` under
-:data:`METADATA_KEY`, a JSON document with everything the predictor needs around it (the schema, codec settings,
-input size, preprocessing, decoding settings, trained-label masks, grade temperatures and a description of the
-model). The graph::
+:data:`METADATA_KEY`, the model card as JSON (:mod:`spine_kp.inference.card`: everything the predictor needs around
+the graph, the same document a checkpoint holds). The graph::
 
     images (B, C, H, W) float32 ─► backbone ─► decoder ─► features (B, F, H/s, W/s) ─► heatmap head ─► heatmaps
                                                               │                                        (B, K, H/s, W/s)
@@ -16,7 +15,7 @@ graph at ``features`` into two sessions: ``images -> heatmaps, features`` and ``
 With a crop grading stage (metadata ``"grade_stage"``), a third session runs ``crops -> stage logits`` on crops of the
 slices' native pixels at the decoded points (:class:`OnnxCropStage`: the crops, temperatures and combination are
 :class:`spine_kp.inference.stage_common.StageBase`'s, shared with the PyTorch stage).
-The metadata is untrusted input: it is checked against its rules and the graph's shapes
+The card is untrusted input: it is checked against its rules and the graph's shapes
 (:func:`spine_kp.inference.onnx_metadata.validate_metadata`) before any session is built or any study read.
 Everything else is the backend-independent :class:`spine_kp.inference.pipeline.SlicePredictor`, exactly as for a
 checkpoint. The batch axis is dynamic; H and W are fixed to the trained input size.
@@ -33,13 +32,14 @@ import numpy as np
 
 from spine_kp.errors import UserError
 from spine_kp.grading.config import GradeStageConfig
+from spine_kp.inference.card import ModelCard
 from spine_kp.inference.decoding import TrainedLabels
-from spine_kp.inference.onnx_metadata import FORMAT_VERSION, ModelSettings, OnnxModelError, validate_metadata
+from spine_kp.inference.onnx_metadata import FORMAT_VERSION, OnnxModelError, validate_metadata
 from spine_kp.inference.pipeline import SlicePredictor
 from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 
-#: metadata_props key of the JSON document (its layout: :mod:`spine_kp.inference.onnx_metadata`)
+#: metadata_props key of the model card's JSON (its layout: :mod:`spine_kp.inference.card`)
 METADATA_KEY = "spine_kp"
 #: graph input and output names
 IMAGES, POINTS, HEATMAPS, FEATURES, CROPS = "images", "points", "heatmaps", "features", "crops"
@@ -72,7 +72,8 @@ def _load_model(path: Path) -> Any:
 
 
 def read_metadata(model: Any, path: str | Path) -> dict[str, Any]:
-    """The spine_kp JSON document of a loaded ONNX model (``onnx.ModelProto``); errors name ``path``."""
+    """The spine_kp JSON document (the model card's dict form, unchecked) of a loaded ONNX model
+    (``onnx.ModelProto``); errors name ``path``."""
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
         raise OnnxModelError(f"{path}: not a spine_kp ONNX export (no {METADATA_KEY!r} metadata; use spine-kp export)")
@@ -83,6 +84,21 @@ def read_metadata(model: Any, path: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise OnnxModelError(f"{path}: damaged spine_kp metadata (a JSON {type(meta).__name__}, not an object)")
     return meta
+
+
+def load_card(path: str | Path) -> ModelCard:
+    """The model card of an export, checked against its graph (no session is built).
+
+    Raises:
+        OnnxModelError: see :meth:`OnnxPredictor.from_onnx`.
+    """
+    p = Path(path)
+    return _checked_card(_load_model(p), p)
+
+
+def _checked_card(model: Any, path: Path) -> ModelCard:
+    """The card of a loaded export: as untrusted as the graph, so checked against its rules and the graph's shapes."""
+    return validate_metadata(read_metadata(model, path), str(path), graph_shapes(model))
 
 
 def graph_shapes(model: Any) -> dict[str, tuple[int | None, ...]]:
@@ -166,16 +182,13 @@ class OnnxPredictor(SlicePredictor):
 
     Args:
         network: the sessions.
-        meta: the export's JSON document (:func:`read_metadata`), kept as :attr:`meta`.
-        others: see :class:`~spine_kp.inference.pipeline.SlicePredictor`.
+        card: the export's model card.
+        grade_stage: the crop grading stage's session, None to grade with the head alone.
     """
 
-    def __init__(
-        self, network: OnnxNetwork, meta: Mapping[str, Any], grade_stage: OnnxCropStage | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs, grade_stage=grade_stage)
+    def __init__(self, network: OnnxNetwork, card: ModelCard, grade_stage: OnnxCropStage | None = None) -> None:
+        super().__init__(card, grade_stage)
         self._network = network
-        self.meta = dict(meta)
 
     @property
     def network(self) -> OnnxNetwork:
@@ -190,18 +203,17 @@ class OnnxPredictor(SlicePredictor):
         Args:
             device: "auto", "cpu" or "cuda" (ONNX Runtime providers, see :func:`onnx_providers`).
             threads: intra-op threads of each session (None: ONNX Runtime's default, one per physical core).
-            overrides: replace stored settings, e.g. ``decode=LevelOrderConfig(enabled=False)``,
-                ``temperatures={}``, ``score_calibration={}`` or ``grade_stage=None`` (grade with the head alone).
+            overrides: replace settings of the card (:meth:`~spine_kp.inference.card.ModelCard.overridden`), e.g.
+                ``decode=LevelOrderConfig(enabled=False)``, ``temperatures={}``, ``score_calibration={}``; or
+                ``grade_stage=None`` (grade with the head alone).
 
         Raises:
             OnnxModelError: the file is missing, not ONNX, not a spine_kp export, or its graph is unusable;
-                MetadataError (a subclass): its metadata breaks a rule of :mod:`spine_kp.inference.onnx_metadata`.
+                MetadataError (a subclass): its model card breaks a rule of :mod:`spine_kp.inference.card_checks`.
         """
         p = Path(path)
         model = _load_model(p)
-        meta = read_metadata(model, p)
-        # Before any session is built or any study read: the metadata is as untrusted as the graph.
-        settings = validate_metadata(meta, str(p), graph_shapes(model))
+        card = _checked_card(model, p)  # before any session is built or any study read
         try:
             import onnxruntime as ort
             from onnx.utils import Extractor
@@ -211,42 +223,34 @@ class OnnxPredictor(SlicePredictor):
         if threads:
             options.intra_op_num_threads = int(threads)
         providers = onnx_providers(device)
-        kinds = [k.name for k in settings.schema.kinds]
+        kinds = [k.name for k in card.schema.kinds]
         try:
             extractor = Extractor(model)
             halves = (
                 extractor.extract_model([IMAGES], [HEATMAPS, FEATURES]),
                 extractor.extract_model([FEATURES, POINTS], [grade_output(k) for k in kinds]),
             )
-            if settings.grade_stage is not None:
-                halves += (extractor.extract_model([CROPS], [stage_output(k) for k in settings.grade_stage.kinds]),)
+            if card.grade_stage is not None:
+                halves += (extractor.extract_model([CROPS], [stage_output(k) for k in card.grade_stage.kinds]),)
             sessions = [ort.InferenceSession(h.SerializeToString(), options, providers=providers) for h in halves]
         except Exception as exc:  # onnx / onnxruntime raise their own types; the file is what is wrong
             raise OnnxModelError(f"{p}: not a usable spine_kp graph ({type(exc).__name__}: {exc})") from None
-        return cls.from_sessions(sessions, settings, meta, **overrides)
+        return cls.from_sessions(sessions, card, **overrides)
 
     @classmethod
-    def from_sessions(
-        cls, sessions: Sequence[Any], settings: ModelSettings, meta: Mapping[str, Any], **overrides: Any
-    ) -> OnnxPredictor:
+    def from_sessions(cls, sessions: Sequence[Any], card: ModelCard, **overrides: Any) -> OnnxPredictor:
         """A predictor from its sessions (network, grader and, with a crop grading stage, the stage's) and the
-        checked metadata (:func:`~spine_kp.inference.onnx_metadata.validate_metadata`); ``overrides``: see
+        checked card (:func:`~spine_kp.inference.onnx_metadata.validate_metadata`); ``overrides``: see
         :meth:`from_onnx`."""
-        kwargs: dict[str, Any] = settings.predictor_kwargs()
-        stage = settings.grade_stage
-        if stage is not None:
-            kwargs["grade_stage"] = OnnxCropStage(
-                sessions[2],
-                stage.kinds,
-                stage.config,
-                settings.schema,
-                settings.trained,
-                stage.landmarks,
-                stage.temperatures,
+        stage: OnnxCropStage | None = None
+        if card.grade_stage is not None:
+            s = card.grade_stage
+            stage = OnnxCropStage(
+                sessions[2], s.kinds, s.config, card.schema, card.trained, s.landmarks, s.temperatures
             )
-        kwargs.update(overrides)
-        kinds = [k.name for k in settings.schema.kinds]
-        return cls(OnnxNetwork(sessions[0], sessions[1], kinds), meta, **kwargs)
+        stage = overrides.pop("grade_stage", stage)
+        kinds = [k.name for k in card.schema.kinds]
+        return cls(OnnxNetwork(sessions[0], sessions[1], kinds), card.overridden(**overrides), grade_stage=stage)
 
 
 __all__ = [
@@ -258,6 +262,7 @@ __all__ = [
     "OnnxPredictor",
     "grade_output",
     "graph_shapes",
+    "load_card",
     "onnx_providers",
     "read_metadata",
     "stage_output",

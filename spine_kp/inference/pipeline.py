@@ -1,7 +1,7 @@
 """Decoded slices -> predictions, for any backend: preprocessing, network views, decoding, competition records.
 
-:class:`SlicePredictor` holds what a trained model needs around its network (schema, heatmap codec, trained
-labels, input size, preprocessing and decoding settings, grade temperatures) and runs the whole path; a backend
+:class:`SlicePredictor` holds what a trained model needs around its network (its model card:
+:mod:`spine_kp.inference.card`) and runs the whole path; a backend
 subclass only supplies :attr:`SlicePredictor.network` (PyTorch: :class:`spine_kp.inference.predictor.Predictor`;
 ONNX Runtime: :class:`spine_kp.inference.onnx_predictor.OnnxPredictor`). Nothing here imports torch.
 """
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from spine_kp.calibration.apply import ScoreMaps
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.data.preprocess import Geometry, prepare_image
+from spine_kp.inference.card import ModelCard
 from spine_kp.inference.decoding import Network, TrainedLabels, infer_views
-from spine_kp.inference.records import ScoreMaps, landmarks_to_record, score_maps
+from spine_kp.inference.records import landmarks_to_record
 from spine_kp.inference.stage_common import StageBase
 from spine_kp.schema import Schema
 from spine_kp.types import Slice, StudyRecord
@@ -47,44 +49,66 @@ class SlicePrediction:
 class SlicePredictor:
     """A trained model's settings around its network, and the path from slices to predictions.
 
+    Every setting is read from the model card (:class:`~spine_kp.inference.card.ModelCard`: schema, codec, trained
+    labels, preprocessing, decoding, calibration), so a backend built from a card needs nothing else; the attributes
+    below are read-only views of it, and :meth:`with_card` gives the same network with another card.
+
     Args:
-        schema, codec, trained: of the trained model.
-        input_size: (H, W) network input; neighbours: k extra slices per side as channels.
-        decode: level-order decoding settings.
-        percentiles: intensity clip percentiles (None: the default); target_spacing: mm per input pixel, as
-            trained (None: each image fitted to ``input_size``).
-        temperatures: kind -> T dividing that kind's grade logits (calibration fitted in training); None or a
-            kind not named: T = 1.
+        card: the model's card.
         grade_stage: the crop grading stage (torch or ONNX Runtime), None to grade with the head alone.
-        score_calibration: ``{"localization": {kind: (a, b)}, "scores": {kind: (a, b)}}``, the Platt maps fitted at
-            the end of training (:mod:`spine_kp.engine.score_calibration`); None or empty: the raw ``peak x p``.
     """
 
-    def __init__(
-        self,
-        schema: Schema,
-        codec: HeatmapCodec,
-        trained: TrainedLabels,
-        input_size: tuple[int, int],
-        neighbours: int = 0,
-        decode: LevelOrderConfig | None = None,
-        percentiles: tuple[float, float] | None = None,
-        target_spacing: float | None = None,
-        temperatures: Mapping[str, float] | None = None,
-        grade_stage: StageBase | None = None,
-        score_calibration: ScoreMaps | None = None,
-    ) -> None:
-        self.schema = schema
-        self.codec = codec
-        self.trained = trained
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.neighbours = int(neighbours)
-        self.decode = decode or LevelOrderConfig()
-        self.percentiles = percentiles
-        self.target_spacing = target_spacing
-        self.temperatures = dict(temperatures or {})
+    def __init__(self, card: ModelCard, grade_stage: StageBase | None = None) -> None:
+        self.card = card
         self.grade_stage = grade_stage
-        self.score_calibration = score_maps(score_calibration)
+
+    @property
+    def schema(self) -> Schema:
+        return self.card.schema
+
+    @property
+    def codec(self) -> HeatmapCodec:
+        return self.card.codec
+
+    @property
+    def trained(self) -> TrainedLabels:
+        return self.card.trained
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) network input."""
+        return self.card.input_size
+
+    @property
+    def neighbours(self) -> int:
+        """k extra slices per side as channels."""
+        return self.card.preprocessing.neighbours
+
+    @property
+    def percentiles(self) -> tuple[float, float]:
+        """Intensity clip percentiles."""
+        return self.card.preprocessing.percentiles
+
+    @property
+    def target_spacing(self) -> float | None:
+        """mm per input pixel, as trained (None: each image fitted to ``input_size``)."""
+        return self.card.preprocessing.target_spacing
+
+    @property
+    def decode(self) -> LevelOrderConfig:
+        """Level-order decoding settings."""
+        return self.card.decoding
+
+    @property
+    def temperatures(self) -> dict[str, float]:
+        """kind -> T dividing that kind's grade logits (a kind not named: T = 1)."""
+        return self.card.calibration.temperatures
+
+    @property
+    def score_calibration(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """``{"localization": {kind: (a, b)}, "scores": {kind: (a, b)}}``, the Platt maps fitted at the end of
+        training (:mod:`spine_kp.engine.score_calibration`); empty: the raw ``peak x p``."""
+        return self.card.calibration.score_maps
 
     def slices_needed(self, fuse_neighbours: bool = False) -> int:
         """Neighbouring slices per side to decode with each image: the network's input channels, the crop stage's
@@ -97,12 +121,16 @@ class SlicePredictor:
         """The backend's network (subclasses)."""
         raise NotImplementedError(f"{type(self).__name__} has no network")
 
-    def with_decode(self, decode: LevelOrderConfig) -> SlicePredictor:
-        """The same model with other decoding settings (shares the network)."""
+    def with_card(self, card: ModelCard) -> SlicePredictor:
+        """The same network with another card (e.g. other decoding settings or calibration)."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        clone.decode = decode
+        clone.card = card
         return clone
+
+    def with_decode(self, decode: LevelOrderConfig) -> SlicePredictor:
+        """The same model with other decoding settings (shares the network)."""
+        return self.with_card(dataclasses.replace(self.card, decoding=decode))
 
     def regrade(
         self,
@@ -133,10 +161,8 @@ class SlicePredictor:
             if offset:
                 centre = s.stack.shape[0] // 2
                 src = dataclasses.replace(s, pixels=s.stack[centre + offset], stack=None)
-            kwargs = {"percentiles": self.percentiles} if self.percentiles else {}
-            image, g = prepare_image(
-                src, self.input_size, self.neighbours if not offset else 0, target_spacing=self.target_spacing, **kwargs
-            )
+            neighbours = self.neighbours if not offset else 0
+            image, g = prepare_image(src, self.input_size, neighbours, self.percentiles, self.target_spacing)
             images.append(image)
             geoms.append(g)
         return np.stack(images), geoms

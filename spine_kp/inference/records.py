@@ -3,43 +3,22 @@
 Per trained landmark the record holds one point per *confident* grade (single-label kinds: the most probable
 grade; multi-label kinds: every grade with probability >= 0.5, at least the most probable one), each scored
 ``confidence x p(grade)``: the heatmap peak times the grade probability. A model with a score calibration (two Platt
-maps per kind fitted at the end of training, :mod:`spine_kp.engine.score_calibration`) uses the kind's P(within 8 mm)
-of the peak as the confidence, then maps the product to P(TP).
+maps per kind fitted at the end of training, :mod:`spine_kp.engine.score_map_fit`) uses the kind's P(within 8 mm)
+of the peak as the confidence, then maps the product to P(TP) (:mod:`spine_kp.calibration.apply`).
 ``top_k_grades`` adds the next most probable grades as extra, lower-scored points, the format's way to express
 alternatives (it raises recall at low scores, which AP rewards).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 
-from spine_kp.evaluation.calibration import platt
+from spine_kp.calibration.apply import ScoreMaps, point_confidence, point_score, score_maps
 from spine_kp.inference.decoding import TrainedLabels
 from spine_kp.schema import Schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 
 MULTI_LABEL_THRESHOLD = 0.5
-#: The two maps of a score calibration: peak -> P(within 8 mm), then confidence x p(grade) -> P(TP).
-SCORE_MAP_STEPS = ("localization", "scores")
-
-#: ``{step: {kind: (a, b) or a stored fit {"a", "b", ...}}}``, e.g. a checkpoint's ``score_calibration`` entry.
-ScoreMaps = Mapping[str, Any]
-
-
-def score_maps(entry: Mapping[str, Any] | None) -> dict[str, dict[str, tuple[float, float]]]:
-    """``{step: {kind: (a, b)}}`` from stored data (tuples, lists or ``{"a", "b", ...}`` fit records); steps not in
-    :data:`SCORE_MAP_STEPS` are ignored, a missing step is empty (no map: identity)."""
-    out: dict[str, dict[str, tuple[float, float]]] = {}
-    for step in SCORE_MAP_STEPS:
-        fits = (entry or {}).get(step) or {}
-        out[step] = {
-            str(k): (float(f["a"]), float(f["b"])) if isinstance(f, Mapping) else (float(f[0]), float(f[1]))
-            for k, f in fits.items()
-        }
-    return out
 
 
 def chosen_grades(probs: np.ndarray, multi_label: bool, top_k: int = 0) -> list[int]:
@@ -90,7 +69,6 @@ def landmarks_to_record(
             product into P(TP) (a kind or step not named: identity).
     """
     maps = score_maps(score_calibration)
-    loc_maps, final_maps = maps["localization"], maps["scores"]
     counters = {k.name: 0 for k in schema.kinds}
     points = []
     for k, name in enumerate(schema.landmarks):
@@ -100,13 +78,14 @@ def landmarks_to_record(
         if not trained.landmarks[k] or peaks[k] <= 0:  # untrained, or decoded as outside the image
             continue
         probs = grade_probs[kind][j]
-        confidence = float(platt(peaks[k], *loc_maps[kind])) if kind in loc_maps else float(peaks[k])
+        confidence = point_confidence(peaks[k], kind, maps)
         labels = schema.kind(kind).grades
         x, y = (round(float(v), 2) for v in coords[k])
         for g in chosen_grades(probs, schema.kind(kind).multi_label, top_k_grades):
-            score = float(np.clip(confidence * probs[g], 0.0, 1.0))
-            if kind in final_maps:
-                score = float(platt(score, *final_maps[kind]))
+            score = point_score(confidence, probs[g], kind, maps)
             points.append(Point(name, kind, (x, y), (labels[g],), z_index=z_index, score=round(score, 6)))
     image = ImageAnnotation(series_uid, instance_uid, tuple(points), annotator="spine_kp", pixel_spacing=spacing)
     return StudyRecord(study_uid=study_uid, images=(image,), version="v0.1")
+
+
+__all__ = ["chosen_grades", "landmarks_to_record"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from spine_kp.errors import UserError
 from spine_kp.inference.pipeline import SlicePrediction, SlicePredictor
 from spine_kp.io.dicom import StudyIndex, load_middle_slice, scan
 from spine_kp.types import Slice
@@ -129,11 +130,14 @@ def predict_folder(root: str | Path, predictor: SlicePredictor, options: Predict
 
     Returns:
         The predictions (sorted by study UID), failed studies with reasons and skipped files.
+
+    Raises:
+        UserError: ``root`` is not a folder.
     """
     options = options or PredictOptions()
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data root {root} is not a folder")
+        raise UserError(f"data root {root} is not a folder")
     run = PredictRun()
     t0 = time.perf_counter()
     result = scan(root, workers=max(1, options.workers))
@@ -143,3 +147,11 @@ def predict_folder(root: str | Path, predictor: SlicePredictor, options: Predict
     predict_studies(studies, predictor, options, run)
     run.predictions.sort(key=lambda p: p.slice.study_uid)
     return run
+
+
+def require_studies(run: PredictRun, root: str | Path) -> None:
+    """Raise a :class:`UserError` when the scan of ``root`` found no study: naming what it skipped, by kind."""
+    if not run.predictions and not run.failures:
+        from spine_kp.io.scan import no_study_message
+
+        raise UserError(no_study_message(root, [reason for _, reason in run.skipped_files]))

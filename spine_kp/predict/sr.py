@@ -1,22 +1,23 @@
 """``predict --dicom-sr DIR``: one DICOM Structured Report per predicted study (built by :mod:`spine_kp.io.dicom_sr`).
 
-The model is identified from its checkpoint: name ``spine_kp <backbone>+<decoder>`` (from the stored model
-config), version ``<spine_kp version> sha256:<first 12 hex digits of the checkpoint file>`` so two checkpoints of
-one architecture never share a version, and a device UID derived from that digest. An ONNX export carries the same
-identification in its metadata (:func:`algorithm_from_onnx`), so ``predict --onnx`` writes the same reports without
-torch. A study whose SR cannot be built or written is added to the run's failures with the reason; the other
-studies go on.
+The model is identified by its model card's ``identity`` (:class:`spine_kp.inference.card.Identity`): name
+``spine_kp <backbone>+<decoder>``, version ``<spine_kp version> sha256:<first 12 hex digits of the checkpoint file>``
+so two checkpoints of one architecture never share a version, and a device UID derived from that digest. An ONNX
+export carries its source checkpoint's card (:func:`algorithm_from_card`), so ``predict --onnx`` writes the same
+reports without torch. A study whose SR cannot be built or written is added to the run's failures with the reason;
+the other studies go on.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydicom.uid import generate_uid
 
+from spine_kp.inference.card import Identity, ModelCard
 from spine_kp.io.dicom_sr import AlgorithmInfo, build_sr, read_source_header, write_sr
 from spine_kp.io.names import study_file_stems
 from spine_kp.predict.runner import PredictRun, StudyFailure
@@ -26,59 +27,33 @@ from spine_kp.types import Slice
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # a full or read-only disk: one error line, not N failures
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _model_config(path: Path) -> dict:
-    """The ``model`` section of the config stored in a checkpoint ({} when there is none)."""
-    from spine_kp.checkpoint import CheckpointError, load_checkpoint  # torch: not on the ONNX path
-
-    try:  # mmap: the pickled structure is read, the tensors are not
-        return load_checkpoint(path, mmap=True).model_config
-    except CheckpointError:
-        return {}
-
-
-def _package_version() -> str:
-    try:
-        return version("spine_kp")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
+def algorithm_from_card(card: ModelCard) -> AlgorithmInfo:
+    """Name, version, parameters and device UID of the model a card describes (its ``identity`` and architecture)."""
+    return _algorithm(card.identity, card.network)
 
 
 def algorithm_from_checkpoint(path: str | Path) -> AlgorithmInfo:
-    """Name, version, parameters and device UID of the model in a checkpoint (see the module docstring)."""
+    """The identification of the model in a checkpoint file (see the module docstring); a file that is not one
+    checkpoint (a fold ensemble) is named ``spine_kp`` with the file's digest."""
+    from spine_kp.checkpoint import CheckpointError, load_checkpoint  # torch: not on the ONNX path
+    from spine_kp.inference.checkpoint_card import card_from_checkpoint, file_identity
+
     p = Path(path)
-    return _algorithm(_model_config(p), p.name, _file_digest(p), _package_version())
+    try:  # mmap: the pickled structure is read, the tensors are not
+        return algorithm_from_card(card_from_checkpoint(load_checkpoint(p, mmap=True)))
+    except CheckpointError:
+        return _algorithm(file_identity(p, {}), {})
 
 
-def algorithm_from_onnx(meta: dict) -> AlgorithmInfo:
-    """The same identification from an ONNX export's metadata (``OnnxPredictor.meta``): the checkpoint it was
-    exported from, its digest and the spine_kp version that exported it."""
-    model = meta.get("model", {})
-    return _algorithm(
-        dict(model.get("config", {})),
-        str(model.get("checkpoint", "")),
-        str(model.get("checkpoint_sha256", "")),
-        str(model.get("spine_kp_version", "unknown")),
-    )
-
-
-def _algorithm(model: dict, checkpoint_name: str, digest: str, package: str) -> AlgorithmInfo:
-    arch = "+".join(str(model[k]) for k in ("backbone", "decoder") if k in model)
-    params = [f"checkpoint={checkpoint_name}"] + [
+def _algorithm(identity: Identity, model: Mapping[str, Any]) -> AlgorithmInfo:
+    params = [f"checkpoint={identity.checkpoint}"] + [
         f"{k}={model[k]}" for k in ("output_stride", "in_chans") if k in model
     ]
     return AlgorithmInfo(
-        name=f"spine_kp {arch}".strip(),
-        version=f"{package} sha256:{digest[:12]}",
+        name=identity.name,
+        version=identity.version,
         parameters=tuple(params),
-        device_uid=generate_uid(entropy_srcs=[digest]),
+        device_uid=generate_uid(entropy_srcs=[identity.sha256]),
     )
 
 

@@ -25,6 +25,7 @@ from spine_kp.synth.phantom import BiasField, Pose, nearest_index, tissue_signal
 from spine_kp.synth.plan import StudyPlan, randomize_plan, sample_plan
 from spine_kp.synth.sample import sample_anatomy
 from spine_kp.synth.study_types import SynthOptions, SynthSeries, SynthStudy, series_meta, synth_uid
+from spine_kp.synth.variant import sample_variant
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 
 SAGITTAL_ROLES = ("t2_sag", "t1_sag", "stir_sag")
@@ -82,8 +83,9 @@ def make_study(
     schema = schema or load_schema()
     options = options or SynthOptions()
     grades_arg = grades
-    r_grade, r_anat, r_plan, r_render, r_noise = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), int(index)]).spawn(5)
+    # a sixth stream for the randomised anatomy: the first five stay those of ordinary studies
+    r_grade, r_anat, r_plan, r_render, r_noise, r_variant = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), int(index)]).spawn(6)
     )
     grades = sample_grades(r_grade, schema)
     for name, labels in dict(grades_arg or {}).items():
@@ -94,7 +96,8 @@ def make_study(
             raise ValueError(f"synth: grades for {name!r} has unknown label(s) {bad}; valid {schema.grades_of(name)}")
         grades[name] = tuple(g for g in schema.grades_of(name) if g in labels)
     disc_looks, vertebra_looks = looks_for(r_grade, schema, grades)
-    anatomy = sample_anatomy(r_anat, disc_looks, vertebra_looks)
+    variant = sample_variant(r_variant) if options.randomize else None
+    anatomy = sample_anatomy(r_anat, disc_looks, vertebra_looks, variant)
     drawn = anatomy.names()
     for name in schema.landmarks:
         if name not in drawn:

@@ -111,7 +111,7 @@ def test_heatmap_targets_are_the_codecs_encoding_of_the_augmented_points(
     records, studies = data
     k = SCHEMA.num_landmarks
     codec = HeatmapCodec(SIZE, stride=4, sigma=1.5)
-    ds = SpineDataset(records[:2], studies, SCHEMA, input_size=SIZE, augment=AugmentConfig(), seed=5, codec=codec)
+    ds = SpineDataset(records[:2], studies, SCHEMA, augment=AugmentConfig(), seed=5, codec=codec)
     first, again = ds[0], ds[0]
     assert first["heatmaps"].shape == (k, 24, 24) and first["heatmaps"].dtype == torch.float32
     assert first["heatmap_weight"].shape == (k,) and first["heatmap_weight"].dtype == torch.float32
@@ -128,14 +128,18 @@ def test_heatmap_targets_are_the_codecs_encoding_of_the_augmented_points(
         assert torch.equal(item["heatmaps"], torch.from_numpy(maps))
         assert not np.array_equal(maps, codec.encode(item["keypoints"].numpy(), item["visible"].numpy())[0])
     assert "heatmaps" not in SpineDataset(records[:1], studies, SCHEMA, input_size=SIZE)[0]  # no codec, no targets
-    with pytest.raises(ValueError, match="codec is for"):
+    # the input size is the codec's: one value, so the images and their targets cannot disagree
+    small = SpineDataset(records[:1], studies, SCHEMA, codec=HeatmapCodec((64, 64), stride=4))
+    assert small.input_size == (64, 64) and small[0]["image"].shape[-2:] == (64, 64)
+    assert small[0]["heatmaps"].shape[-2:] == (16, 16)
+    with pytest.raises(TypeError, match="input_size only without a codec"):
         SpineDataset(records, studies, SCHEMA, input_size=SIZE, codec=HeatmapCodec((64, 64)))
 
 
 def test_loader_workers_encode_the_heatmaps(data: tuple[list[StudyRecord], dict]) -> None:
     records, studies = data
     codec = HeatmapCodec(SIZE, stride=4, sigma=2.0)
-    ds = SpineDataset(records, studies, SCHEMA, input_size=SIZE, augment=AugmentConfig(), seed=2, codec=codec)
+    ds = SpineDataset(records, studies, SCHEMA, augment=AugmentConfig(), seed=2, codec=codec)
     batches = list(DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_samples))
     assert sum(len(b["study_uid"]) for b in batches) == len(records)
     for batch in batches:

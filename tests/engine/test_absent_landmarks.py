@@ -35,7 +35,7 @@ def _batch(synth_root, n: int = 4, codec: HeatmapCodec | None = None) -> dict:
     schema = load_schema()
     ds = SpineDataset(
         read_annotations(synth_root / "annotations.json", schema), scan(synth_root / "studies").studies, schema,
-        input_size=(64, 64), augment=CUT_ONLY, skip_missing=True, codec=codec,
+        augment=CUT_ONLY, skip_missing=True, codec=codec, input_size=None if codec is not None else (64, 64),
     )  # fmt: skip
     return collate_samples([ds[i] for i in range(min(n, len(ds)))])
 

@@ -45,3 +45,25 @@ def test_bad_override_syntax_and_missing_config():
         parse_override_args(["resnet18"])
     with pytest.raises(ConfigError, match="demo_cpu"):
         resolve_config_path("no_such_config")
+
+
+@pytest.mark.parametrize("neighbours", [0, 1, 2])
+def test_in_chans_is_derived_from_neighbours(neighbours: int) -> None:
+    cfg = load_experiment("demo_cpu", {"data.neighbours": str(neighbours)})
+    assert cfg.model.in_chans == 2 * neighbours + 1
+    # a config (or an old checkpoint's config) that states the same value loads the same
+    stated = experiment_to_dict(cfg)
+    assert stated["model"]["in_chans"] == 2 * neighbours + 1 and load_experiment(None, base=stated) == cfg
+
+
+def test_a_contradicting_in_chans_is_one_line_naming_both_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_experiment("demo_cpu", {"data.neighbours": "1", "model.in_chans": "1"})
+    message = str(info.value)
+    assert "'model.in_chans' must be 2 * data.neighbours + 1 = 3" in message and "\n" not in message
+    assert "derived from data.neighbours" in message
+
+
+def test_no_packaged_config_states_what_is_derived() -> None:
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        assert "in_chans" not in (yaml.safe_load(path.read_text()).get("model") or {}), path.name

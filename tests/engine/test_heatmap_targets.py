@@ -71,7 +71,7 @@ def test_training_step_loss_equals_the_in_step_encoding(synth_root) -> None:
     module = LandmarkModule(experiment_to_dict(cfg), SCHEMA.to_dict(), stats.to_dict()).eval()
     assert module.landmark_mask[SCHEMA.index("T12")] == 0
     ds = SpineDataset(
-        records, scan(synth_root / "studies").studies, SCHEMA, input_size=cfg.data.input_size, augment=FOV_CUT,
+        records, scan(synth_root / "studies").studies, SCHEMA, augment=FOV_CUT,
         seed=1, codec=module.codec,
     )  # fmt: skip
     batch = collate_samples([ds[i] for i in range(4)])

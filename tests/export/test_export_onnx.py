@@ -80,9 +80,10 @@ def test_metadata_holds_what_predict_needs(exported) -> None:
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
     assert meta["schema"] == predictor.schema.to_dict()
     assert meta["codec"] == predictor.codec.to_dict()
-    assert meta["input_size"] == [64, 64] and meta["neighbours"] == 0
+    assert meta == predictor.card.to_dict()  # the checkpoint's model card, as it is
+    assert meta["codec"]["input_size"] == [64, 64] and meta["preprocessing"]["neighbours"] == 0
     assert meta["trained"]["landmarks"] == [True] * 12
-    assert meta["model"]["name"] == "spine_kp resnet18+unet" and meta["model"]["checkpoint"] == ckpt.name
+    assert meta["identity"]["name"] == "spine_kp resnet18+unet" and meta["identity"]["checkpoint"] == ckpt.name
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [1, 64, 64]
 

@@ -73,10 +73,13 @@ def exported(stage_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
 def base_meta(exported: Path) -> dict[str, Any]:
     """The export's document with every optional field filled in (calibration, percentiles), so each can be broken."""
     meta = read_metadata(onnx.load(str(exported)), exported)
-    meta["temperatures"] = {"vertebra": 1.2, "disc": 0.8}
-    meta["score_calibration"] = {"localization": {"disc": [1.1, -0.2]}, "scores": {"vertebra": [0.9, 0.1]}}
-    meta["percentiles"] = [1.0, 99.0]
-    meta["target_spacing"] = 0.5  # the test slices are 128 px of 1 mm: both fit 64 px exactly, as without
+    meta["calibration"]["temperatures"] = {"vertebra": 1.2, "disc": 0.8}
+    maps = {"localization": {"disc": [1.1, -0.2]}, "scores": {"vertebra": [0.9, 0.1]}}
+    meta["calibration"]["score_maps"] = maps
+    meta["preprocessing"]["percentiles"] = [1.0, 99.0]
+    meta["preprocessing"]["target_spacing"] = (
+        0.5  # the test slices are 128 px of 1 mm: both fit 64 px exactly, as without
+    )
     return meta
 
 
@@ -117,9 +120,13 @@ def _set(meta: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 # (field path set, value, what the error line must name)
 BAD_FIELDS = [
     # neighbours: the network's input channels and the crop grader's planes
-    ("neighbours", 1e9, "metadata neighbours: must be an int in 0..8, got 1000000000.0"),
-    ("neighbours", 2, "metadata neighbours: 2 (5 = 2 * 2 + 1 channels), but the graph's images is (?, 1, 64, 64)"),
-    ("in_chans", 3, "metadata in_chans: must be 2 * neighbours + 1 = 1"),
+    ("preprocessing.neighbours", 1e9, "metadata preprocessing.neighbours: must be an int in 0..8, got 1000000000.0"),
+    (
+        "preprocessing.neighbours",
+        2,
+        "metadata preprocessing.neighbours: 2 (5 = 2 * 2 + 1 channels), but the graph's images is (?, 1, 64, 64)",
+    ),
+    ("network.in_chans", 3, "metadata network.in_chans: must be 2 * neighbours + 1 = 1"),
     ("grade_stage.config.neighbours", 10**9, ("grade_stage.config.neighbours", "1000000000")),
     (
         "grade_stage.config.neighbours",
@@ -127,20 +134,27 @@ BAD_FIELDS = [
         "metadata grade_stage.config: neighbours 2, size_px 16 (12 landmarks x 5 planes",
     ),
     # temperatures
-    ("temperatures.disc", math.nan, "metadata temperatures.disc: must be a finite number in [0.001, 1000], got nan"),
-    ("temperatures.vertebra", 0, "metadata temperatures.vertebra: must be a finite number"),
+    (
+        "calibration.temperatures.disc",
+        math.nan,
+        "metadata calibration.temperatures.disc: must be a finite number in [0.001, 1000], got nan",
+    ),
+    ("calibration.temperatures.vertebra", 0, "metadata calibration.temperatures.vertebra: must be a finite number"),
     ("grade_stage.temperatures.disc", -1.0, "metadata grade_stage.temperatures.disc: must be a finite number"),
-    ("temperatures.spine", 1.0, "metadata temperatures.spine: not a kind of the schema"),
+    ("calibration.temperatures.spine", 1.0, "metadata calibration.temperatures.spine: not a kind of the schema"),
     # target spacing
-    ("target_spacing", -1.6, "metadata target_spacing: must be a finite number in (0, 20], got -1.6"),
-    ("target_spacing", 25.0, "metadata target_spacing: must be a finite number in (0, 20]"),
-    ("target_spacing", "1.6", "metadata target_spacing: must be a finite number"),
+    (
+        "preprocessing.target_spacing",
+        -1.6,
+        "metadata preprocessing.target_spacing: must be a finite number in (0, 20], got -1.6",
+    ),
+    ("preprocessing.target_spacing", 25.0, "metadata preprocessing.target_spacing: must be a finite number in (0, 20]"),
+    ("preprocessing.target_spacing", "1.6", "metadata preprocessing.target_spacing: must be a finite number"),
     # input size
-    ("input_size", [32, 32], "metadata input_size: [32, 32], but the graph's images is (?, 1, 64, 64)"),
-    ("input_size", [8, 8], "metadata input_size: must be an int in 16..4096, got 8"),
-    ("input_size", ["64", 64], "metadata input_size: must be an int in 16..4096, got '64'"),
-    ("input_size", [64, 64, 64], "metadata input_size: must be a list of 2"),
-    ("codec.input_size", [32, 32], "metadata codec.input_size: must equal input_size [64, 64]"),
+    ("codec.input_size", [32, 32], "metadata codec.input_size: [32, 32], but the graph's images is (?, 1, 64, 64)"),
+    ("codec.input_size", [8, 8], "metadata codec.input_size: must be an int in 16..4096, got 8"),
+    ("codec.input_size", ["64", 64], "metadata codec.input_size: must be an int in 16..4096, got '64'"),
+    ("codec.input_size", [64, 64, 64], "metadata codec.input_size: must be a list of 2"),
     # schema
     ("schema.landmarks", ["L1", "L2"], "metadata schema: malformed schema"),
     ("schema.landmarks.0.kind", "rib", ("metadata schema: ", "unknown kind 'rib'")),
@@ -155,18 +169,30 @@ BAD_FIELDS = [
     ("codec.stride", 2, "metadata codec.stride: 2 (12 maps of 32 x 32), but the graph's heatmaps is (?, 12, 16, 16)"),
     ("codec.refine", "magic", "metadata codec: unknown refine 'magic'"),
     # percentiles
-    ("percentiles", [99.0, 1.0], "metadata percentiles: must be [low, high] with low < high"),
-    ("percentiles", [-5, 99], "metadata percentiles: must be a finite number in [0, 100], got -5"),
-    ("percentiles", [1, math.inf], "metadata percentiles: must be a finite number in [0, 100], got inf"),
+    (
+        "preprocessing.percentiles",
+        [99.0, 1.0],
+        "metadata preprocessing.percentiles: must be [low, high] with low < high",
+    ),
+    ("preprocessing.percentiles", [-5, 99], "metadata preprocessing.percentiles: must be a finite number in [0, 100]"),
+    ("preprocessing.percentiles", [1, math.inf], ("metadata preprocessing.percentiles: must be a finite", "got inf")),
     # score calibration (Platt coefficients)
     (
-        "score_calibration.scores.vertebra",
+        "calibration.score_maps.scores.vertebra",
         [math.nan, 0.0],
-        "metadata score_calibration.scores.vertebra: must be a finite",
+        "metadata calibration.score_maps.scores.vertebra: must be a finite",
     ),
-    ("score_calibration.scores.disc", [1e300, 0.0], "metadata score_calibration.scores.disc: must be a finite number"),
-    ("score_calibration.localization.disc", [1.0], "metadata score_calibration.localization.disc: must be a list of 2"),
-    ("score_calibration.ranking", {}, "metadata score_calibration: unknown key 'ranking'"),
+    (
+        "calibration.score_maps.scores.disc",
+        [1e300, 0.0],
+        "metadata calibration.score_maps.scores.disc: must be a finite number",
+    ),
+    (
+        "calibration.score_maps.localization.disc",
+        [1.0],
+        "metadata calibration.score_maps.localization.disc: must be a list of 2",
+    ),
+    ("calibration.score_maps.ranking", {}, "metadata calibration.score_maps: unknown key 'ranking'"),
     # crop geometry
     ("grade_stage.config.size_px", 100000, ("grade_stage.config.size_px", "512", "100000")),
     (
@@ -179,11 +205,11 @@ BAD_FIELDS = [
     ("grade_stage.landmarks", [0, 1, 2], "metadata grade_stage.landmarks: must be the schema indices of the graded"),
     ("grade_stage.kinds", ["disc", "disc"], "metadata grade_stage.kinds: must be distinct kinds of the schema"),
     # decoding
-    ("decode.top_k", 10**6, ("decode.top_k", "64", "1000000")),
-    ("decode.min_score", 0.0, ("decode.min_score", "> 0", "0.0")),
-    ("decode.w_order", math.nan, ("decode.w_order", "finite", "nan")),
-    ("decode.absent_score", 2.0, ("decode", "absent_score", "2.0")),
-    ("decode.magic", 1, "metadata: unknown key 'decode.magic'"),
+    ("decoding.top_k", 10**6, ("decoding.top_k", "64", "1000000")),
+    ("decoding.min_score", 0.0, ("decoding.min_score", "> 0", "0.0")),
+    ("decoding.w_order", math.nan, ("decoding.w_order", "finite", "nan")),
+    ("decoding.absent_score", 2.0, ("decoding", "absent_score", "2.0")),
+    ("decoding.magic", 1, "metadata: unknown key 'decoding.magic'"),
     # malformed shapes: a list for a mapping, a missing key, a string for a number
     ("codec", [4, 2.0], "metadata codec: must be a mapping, got [4, 2.0]"),
     ("trained", MISSING, "metadata trained: missing (required)"),
@@ -191,10 +217,11 @@ BAD_FIELDS = [
     ("trained.grades.disc", [True], "metadata trained.grades.disc: must be a list of 7"),
     ("grade_stage", "yes", "metadata grade_stage: must be a mapping, got 'yes'"),
     ("grade_stage.config.size_px", "16", ("'grade_stage.config.size_px' must be int", "'16'")),
-    ("model", [], "metadata model: must be a mapping, got []"),
-    ("model.checkpoint", 7, "metadata model.checkpoint: must be a string, got 7"),
+    ("identity", [], "metadata identity: must be a mapping, got []"),
+    ("identity.checkpoint", 7, "metadata identity.checkpoint: must be a string, got 7"),
+    ("network", [], "metadata network: must be a mapping, got []"),
     ("surprise", 1, "metadata document: unknown key 'surprise'"),
-    ("format", 2, "spine_kp ONNX format 2, this version reads 1"),
+    ("format", 3, "spine_kp model card format 3, this version reads 2"),
 ]
 
 
@@ -232,9 +259,10 @@ def test_the_real_export_and_the_filled_in_document_are_accepted(
     model = onnx.load(str(exported))
     checked = validate_metadata(read_metadata(model, exported), str(exported), graph_shapes(model))
     assert checked.grade_stage is not None and checked.grade_stage.config.planes == 3
-    assert checked.neighbours == 0 and checked.input_size == (64, 64) and checked.codec.stride == 4
+    assert checked.preprocessing.neighbours == 0 and checked.input_size == (64, 64) and checked.codec.stride == 4
     filled = validate_metadata(base_meta, "m.onnx", graph_shapes(model))
-    assert filled.percentiles == (1.0, 99.0) and filled.score_calibration["scores"]["vertebra"] == (0.9, 0.1)
+    assert filled.preprocessing.percentiles == (1.0, 99.0)
+    assert filled.calibration.score_maps["scores"]["vertebra"] == (0.9, 0.1)
     out = tmp_path / "pred.json"
     args = ["predict", str(synth_root / "studies"), "--onnx", str(write_variant(base_meta)), "-o", str(out)]
     assert main([*args, "--quiet", "--device", "cpu"]) == 0
@@ -244,17 +272,22 @@ def test_the_real_export_and_the_filled_in_document_are_accepted(
 
 def test_without_the_graph_only_the_document_is_checked(base_meta) -> None:
     # The ModelCard case (a checkpoint has no graph): consistency with the graph is skipped, the rest holds.
-    smaller = _set(_set(base_meta, "input_size", [32, 32]), "codec.input_size", [32, 32])
+    smaller = _set(base_meta, "codec.input_size", [32, 32])
     assert validate_metadata(smaller, "x").input_size == (32, 32)
-    with pytest.raises(MetadataError, match=r"^x: metadata neighbours: must be an int in 0\.\.8"):
-        validate_metadata(_set(base_meta, "neighbours", -1), "x")
+    with pytest.raises(MetadataError, match=r"^x: metadata preprocessing.neighbours: must be an int in 0\.\.8"):
+        validate_metadata(_set(base_meta, "preprocessing.neighbours", -1), "x")
 
 
 def test_a_stage_without_its_graph_input_and_a_huge_value_are_one_short_line(base_meta, shapes) -> None:
     without_crops = {name: axes for name, axes in shapes.items() if name != "crops"}
     with pytest.raises(MetadataError, match=r"^x: the graph has no 'crops' input or output \(grade_stage.config\)"):
         validate_metadata(base_meta, "x", without_crops)
-    for field in ("decode.w_peak", "target_spacing", "schema.landmarks.0.kind", "grade_stage.config.combine"):
+    for field in (
+        "decoding.w_peak",
+        "preprocessing.target_spacing",
+        "schema.landmarks.0.kind",
+        "grade_stage.config.combine",
+    ):
         with pytest.raises(MetadataError) as caught:
             validate_metadata(_set(base_meta, field, "x" * 10**6), "x", shapes)
         assert len(str(caught.value)) < 600 and "\n" not in str(caught.value), field
@@ -322,4 +355,4 @@ def test_any_value_of_any_field_is_accepted_sanely_or_refused(data, base_meta, s
         text = str(exc)
         assert text.startswith("model.onnx: ") and "\n" not in text, text
         return
-    _assert_sane(OnnxPredictor.from_sessions(sessions, checked, meta), _slice())
+    _assert_sane(OnnxPredictor.from_sessions(sessions, checked), _slice())

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, settings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from spine_kp.codec.heatmap import HeatmapCodec
+from spine_kp.inference.card import ModelCard, Preprocessing
 from spine_kp.inference.decoding import TrainedLabels
 from spine_kp.inference.pipeline import SlicePredictor
 from spine_kp.io.dicom import ScanResult
@@ -213,7 +214,8 @@ class TinyPredictor(SlicePredictor):
 
     def __init__(self) -> None:
         codec = HeatmapCodec(INPUT, stride=2, sigma=1.5)
-        super().__init__(SCHEMA, codec, TrainedLabels.all(SCHEMA), INPUT, target_spacing=1.6)
+        card = ModelCard(SCHEMA, codec, TrainedLabels.all(SCHEMA), Preprocessing(target_spacing=1.6))
+        super().__init__(card)
         self.net = ImageNet(SCHEMA, codec)
 
     @property

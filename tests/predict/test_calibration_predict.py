@@ -24,6 +24,7 @@ def _slice() -> Slice:
 def _with_calibration(src: Path, dst: Path, entry: dict | None) -> Path:
     ckpt = torch.load(src, map_location="cpu", weights_only=False)
     ckpt.pop("calibration", None)
+    ckpt.pop("model_card", None)  # built from the entries again, with this calibration
     if entry is not None:
         ckpt["calibration"] = entry
     torch.save(ckpt, dst)

@@ -1,4 +1,5 @@
-"""scripts/bench_real.py: the level metrics on hand-made studies, the CLI parsing, and --zero-shot end to end."""
+"""scripts/bench_real.py: its figures on hand-made studies, the CLI parsing, --zero-shot and nested CV end to end
+(the level metrics themselves: tests/evaluation/test_eval_levels.py)."""
 
 from __future__ import annotations
 
@@ -6,109 +7,19 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
+from level_records import SCHEMA, gt_coords, record, shifted
 from script_loader import load_script
 
-from spine_kp.schema import load_schema
-from spine_kp.types import ImageAnnotation, Point, StudyRecord
-
-SPACING = (0.8, 0.8)  # (row_mm, col_mm)
 RADIUS = 8.0
 
 
 bench = load_script("bench_real")
-SCHEMA = load_schema()
-KINDS = [SCHEMA.landmarks_of_kind(k.name) for k in SCHEMA.kinds]
-
-
-def _gt_coords() -> dict[str, tuple[float, float]]:
-    """A slightly tilted spine: landmark i of the schema (cranio-caudal) 22 px = 17.6 mm below landmark i - 1."""
-    return {n: (100.0 + 4.0 * i, 40.0 + 22.0 * i) for i, n in enumerate(SCHEMA.landmarks)}
-
-
-def _record(uid: str, coords: dict[str, tuple[float, float]], scored: bool) -> StudyRecord:
-    points = tuple(
-        Point(n, SCHEMA.kind_of(n), xy, grades=(SCHEMA.grades_of(n)[0],), score=0.9 if scored else None)
-        for n, xy in coords.items()
-    )
-    return StudyRecord(uid, (ImageAnnotation("se", "in", points, pixel_spacing=SPACING),))
-
-
-def _study(pred: dict[str, tuple[float, float]]):
-    return bench.study_points(_record("s", _gt_coords(), False), _record("s", pred, True))
-
-
-def _shifted(levels: int) -> dict[str, tuple[float, float]]:
-    """Every landmark predicted ``levels`` levels towards the feet (where its same-kind neighbour is, extrapolated)."""
-    gt = _gt_coords()
-    order = list(SCHEMA.landmarks)
-    step = np.subtract(gt[order[2]], gt[order[0]])  # one level: two schema entries (vertebra, disc interleaved)
-    return {n: tuple(np.add(gt[n], levels * step)) for n in order}
-
-
-def test_perfect_prediction_scores_full_marks():
-    s = _study(_gt_coords())
-    assert all(bench.identification_hits(s, RADIUS))
-    assert bench.identification_accuracy([s], RADIUS) == 1.0
-    assert not bench.order_violation(s, SCHEMA.landmarks)
-    assert bench.level_offset(s, KINDS) == pytest.approx(0.0)
-    assert bench.whole_level_shift(bench.level_offset(s, KINDS)) == 0
-    axis = bench.spine_axis(s)
-    assert axis[1] > 0.95 and np.linalg.norm(axis) == pytest.approx(1.0)  # head -> feet, along the tilted spine
-
-
-@pytest.mark.parametrize("levels", [1, -1])
-def test_whole_level_shift_is_detected_and_costs_identification(levels):
-    s = _study(_shifted(levels))
-    # L4 sits exactly on L5's ground truth: close to a landmark, but the wrong level.
-    assert bench.identification_accuracy([s], RADIUS) == 0.0
-    assert bench.level_offset(s, KINDS) == pytest.approx(levels)
-    assert bench.whole_level_shift(bench.level_offset(s, KINDS)) == levels
-    assert not bench.order_violation(s, SCHEMA.landmarks)  # shifted, but still in order
-
-
-def test_swapped_levels_are_an_order_violation():
-    pred = _gt_coords()
-    pred["L3"], pred["L4"] = pred["L4"], pred["L3"]
-    s = _study(pred)
-    assert bench.order_violation(s, SCHEMA.landmarks)
-    hits = dict(zip([g.identification for g in s.gt], bench.identification_hits(s, RADIUS)))
-    assert not hits["L3"] and not hits["L4"] and hits["L3-L4"]
-    assert bench.identification_accuracy([s], RADIUS) == pytest.approx(10 / 12)
-    assert bench.whole_level_shift(bench.level_offset(s, KINDS)) == 0
-
-
-def test_close_but_nearer_to_another_level_is_not_identified():
-    pred = _gt_coords()
-    gt_l2, gt_l2l3 = np.array(pred["L2"]), np.array(pred["L2-L3"])
-    pred["L2"] = tuple(gt_l2 + 0.7 * (gt_l2l3 - gt_l2))  # 12.5 mm off L2, 5.4 mm off L2-L3
-    pred["L2-L3"] = tuple(gt_l2l3 + 0.4 * (gt_l2 - gt_l2l3))  # 7.2 mm off: within r, yet the L2 point is nearer
-    s = _study(pred)
-    hits = dict(zip([g.identification for g in s.gt], bench.identification_hits(s, RADIUS)))
-    assert not hits["L2"] and not hits["L2-L3"] and hits["L1"]
-
-
-def test_missing_predictions_are_misses_and_left_out_of_the_order():
-    pred = {n: xy for n, xy in _gt_coords().items() if n not in ("L1", "L5-S1")}
-    s = _study(pred)
-    assert bench.identification_accuracy([s], RADIUS) == pytest.approx(10 / 12)
-    assert not bench.order_violation(s, SCHEMA.landmarks)
-    assert bench.level_offset(bench.StudyPoints("e", s.gt, {}), KINDS) is None
-
-
-def test_whole_level_shift_needs_about_a_whole_level():
-    assert [bench.whole_level_shift(x) for x in (None, 0.2, 0.5, 0.8, 1.25, 1.5, -2.1)] == [0, 0, 0, 1, 1, 0, -2]
-
-
-def test_per_level_shares_count_never_predicted_as_misses():
-    shares = bench.per_level_shares({"L1": np.array([1.0, np.nan, 9.0, 8.0]), "L2": np.array([])}, RADIUS)
-    assert shares == {"L1": 0.5, "L2": None}
 
 
 def test_score_pools_the_evaluator_and_level_metrics():
-    gt = [_record(u, _gt_coords(), False) for u in ("a", "b", "c")]
-    pred = [_record("a", _gt_coords(), True), _record("b", _shifted(1), True)]  # c never predicted
+    gt = [record(u, gt_coords(), False) for u in ("a", "b", "c")]
+    pred = [record("a", gt_coords(), True), record("b", shifted(1), True)]  # c never predicted
     m = bench.score(gt, pred, SCHEMA, RADIUS)
     assert m["n_studies"] == 3 and m["n_landmarks"] == 36 and m["never_predicted"] == 12
     assert m["within_radius"] == pytest.approx(1 / 3)

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from spine_kp.calibration.apply import platt, score_maps
 from spine_kp.checkpoint import SCORE_CALIBRATION_KEY, load_checkpoint
-from spine_kp.evaluation.calibration import platt
 from spine_kp.inference.predictor import Predictor
-from spine_kp.inference.records import score_maps
 from spine_kp.io.dicom import read_study
 
 TINY = {
@@ -94,7 +93,7 @@ def test_onnx_export_carries_the_maps_and_scores_like_torch(run, slices, tmp_pat
     exported = export_onnx(run.best_checkpoint, tmp_path / "m.onnx")
     meta = json.loads({p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}[METADATA_KEY])
     ref = Predictor.from_checkpoint(run.best_checkpoint, device="cpu")
-    stored = {step: {k: tuple(v) for k, v in m.items()} for step, m in meta["score_calibration"].items()}
+    stored = {step: {k: tuple(v) for k, v in m.items()} for step, m in meta["calibration"]["score_maps"].items()}
     assert stored == ref.score_calibration  # JSON keeps the floats
     got = _scores(OnnxPredictor.from_onnx(exported.path, device="cpu").predict(slices))
     want = _scores(ref.predict(slices))

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from spine_kp.engine.calibration import CHECKPOINT_KEY, Calibration, GradeLogits, fit_calibration, stack_studies
+from spine_kp.calibration.fit import TEMPERATURE_BOUNDS, Calibration, fit_temperature
+from spine_kp.checkpoint import CALIBRATION_KEY as CHECKPOINT_KEY
 from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.engine.gather import merge_by_study
+from spine_kp.engine.grade_logits import GradeLogits, stack_studies
 from spine_kp.engine.module import LandmarkModule
-from spine_kp.evaluation.calibration import TEMPERATURE_BOUNDS, fit_temperature
 from spine_kp.inference.infer import TrainedLabels
 from spine_kp.schema import load_schema
 
@@ -43,7 +44,7 @@ def test_graded_landmarks_are_collected_and_fitted_per_kind():
     arrays = buf.arrays()
     disc_mask = torch.cat([m["disc"] for _, _, m, _ in batches])
     assert arrays["disc"][0].shape == (int(disc_mask.sum()), len(SCHEMA.kind("disc").grades))
-    cal = fit_calibration(arrays, SCHEMA, TrainedLabels.all(SCHEMA), min_points=20)
+    cal = Calibration.fit(arrays, SCHEMA.kinds, TrainedLabels.all(SCHEMA).grades, min_points=20)
     for kind in SCHEMA.kinds:
         z, y = arrays[kind.name]
         assert cal.temperatures[kind.name] == pytest.approx(fit_temperature(z, y, kind.multi_label).temperature)
@@ -60,7 +61,7 @@ def test_graded_landmarks_are_collected_and_fitted_per_kind():
         for got, want in zip(merged[kind], arrays[kind]):
             np.testing.assert_array_equal(got, want)
     buf.clear()
-    assert fit_calibration(buf.arrays(), SCHEMA, TrainedLabels.all(SCHEMA), 1).temperatures == {
+    assert Calibration.fit(buf.arrays(), SCHEMA.kinds, TrainedLabels.all(SCHEMA).grades, 1).temperatures == {
         "vertebra": 1.0,
         "disc": 1.0,
     }
@@ -79,7 +80,7 @@ def _module(**overrides: str) -> LandmarkModule:
 
 def test_checkpoint_entry_round_trips_and_is_absent_when_disabled():
     module = _module()
-    fits = fit_calibration(_arrays(), SCHEMA, TrainedLabels.all(SCHEMA), 1)
+    fits = Calibration.fit(_arrays(), SCHEMA.kinds, TrainedLabels.all(SCHEMA).grades, 1)
     module.calibration = fits
     ckpt: dict = {}
     module.on_save_checkpoint(ckpt)
