@@ -91,7 +91,7 @@ def predict(
     Returns:
         (prediction records, failed studies with reasons).
     """
-    run = predict_studies(studies, predictor, workers=args.workers, flip_tta=getattr(args, "flip_tta", False))
+    run = predict_studies(studies, predictor, workers=args.workers, flip_tta=getattr(args, "flip_tta", None))
     write_predictions(run, predictor, out_json)
     return run.records, [f.to_dict() for f in run.failures]
 
@@ -294,7 +294,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str
         help="which checkpoint of a fold to score (best: chosen on the fold's inner validation split, never on its"
         " test studies)",
     )
-    ap.add_argument("--flip-tta", action="store_true", help="predict with the anterior-posterior flip averaged in")
+    ap.add_argument(
+        "--flip-tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="predict with the anterior-posterior flip averaged in (default: the model card's decoding.flip_tta)",
+    )
     ap.add_argument("--pool", action="store_true", help="score the folds already in --out together (no training)")
     args, rest = ap.parse_known_args(argv)
     try:

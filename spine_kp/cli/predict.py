@@ -27,7 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="threads loading DICOM in parallel")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--top-k-grades", type=int, default=0, help="emit up to K grades per landmark as scored points")
-    p.add_argument("--flip-tta", action="store_true", help="average with the anterior-posterior mirrored image")
+    p.add_argument(
+        "--flip-tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average with the anterior-posterior mirrored image (default: the model card's decoding.flip_tta)",
+    )
     p.add_argument("--fuse-neighbours", action="store_true", help="average heatmaps of the neighbouring slices")
     p.add_argument("--no-level-order", action="store_true", help="per-channel argmax instead of level-order DP")
     p.add_argument("--devices", type=int, default=1, help="processes/GPUs for distributed prediction (Lightning)")

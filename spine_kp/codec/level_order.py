@@ -61,6 +61,10 @@ class LevelOrderConfig:
     # (spine_kp.engine.decode_fit) and stores them in the checkpoint; the values above are then only the starting
     # point and the tie-breaker.
     fit: bool = True
+    # Predict with the anterior-posterior mirrored image averaged in (heatmaps mirrored back, grade probabilities),
+    # unless `predict --flip-tta` / `--no-flip-tta` says otherwise. A model card setting: a config that was
+    # cross-validated with it (tianchi_cpu) stores it in its checkpoints and exports.
+    flip_tta: bool = False
 
     @property
     def caudal_absent_score(self) -> float:

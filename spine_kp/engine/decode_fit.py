@@ -110,7 +110,10 @@ def fit_decode(
     heatmaps, geoms = [], []
     for i in range(0, len(slices), batch_size):
         images, g = predictor.prepare(slices[i : i + batch_size])
-        heatmaps.append(predictor.network.run(images)[0])
+        views = [predictor.network.run(images)[0]]
+        if predictor.decode.flip_tta:  # decoded as predict will: the mirrored view's heatmaps averaged in
+            views.append(predictor.network.run(images, mirrored=True)[0][..., ::-1])
+        heatmaps.append(np.mean(views, axis=0, dtype=np.float32))
         geoms += g
     hm = np.concatenate(heatmaps)
     base = predictor.decode

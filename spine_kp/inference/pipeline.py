@@ -170,7 +170,7 @@ class SlicePredictor:
     def predict(
         self,
         slices: Sequence[Slice],
-        flip_tta: bool = False,
+        flip_tta: bool | None = None,
         fuse_neighbours: bool = False,
         top_k_grades: int = 0,
         timings: dict[str, float] | None = None,
@@ -179,7 +179,7 @@ class SlicePredictor:
 
         Args:
             slices: decoded slices (with ``stack`` when the model uses neighbours or ``fuse_neighbours`` is set).
-            flip_tta: average with the anterior-posterior mirrored input.
+            flip_tta: average with the anterior-posterior mirrored input (None: the card's ``decoding.flip_tta``).
             fuse_neighbours: average the heatmaps of the neighbouring slices too (single-channel models only).
             top_k_grades: extra alternative grades per landmark (see :mod:`spine_kp.inference.records`).
             timings: seconds are added under "preprocess", "model" and "decode".
@@ -204,7 +204,7 @@ class SlicePredictor:
             self.schema,
             self.trained,
             self.decode,
-            flip_tta=flip_tta,
+            flip_tta=self.decode.flip_tta if flip_tta is None else flip_tta,
             extra_images=extra,
             timings=timings,
             temperatures=self.temperatures,

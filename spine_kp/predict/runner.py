@@ -26,7 +26,7 @@ class PredictOptions:
 
     batch_size: int = 4
     workers: int = 2
-    flip_tta: bool = False
+    flip_tta: bool | None = None  # None: the model card's decoding.flip_tta
     fuse_neighbours: bool = False
     top_k_grades: int = 0
     progress: bool = True

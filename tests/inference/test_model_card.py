@@ -152,6 +152,7 @@ DECODING_VALUES = {
     "absent_score": 0.05,
     "absent_score_caudal": 0.0,
     "fit": False,
+    "flip_tta": True,
 }
 
 
@@ -173,6 +174,17 @@ def test_a_decoding_setting_in_the_card_reaches_both_predictors(
         trained, exported, tmp_path, lambda c: c["decoding"].__setitem__(field, DECODING_VALUES[field])
     )
     assert getattr(torch_p.decode, field) == getattr(onnx_p.decode, field) == DECODING_VALUES[field]
+
+
+def test_a_card_with_flip_tta_predicts_flipped_by_default_and_the_caller_can_say_no(
+    trained: Path, exported: Path, tmp_path: Path
+) -> None:
+    """``decoding.flip_tta`` (a config's ``decode.flip_tta``) is the default of both backends' ``predict``."""
+    for predictor in _both(trained, exported, tmp_path, lambda c: c["decoding"].__setitem__("flip_tta", True)):
+        (default,), (flipped,), (plain,) = (predictor.predict([_slice()], flip_tta=f) for f in (None, True, False))
+        assert np.array_equal(default.coords, flipped.coords) and np.array_equal(default.peaks, flipped.peaks)
+        assert all(np.array_equal(default.grade_probs[k], flipped.grade_probs[k]) for k in default.grade_probs)
+        assert not np.array_equal(default.peaks, plain.peaks)  # the mirrored view was averaged in
 
 
 def test_a_new_decoding_field_needs_no_other_change(

@@ -139,3 +139,16 @@ def test_missing_checkpoint_is_a_one_line_error(synth_root, tmp_path, capsys):
     code = main(["predict", str(synth_root / "studies"), "--checkpoint", str(tmp_path / "nope.ckpt"), "-o", "x.json"])
     assert code == 2
     assert "nope.ckpt does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "expected"), [([], None), (["--flip-tta"], True), (["--no-flip-tta"], False)])
+def test_flip_tta_flag_defaults_to_the_model_card(flags: list[str], expected: bool | None) -> None:
+    """No flag leaves flip-TTA to the card's ``decoding.flip_tta``; either flag overrides it."""
+    import argparse
+
+    from spine_kp.cli.predict import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["ROOT", "--checkpoint", "x.ckpt", "-o", "p.json", *flags])
+    assert args.flip_tta is expected
