@@ -25,7 +25,7 @@ import torch
 
 from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.engine.module import LandmarkModule
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.predict.runner import PredictOptions, PredictRun, predict_folder
 from spine_kp.schema import load_schema
 from spine_kp.synth import make_dataset

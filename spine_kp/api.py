@@ -27,7 +27,7 @@ from spine_kp.errors import UserError
 from spine_kp.evaluation.evaluate import evaluate_files, evaluate_predictions
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
 from spine_kp.evaluation.result import EvaluationResult
-from spine_kp.inference.pipeline import SlicePredictor
+from spine_kp.inference.slice_predictor import SlicePredictor
 from spine_kp.io.annotations import read_annotations
 from spine_kp.io.dicom_types import StudyIndex
 from spine_kp.predict import runner
@@ -65,7 +65,7 @@ def load_predictor(
         predictor: SlicePredictor = OnnxPredictor.from_onnx(path, device=device, **overrides)
     elif backend == "torch":
         from spine_kp.checkpoint import resolve_checkpoint_path
-        from spine_kp.inference.predictor import Predictor, resolve_device
+        from spine_kp.inference.torch_predictor import Predictor, resolve_device
 
         try:
             resolve_device(device)

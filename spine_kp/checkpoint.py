@@ -15,8 +15,8 @@ A spine_kp checkpoint is the Lightning checkpoint that training writes (``RUN/ch
      ...}                                                          # Lightning's own entries (epoch, optimizer, ...)
 
 The settings a runtime needs are read from these entries in one place only, the model card
-(:func:`spine_kp.inference.card.card_from_checkpoint`): the stored ``model_card`` (written once training has fitted
-everything), or, for a checkpoint written before it existed, the card built from the other entries.
+(:func:`spine_kp.inference.checkpoint_card.card_from_checkpoint`): the stored ``model_card`` (written once training
+has fitted everything), or, for a checkpoint written before it existed, the card built from the other entries.
 
 Training (:class:`spine_kp.engine.module.LandmarkModule`), warm starts (:mod:`spine_kp.engine.init_weights`), the
 predictor, the ONNX export and the DICOM SR writer all read it through :func:`load_checkpoint`, and the heatmap
@@ -89,7 +89,7 @@ class SpineCheckpoint:
             :func:`spine_kp.calibration.apply.score_maps`.
         decode_fit: the level-order decoding settings fitted on the validation split (None: the config's).
         model_card: the stored model card's dict form (None: a checkpoint written before it; see
-            :func:`spine_kp.inference.card.card_from_checkpoint`).
+            :func:`spine_kp.inference.checkpoint_card.card_from_checkpoint`).
     """
 
     path: Path

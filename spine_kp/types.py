@@ -60,6 +60,8 @@ class Point:
         grades: grade labels of its own kind, in file order; empty means "no grade" (ignore for grading).
         z_index: index of the image in its series, as written in the file (may be None).
         score: confidence in [0, 1] (predictions only).
+        extras: extra numeric fields of a prediction point, written beside ``score`` in file order (e.g.
+            (("landmarkScore", 0.93), ("flipShiftMm", 1.2))); the format lets readers ignore them.
         other_tags: other kind keys found in the tag with their raw values, e.g. (("vertebra", ""),) on a
             disc; kept so that reading then writing is lossless.
     """
@@ -71,6 +73,7 @@ class Point:
     z_index: int | None = None
     score: float | None = None
     other_tags: tuple[tuple[str, str], ...] = ()
+    extras: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.errors import UserError
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.schema import load_schema
 from spine_kp.types import Slice
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spine_kp.cli.main import main
-from spine_kp.io.annotations import parse_grades
+from spine_kp.io.annotation_parse import parse_grades
 from spine_kp.schema import Schema, load_schema
 
 TINY = {  # a tiny hourglass, one training batch at 64 x 64: seconds on a CPU

@@ -2,8 +2,8 @@
 
 **Temperatures.** One scalar T > 0 per grade kind divides that kind's logits before the softmax (single-label) or the
 sigmoid (multi-label); dividing by T never changes a single-label argmax, only how confident the probabilities are.
-The predictors' float32 path is :func:`spine_kp.inference.decoding.grade_probabilities`; :func:`probabilities` is the
-float64 one the temperature fit reads.
+The predictors' float32 path is :func:`spine_kp.inference.network_outputs.grade_probabilities`;
+:func:`probabilities` is the float64 one the temperature fit reads.
 
 **Score maps.** An emitted point of landmark k with grade g is scored ``confidence x p(grade)``. A model with a score
 calibration (two Platt maps per kind, ``s' = sigmoid(a logit(s) + b)``, fitted at the end of training by

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from spine_kp.demo import run_demo
     from spine_kp.engine.config import load_experiment
     from spine_kp.errors import UserError
-    from spine_kp.evaluation.report import format_result
+    from spine_kp.evaluation.tables import format_result
 
     if args.train_studies < 2:  # training holds at least one study out for validation
         raise UserError(f"--train-studies must be at least 2, got {args.train_studies}")

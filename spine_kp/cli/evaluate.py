@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from spine_kp.errors import UserError
     from spine_kp.evaluation.evaluate import evaluate_files
-    from spine_kp.evaluation.report import REPORT_FILES, format_result, to_json, write_report
+    from spine_kp.evaluation.report import REPORT_FILES, to_json, write_report
+    from spine_kp.evaluation.tables import format_result
     from spine_kp.io.atomic import check_writable
     from spine_kp.io.output_guard import refuse_same_paths
     from spine_kp.io.text import write_escaped

@@ -97,6 +97,24 @@ def _axis_and_step(xy: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, flo
     return axis, max(step, 1e-3)
 
 
+def _unary_costs(cand_scores: np.ndarray, best: np.ndarray, cfg: LevelOrderConfig, ends: bool) -> np.ndarray:
+    """(K, S) cost of each state of each landmark: ``-w_peak log(score)`` of its M candidates, then (with ``ends``)
+    the costs of "not started yet" (cranial end absent) and "already ended" (caudal end absent)."""
+    num_k, num_m = cand_scores.shape
+    # Relative to this image's typical peak, so a weakly trained network does not call its whole chain absent.
+    typical = float(np.clip(np.median(cand_scores[np.arange(num_k), best]), cfg.min_score, 1.0))
+
+    def absent_cost(score: float) -> float:  # a score of 0 makes that end impossible to declare absent
+        return -cfg.w_peak * np.log(max(score * typical, cfg.min_score)) if score > 0 else np.inf
+
+    unary = np.full((num_k, num_m + 2 if ends else num_m), np.inf)
+    if ends:
+        unary[:, num_m] = absent_cost(cfg.absent_score)  # cranial end: not started yet
+        unary[:, num_m + 1] = absent_cost(cfg.caudal_absent_score)  # caudal end: already ended
+    unary[:, :num_m] = -cfg.w_peak * np.log(np.clip(cand_scores, cfg.min_score, None))
+    return unary
+
+
 def decode_level_order(cand_xy: np.ndarray, cand_scores: np.ndarray, cfg: LevelOrderConfig | None = None) -> np.ndarray:
     """Choose one candidate per landmark by dynamic programming.
 
@@ -123,17 +141,7 @@ def decode_level_order(cand_xy: np.ndarray, cand_scores: np.ndarray, cfg: LevelO
     ends = cfg.absent_score > 0 or cfg.caudal_absent_score > 0
     pre, post = num_m, num_m + 1
     num_s = num_m + 2 if ends else num_m
-    # Relative to this image's typical peak, so a weakly trained network does not call its whole chain absent.
-    typical = float(np.clip(np.median(cand_scores[np.arange(num_k), best]), cfg.min_score, 1.0))
-
-    def absent_cost(score: float) -> float:  # a score of 0 makes that end impossible to declare absent
-        return -cfg.w_peak * np.log(max(score * typical, cfg.min_score)) if score > 0 else np.inf
-
-    unary = np.full((num_k, num_s), np.inf)
-    if ends:
-        unary[:, pre] = absent_cost(cfg.absent_score)  # cranial end: not started yet
-        unary[:, post] = absent_cost(cfg.caudal_absent_score)  # caudal end: already ended
-    unary[:, :num_m] = -cfg.w_peak * np.log(np.clip(cand_scores, cfg.min_score, None))
+    unary = _unary_costs(cand_scores, best, cfg, ends)  # (K, S)
     cost = unary[0].copy()  # (S,)
     if ends:
         cost[post] = np.inf  # the chain cannot end before it starts

@@ -1,7 +1,7 @@
 """Training data pipeline: preprocessing shared with the predictor, targets, augmentation, dataset, datamodule.
 
 Modules:
-    intensity: ``normalize_intensity``, ``intensity_stats`` (numpy only; the grading crops use it too).
+    normalization: ``normalize_intensity``, ``intensity_stats`` (numpy only; the grading crops use it too).
     preprocess: ``fit_to_size``, ``prepare_slice``, ``Geometry``, ``to_original``
         (no annotation knowledge; the predictor uses it too).
     labels: ``encode_targets``, ``label_stats`` / ``LabelStats`` (untrained landmarks and grades, class weights).
@@ -22,8 +22,8 @@ from typing import Any
 
 _EXPORTS = {
     "Geometry": "preprocess",
-    "normalize_intensity": "intensity",
-    "intensity_stats": "intensity",
+    "normalize_intensity": "normalization",
+    "intensity_stats": "normalization",
     "fit_to_size": "preprocess",
     "prepare_slice": "preprocess",
     "to_original": "preprocess",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from spine_kp.data.intensity import DEFAULT_PERCENTILES, normalize_intensity
+from spine_kp.data.normalization import DEFAULT_PERCENTILES, normalize_intensity
 from spine_kp.types import Slice
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ Stored in the checkpoint under ``"decode_fit"``::
      "config_within": hits / n at the config's, "n_landmarks": n, "n_studies": s, "grid": {"a/c/t": share},
      "grid_keys": [...], "fitted_on": "...", "seconds": ...}
 
-:meth:`spine_kp.inference.predictor.Predictor.from_checkpoint` decodes with the fitted values (an explicit
+:meth:`spine_kp.inference.torch_predictor.Predictor.from_checkpoint` decodes with the fitted values (an explicit
 ``decode=`` override still wins). The fit is in-sample: judge the result on held-out data.
 """
 
@@ -44,8 +44,8 @@ from spine_kp.checkpoint import DECODE_FIT_KEY, write_entry
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.engine.annotated_slices import load_annotated_slices
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM, within_radius
-from spine_kp.inference.decoding import decode_trained
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.network_outputs import decode_trained
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.io.dicom import StudyIndex
 from spine_kp.types import Slice, StudyRecord
 

@@ -16,8 +16,8 @@ checkpoint written after it (``best.ckpt``, ``last.ckpt``) carries the temperatu
     {"temperatures": {kind: T}, "fits": {kind: {temperature, n, nll_before, nll_after}},
      "fitted_on": "validation grade logits at the ground-truth landmarks", "seconds": s}
 
-:class:`spine_kp.inference.predictor.Predictor` divides each kind's logits by its T (T = 1 for a checkpoint without
-the entry). The validation mAP that picks ``best.ckpt`` is computed before the fit, with T = 1.
+:class:`spine_kp.inference.torch_predictor.Predictor` divides each kind's logits by its T (T = 1 for a checkpoint
+without the entry). The validation mAP that picks ``best.ckpt`` is computed before the fit, with T = 1.
 
 Shapes: B images, K_kind landmarks of a kind, G grades of that kind, N graded landmarks.
 """

@@ -32,7 +32,7 @@ from spine_kp.engine.grade_logits import GradeLogits
 from spine_kp.engine.grade_stage_module import CropGraderModule, CropSlices
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.cropset import CropSet, build_cropset, outer_size
-from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.io.dicom import StudyIndex
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord

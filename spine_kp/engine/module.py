@@ -40,8 +40,9 @@ from spine_kp.engine.losses import heatmap_loss, multi_label_loss, single_label_
 from spine_kp.engine.optim import adamw_warmup_cosine
 from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
-from spine_kp.inference.infer import TrainedLabels, infer_batch
 from spine_kp.inference.records import landmarks_to_record
+from spine_kp.inference.torch_network import infer_batch
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.models.net import create_model
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord

@@ -49,8 +49,8 @@ from spine_kp.checkpoint import SCORE_CALIBRATION_KEY, write_entry
 from spine_kp.engine.annotated_slices import load_annotated_slices
 from spine_kp.evaluation.evaluate import evaluate_predictions
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM, within_radius
-from spine_kp.inference.pipeline import SlicePrediction
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.slice_predictor import SlicePrediction
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.io.dicom import StudyIndex
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord

@@ -7,13 +7,9 @@ Run directory layout::
     RUN_DIR/checkpoints/last.ckpt  always the latest epoch (``--resume`` continues from it)
     RUN_DIR/logs/                  TensorBoard and CSV logs (``logs/grade_stage``: the crop grading stage)
 
-With ``grade_stage.enabled`` the crop grader (:mod:`spine_kp.engine.grade_stage_train`) is trained once the landmark
-network is done, on the same split, and stored in best.ckpt and last.ckpt under ``"grade_stage"``. Then, with
-``calibration.scores``, each checkpoint predicts the validation split and a Platt map per kind is fitted to its scores
-and stored under ``"score_calibration"`` (:mod:`spine_kp.engine.score_map_fit`). Before that, with ``decode.fit``, the
-run's annotated studies choose the level-order decoding's absent scores and step tolerance (``"decode_fit"``,
-:mod:`spine_kp.engine.decode_fit`), so the scores are calibrated as predict will decode. Last, the model card built
-from all of it is stored in both checkpoints under ``"model_card"`` (:mod:`spine_kp.inference.checkpoint_card`).
+Once the landmark network is trained, the end-of-training fits (crop grading stage, decoding settings, score
+calibration, then the model card of it all) are stored in best.ckpt and last.ckpt
+(:mod:`spine_kp.engine.after_training`).
 """
 
 from __future__ import annotations
@@ -32,19 +28,18 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from spine_kp.checkpoint import CheckpointError, build_codec, load_checkpoint
 from spine_kp.data.datamodule import SpineDataModule
-from spine_kp.data.labels import label_stats
+from spine_kp.data.labels import LabelStats, label_stats
 from spine_kp.data.sources import DataSource
+from spine_kp.engine.after_training import fit_after_training
 from spine_kp.engine.checkpoint_io import AtomicCheckpointIO
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
-from spine_kp.engine.decode_fit import fit_decode_checkpoints
-from spine_kp.engine.grade_stage_train import attach_grade_stage, stage_skip_reason, train_grade_stage
-from spine_kp.engine.init_weights import InitReport, init_from_checkpoint, read_spine_checkpoint
+from spine_kp.engine.grade_stage_train import stage_skip_reason
+from spine_kp.engine.init_weights import init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
-from spine_kp.engine.score_map_fit import calibrate_checkpoints
+from spine_kp.engine.state_mapping import InitReport
 from spine_kp.errors import MissingInputError
-from spine_kp.inference.checkpoint_card import store_card
 from spine_kp.io.atomic import atomic_write_text
-from spine_kp.schema import load_schema
+from spine_kp.schema import Schema, load_schema
 from spine_kp.torch_files import allowed_globals
 
 log = logging.getLogger(__name__)
@@ -128,6 +123,48 @@ def build_trainer(
     )
 
 
+def _resume_from(cfg: ExperimentConfig, last: Path, init: str | Path | None) -> str:
+    """The checkpoint ``--resume`` continues from (``last``), warning where it overrides the config or ``--init``.
+
+    Raises:
+        FileNotFoundError: no ``last`` (a :class:`MissingInputError`).
+        CheckpointError: ``last`` is not a spine_kp checkpoint.
+    """
+    if not last.exists():
+        raise MissingInputError(f"--resume: {last} does not exist (nothing to continue)")
+    try:
+        stored = load_checkpoint(last, mmap=True).config
+    except CheckpointError as exc:
+        raise CheckpointError(f"--resume: {exc}") from None
+    if stored != experiment_to_dict(cfg):
+        log.warning("resuming %s with a config that differs from the checkpoint's; using the new one", last)
+    if init is not None:
+        log.warning("--init %s ignored: resuming from %s (its weights, epoch and optimizer state)", init, last)
+    return str(last)
+
+
+def _set_up(cfg: ExperimentConfig, run_dir: Path) -> tuple[Schema, LabelStats, SpineDataModule, LandmarkModule]:
+    """The schema, the training split's label statistics, the data module and the module of a run; writes the
+    resolved config to ``run_dir/config.yaml``."""
+    schema = load_schema(cfg.schema)
+    config = experiment_to_dict(cfg)
+    # The one heatmap codec of this run: the loaders encode the training targets with it (in their workers), and the
+    # module decodes with it and stores it in every checkpoint.
+    codec = build_codec(config)
+    datamodule = SpineDataModule(cfg.data, schema=schema, codec=codec)
+    datamodule.setup("fit")
+    stats = label_stats(datamodule.train_records, schema)
+    if stats.untrained_landmarks or stats.untrained_grades:
+        log.warning(
+            "never in the training annotations, so not trained and never predicted: landmarks %s, grades %s",
+            list(stats.untrained_landmarks),
+            [f"{k}/{g}" for k, g in stats.untrained_grades],
+        )
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    module = LandmarkModule(config, schema.to_dict(), stats.to_dict(), codec=codec.to_dict())
+    return schema, stats, datamodule, module
+
+
 def train(
     cfg: ExperimentConfig,
     run_dir: str | Path,
@@ -156,37 +193,10 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     last = run_dir / "checkpoints" / "last.ckpt"
-    ckpt_path = None
-    if resume:
-        if not last.exists():
-            raise MissingInputError(f"--resume: {last} does not exist (nothing to continue)")
-        ckpt_path = str(last)
-        try:
-            stored = load_checkpoint(last, mmap=True).config
-        except CheckpointError as exc:
-            raise CheckpointError(f"--resume: {exc}") from None
-        if stored != experiment_to_dict(cfg):
-            log.warning("resuming %s with a config that differs from the checkpoint's; using the new one", last)
-        if init is not None:
-            log.warning("--init %s ignored: resuming from %s (its weights, epoch and optimizer state)", init, last)
+    ckpt_path = _resume_from(cfg, last, init) if resume else None
     # Read the init checkpoint before the data set-up, so a wrong path fails at once.
     source = read_spine_checkpoint(init) if init is not None and not resume else None
-    schema = load_schema(cfg.schema)
-    config = experiment_to_dict(cfg)
-    # The one heatmap codec of this run: the loaders encode the training targets with it (in their workers), and the
-    # module decodes with it and stores it in every checkpoint.
-    codec = build_codec(config)
-    datamodule = SpineDataModule(cfg.data, schema=schema, codec=codec)
-    datamodule.setup("fit")
-    stats = label_stats(datamodule.train_records, schema)
-    if stats.untrained_landmarks or stats.untrained_grades:
-        log.warning(
-            "never in the training annotations, so not trained and never predicted: landmarks %s, grades %s",
-            list(stats.untrained_landmarks),
-            [f"{k}/{g}" for k, g in stats.untrained_grades],
-        )
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    module = LandmarkModule(config, schema.to_dict(), stats.to_dict(), codec=codec.to_dict())
+    schema, stats, datamodule, module = _set_up(cfg, run_dir)
     init_report = init_from_checkpoint(module, source) if source is not None else None
     trainer = build_trainer(cfg, run_dir, fast_dev_run=fast_dev_run, callbacks=callbacks)
     with allowed_globals():  # --resume reads last.ckpt as data, as every other checkpoint load does
@@ -194,49 +204,14 @@ def train(
     ckpt_cb = trainer.checkpoint_callback
     best = Path(ckpt_cb.best_model_path) if ckpt_cb is not None and ckpt_cb.best_model_path else None
     score = ckpt_cb.best_model_score if ckpt_cb is not None else None
-    stage_metrics = None
     skip = stage_skip_reason(cfg.grade_stage, len(datamodule.train_records))
     if skip is not None and cfg.grade_stage.enabled:
         log.warning("grade stage not trained: %s", skip)
-    if skip is None and not fast_dev_run and trainer.is_global_zero:
-        payload = train_grade_stage(
-            cfg.grade_stage,
-            schema,
-            stats,
-            datamodule.train_records,
-            datamodule.val_records,
-            datamodule.studies,
-            run_dir=run_dir,
-            seed=cfg.seed,
-            accelerator="cpu" if cfg.trainer.accelerator == "cpu" else "auto",
-            progress_bar=cfg.trainer.progress_bar,
-        )
-        written = attach_grade_stage([best, last if last.exists() else None], payload)
-        log.info("grade stage written into %s", ", ".join(str(p) for p in written))
-        stage_metrics = payload["metrics"]
-    decode_entry = None
-    if cfg.decode.enabled and cfg.decode.fit and not fast_dev_run and trainer.is_global_zero:
-        fitted = fit_decode_checkpoints(  # on every annotated study of the run: see decode_fit's docstring
-            [best, last if last.exists() else None],
-            [*datamodule.train_records, *datamodule.val_records],
-            datamodule.studies,
-            device="cpu" if cfg.trainer.accelerator == "cpu" else "auto",
-        )
-        decode_entry = fitted.get(str(best)) if best is not None else None
-    score_entry = None
-    if cfg.calibration.enabled and cfg.calibration.scores and not fast_dev_run and trainer.is_global_zero:
-        written_entries = calibrate_checkpoints(
-            [best, last if last.exists() else None],
-            datamodule.val_records,
-            datamodule.studies,
-            min_points=cfg.calibration.min_points,
-            device="cpu" if cfg.trainer.accelerator == "cpu" else "auto",
-        )
-        score_entry = written_entries.get(str(best)) if best is not None else None
-    if not fast_dev_run and trainer.is_global_zero:  # everything is fitted: the card is what predict will read
-        for path in (best, last if last.exists() else None):
-            if path is not None:
-                store_card(path)
+    stage_metrics = decode_entry = score_entry = None
+    if not fast_dev_run and trainer.is_global_zero:
+        checkpoints = [best, last if last.exists() else None]
+        fits = fit_after_training(cfg, run_dir, schema, stats, datamodule, checkpoints, train_stage=skip is None)
+        stage_metrics, decode_entry, score_entry = fits
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,

@@ -17,30 +17,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from spine_kp.calibration.metrics import N_BINS, Reliability, reliability
 from spine_kp.evaluation.against_data import check_against_images, scan_data_root
-from spine_kp.evaluation.baseline_f1 import BASELINE_RADIUS, baseline_f1
-from spine_kp.evaluation.encode import Encoder, batches, pad_ground_truth, pad_predictions
+from spine_kp.evaluation.encode import Encoder
 from spine_kp.evaluation.inputs import read_inputs
 from spine_kp.evaluation.localization import (
-    localization_errors,
-    paired_classes,
     summarize_by_identification,
 )
-from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM, FP, TP, GroundTruth, Predictions, StudyMatch, match_study
+from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM, FP, TP
 from spine_kp.evaluation.metrics import (
     ClassResult,
     average_precision,
     mean_ap,
     pr_curve,
     ratio,
-    support_weighted_f1,
 )
+from spine_kp.evaluation.pool import Pool, cat, match_batches
 from spine_kp.evaluation.result import EvaluationResult
 from spine_kp.evaluation.spacing import fill_spacing
 from spine_kp.io.dicom_types import StudyIndex
@@ -57,57 +53,8 @@ def merge_by_study(records: Iterable[StudyRecord]) -> dict[str, StudyRecord]:
     return out
 
 
-def _cat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(empty_shape, dtype=dtype)
-
-
-@dataclass
-class _Pool:
-    """What the batches contribute before the pooled figures are computed."""
-
-    tp: np.ndarray  # (C,) counts, likewise fp, fn, ignored
-    fp: np.ndarray
-    fn: np.ndarray
-    ignored: np.ndarray
-    scores: list[np.ndarray] = field(default_factory=list)  # (n,) per batch: valid predictions
-    outcomes: list[np.ndarray] = field(default_factory=list)  # (n, C)
-    errors: list[np.ndarray] = field(default_factory=list)  # (g,) per batch: valid ground truth, mm or NaN
-    err_ident: list[np.ndarray] = field(default_factory=list)  # (g,)
-    f1_gt: list[np.ndarray] = field(default_factory=list)  # (k, C) graded landmarks
-    f1_pred: list[np.ndarray] = field(default_factory=list)  # (k, C) their best prediction's classes
-    f1_within: list[np.ndarray] = field(default_factory=list)  # (k,)
-    base_gt: list[np.ndarray] = field(default_factory=list)  # (g, C) baseline F1: classes, empty -> first grade
-    base_pred: list[np.ndarray] = field(default_factory=list)  # (g,) class of the paired prediction's top grade
-
-    @classmethod
-    def empty(cls, n_classes: int) -> _Pool:
-        return cls(*(np.zeros(n_classes, dtype=np.int64) for _ in range(4)))
-
-    def add(self, gt: GroundTruth, pred: Predictions, m: StudyMatch, f1_radius: float, first_class: np.ndarray) -> None:
-        """Add a batch; ``first_class`` maps identification codes to the class of their kind's first grade (or -1)."""
-        self.tp += m.tp
-        self.fp += m.fp
-        self.fn += m.fn
-        self.ignored += m.ignored
-        self.scores.append(pred.score[pred.valid])
-        self.outcomes.append(m.outcome[pred.valid])
-        err, best = localization_errors(gt, pred)  # (S, G)
-        self.errors.append(err[gt.valid])
-        self.err_ident.append(gt.ident[gt.valid])
-        paired = paired_classes(pred, best)  # (S, G, C)
-        graded = gt.valid & ~gt.empty  # the competition figure grades only labelled landmarks
-        self.f1_gt.append(gt.classes[graded])
-        self.f1_pred.append(paired[graded])
-        self.f1_within.append(err[graded] <= f1_radius)  # NaN compares False: never predicted
-        # baseline rules: an empty label, or a prediction without a grade of the schema, is its kind's first grade
-        first = np.where(gt.valid, first_class[np.maximum(gt.ident, 0)], -1)  # (S, G)
-        as_first = (gt.empty & (first >= 0))[..., None] & (np.arange(gt.classes.shape[-1]) == first[..., None])
-        self.base_gt.append((gt.classes | as_first)[gt.valid])
-        self.base_pred.append(np.where(paired.any(axis=-1), paired.argmax(axis=-1), first)[gt.valid])
-
-
 def _class_results(
-    classes: Sequence[tuple[str, str]], pool: _Pool, n_gt: np.ndarray, scores: np.ndarray, outcome: np.ndarray
+    classes: Sequence[tuple[str, str]], pool: Pool, n_gt: np.ndarray, scores: np.ndarray, outcome: np.ndarray
 ) -> tuple[list[ClassResult], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Per-class counts and AP from the pooled, score-ranked predictions (ignored ones left out).
 
@@ -155,15 +102,6 @@ def _calibration(scored: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Reli
     return tuple(reliability(s, y, N_BINS, name) for name, (s, y) in scored.items())
 
 
-def _first_classes(enc: Encoder, schema: Schema) -> np.ndarray:
-    """(n_identifications,) class index of (kind, first grade) of each identification code; -1 outside the schema."""
-    index = {c: i for i, c in enumerate(enc.classes)}
-    return np.array(
-        [index[(schema.kind_of(n), schema.grades_of(n)[0])] if schema.has(n) else -1 for n in enc.identifications],
-        dtype=np.int64,
-    )
-
-
 def evaluate_records(
     gt_records: Iterable[StudyRecord],
     pred_records: Iterable[StudyRecord],
@@ -194,30 +132,14 @@ def evaluate_records(
     enc = Encoder(schema)
     gt_flat = enc.flatten([gt_by[u] for u in uids], need_spacing=True)
     pred_flat = enc.flatten([pred_by.get(u) for u in uids])
-    pool = _Pool.empty(len(enc.classes))
-    first_class = _first_classes(enc, schema)
-    for lo, hi in batches(gt_flat.counts, pred_flat.counts, len(enc.classes)):
-        gt, pred = pad_ground_truth(gt_flat, lo, hi), pad_predictions(pred_flat, lo, hi)  # (S, G, ...), (S, P, ...)
-        pool.add(gt, pred, match_study(gt, pred, radius=radius, match_level=match_level), f1_radius, first_class)
-    scores = _cat(pool.scores, (0,))
-    outcome = _cat(pool.outcomes, (0, len(enc.classes)), np.int8)
+    pool = match_batches(enc, schema, gt_flat, pred_flat, radius, match_level, f1_radius)
+    scores = cat(pool.scores, (0,))
+    outcome = cat(pool.outcomes, (0, len(enc.classes)), np.int8)
     class_results, curves = _class_results(enc.classes, pool, gt_flat.classes.sum(axis=0), scores, outcome)
-    all_err, all_ident = _cat(pool.errors, (0,)), _cat(pool.err_ident, (0,), np.int64)
+    all_err, all_ident = cat(pool.errors, (0,)), cat(pool.err_ident, (0,), np.int64)
     names = enc.identifications
     loc = summarize_by_identification(all_err, all_ident, names, radius)
-    f1, f1_classes = support_weighted_f1(
-        _cat(pool.f1_gt, (0, len(enc.classes)), bool),
-        _cat(pool.f1_pred, (0, len(enc.classes)), bool),
-        _cat(pool.f1_within, (0,), bool),
-        enc.classes,
-    )
-    base = baseline_f1(
-        _cat(pool.base_gt, (0, len(enc.classes)), bool),
-        _cat(pool.base_pred, (0,), np.int64),
-        all_err,
-        enc.classes,
-        radius=BASELINE_RADIUS,
-    )
+    f1, f1_classes, base = pool.f1_figures(enc.classes, all_err)
     scored = _scored_pairs(enc.classes, [k.name for k in schema.kinds], scores, outcome)
     return EvaluationResult(
         schema=schema.name,

@@ -2,7 +2,8 @@
 
 Refused, each with one error naming the file (and the record where there is one):
 
-- a record beyond the plausibility limits (:data:`spine_kp.io.annotations.PLAUSIBLE`: coordinates, zIndex, spacing);
+- a record beyond the plausibility limits (:data:`spine_kp.io.annotation_parse.PLAUSIBLE`: coordinates, zIndex,
+  spacing);
 - the same ``studyUid`` in two records of one file (the ground truth counted twice: perfect predictions got recall
   0.71);
 - ground truth with no point at all (``[]``): nothing to score against;
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from spine_kp.evaluation.schema_choice import check_labels, choose_schema
+from spine_kp.io.annotation_parse import PLAUSIBLE, AnnotationError, parse_records
 from spine_kp.io.annotation_schema import declared_schema
-from spine_kp.io.annotations import PLAUSIBLE, AnnotationError, load_json, parse_records
+from spine_kp.io.annotations import load_json
 from spine_kp.io.text import escape_unencodable
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spine_kp.io.annotation_parse import AnnotationError
 from spine_kp.io.annotation_schema import labels_outside
-from spine_kp.io.annotations import AnnotationError
 from spine_kp.schema import Schema, load_schema, packaged_schema, packaged_schemas
 
 MAX_LABELS_LISTED = 8
@@ -106,7 +106,7 @@ def check_labels(choice: SchemaChoice, files: Mapping[str, Any]) -> tuple[str, .
 
     Args:
         choice: from :func:`choose_schema`.
-        files: file name -> its decoded JSON, already accepted by :func:`spine_kp.io.annotations.parse_records`.
+        files: file name -> its decoded JSON, already accepted by :func:`spine_kp.io.annotation_parse.parse_records`.
 
     Raises:
         AnnotationError: a file holds labels the schema lacks and the user did not name the schema.

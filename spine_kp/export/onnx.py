@@ -50,7 +50,7 @@ from spine_kp.inference.onnx_predictor import (
     onnx_providers,
     stage_output,
 )
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.io.atomic import atomic_write_bytes
 from spine_kp.models.registry import BACKBONES
 
@@ -164,6 +164,29 @@ def _trace(net: ExportNet, example: tuple[torch.Tensor, ...], names: list[str], 
     return buf.getvalue()
 
 
+def _compare(
+    net: ExportNet, session: Any, check: tuple[torch.Tensor, ...], tolerance: float, family: str
+) -> dict[str, float]:
+    """Largest |ONNX Runtime - PyTorch| per output on the inputs ``check``.
+
+    Raises:
+        OnnxExportError: an output differs by more than ``tolerance`` x max(1, max |PyTorch|), or is NaN.
+    """
+    names = net.output_names()
+    with torch.no_grad():
+        expected = [t.numpy() for t in net(*check)]
+    got = session.run(names, {name: t.numpy() for name, t in zip(net.input_names(), check)})
+    diffs = {n: float(np.abs(g - e).max()) for n, g, e in zip(names, got, expected)}
+    for name, e in zip(names, expected):
+        limit = tolerance * max(1.0, float(np.abs(e).max()))
+        if not diffs[name] <= limit:  # also catches NaN
+            raise OnnxExportError(
+                f"backbone family {family} is not supported by the ONNX export: ONNX Runtime's {name} differs from "
+                f"PyTorch by {diffs[name]:.3g} (> {limit:.3g}); nothing written"
+            )
+    return diffs
+
+
 def export_onnx(
     checkpoint: str | Path,
     out: str | Path,
@@ -216,18 +239,8 @@ def export_onnx(
 
     # Verify on another batch size than the traced one (the batch axis must really be dynamic).
     check = _example(3, channels, predictor.input_size, k, 1, crops)
-    with torch.no_grad():
-        expected = [t.numpy() for t in net(*check)]
     session = ort.InferenceSession(data, providers=onnx_providers("cpu"))
-    got = session.run(names, {name: t.numpy() for name, t in zip(net.input_names(), check)})
-    diffs = {n: float(np.abs(g - e).max()) for n, g, e in zip(names, got, expected)}
-    for name, e in zip(names, expected):
-        limit = tolerance * max(1.0, float(np.abs(e).max()))
-        if not diffs[name] <= limit:  # also catches NaN
-            raise OnnxExportError(
-                f"backbone family {family} is not supported by the ONNX export: ONNX Runtime's {name} differs from "
-                f"PyTorch by {diffs[name]:.3g} (> {limit:.3g}); nothing written"
-            )
+    diffs = _compare(net, session, check, tolerance, family)
     path = atomic_write_bytes(out, data)
     return ExportResult(path, family, opset, diffs, len(data))
 

@@ -14,7 +14,7 @@ sides. :func:`spine_axis_angles` gives the angle that makes the local cranio-cau
 
 Sampling is bilinear (``scipy.ndimage.map_coordinates``, order 1); outside the image the crop reads the low clip
 value (what the dark background becomes). Intensities are normalized with the WHOLE slice's statistics, exactly as
-the network input (:func:`spine_kp.data.intensity.normalize_intensity`).
+the network input (:func:`spine_kp.data.normalization.normalize_intensity`).
 
 Planes. With ``grade_stage.neighbours: n > 0`` a landmark's crop is cut, with the same geometry, on its slice and on
 the n neighbouring (parasagittal) slices on each side (:func:`slice_crops`): lateral findings, such as an asymmetric
@@ -29,7 +29,13 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.ndimage import map_coordinates
 
-from spine_kp.data.intensity import DEFAULT_PERCENTILES, IntensityStats, apply_intensity, finite_pixels, intensity_stats
+from spine_kp.data.normalization import (
+    DEFAULT_PERCENTILES,
+    IntensityStats,
+    apply_intensity,
+    finite_pixels,
+    intensity_stats,
+)
 from spine_kp.data.preprocess import slice_channels
 from spine_kp.types import Slice
 

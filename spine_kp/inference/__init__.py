@@ -5,13 +5,18 @@ so none of them depends on another's package. Imports stop at ``models``/``gradi
 training recipe (``spine_kp.engine``) or the batch runner (``spine_kp.predict``).
 
 Modules (backend-independent ones import no torch):
-    decoding: network outputs -> landmarks (level-order decoding, grade probabilities), the ``Network`` interface.
+    trained_labels: ``TrainedLabels``, the landmarks and grades a model was trained on.
+    card, card_checks, checkpoint_card: the model card (``ModelCard``), its checks, and its reading from a checkpoint.
+    network_outputs: network outputs -> landmarks (level-order decoding, grade probabilities), the ``Network``
+        interface.
     records: decoded landmarks of one image -> a competition-format ``StudyRecord`` with scores.
-    pipeline: ``SlicePredictor``, decoded slices -> predictions for any backend (preprocessing, views, decoding).
-    stage_common: the crop grading stage without its network (crops, probabilities, combination).
-    infer: the torch network as a ``Network`` and ``infer_batch`` (torch).
+    slice_predictor: ``SlicePredictor``, decoded slices -> predictions for any backend (preprocessing, views,
+        decoding).
+    crop_stage_base: the crop grading stage without its network (crops, probabilities, combination).
+    torch_network: the torch network as a ``Network`` and ``infer_batch`` (torch).
     crop_stage: the crop grading stage with its torch grader (torch).
-    predictor: ``Predictor``, a ``SlicePredictor`` rebuilt from a checkpoint (torch).
+    torch_predictor: ``Predictor``, a ``SlicePredictor`` rebuilt from a checkpoint (torch).
+    ensemble: a fold ensemble predicting as one model (torch).
     onnx_predictor: ``OnnxPredictor``, a ``SlicePredictor`` on an exported ``.onnx`` file (ONNX Runtime, no torch).
-    onnx_metadata: the checks of an export's metadata document (types, ranges, consistency with the graph).
+    onnx_metadata: the model card of an export, checked against its graph (and the format-1 upgrade).
 """

@@ -1,7 +1,7 @@
 """The model card: everything a runtime needs around a trained network, as one typed document.
 
 One document per trained model (as a MONAI bundle's ``metadata.json`` or nnU-Net's plans): the torch
-:class:`~spine_kp.inference.predictor.Predictor` and the ONNX Runtime
+:class:`~spine_kp.inference.torch_predictor.Predictor` and the ONNX Runtime
 :class:`~spine_kp.inference.onnx_predictor.OnnxPredictor` are both built from a :class:`ModelCard`, and nothing else
 reads settings from a checkpoint or an export. Its dict form (:meth:`ModelCard.to_dict`, plain JSON data) is stored
 the same way in a checkpoint (under :data:`MODEL_CARD_KEY`) and in an ONNX export (the one ``metadata_props`` entry)
@@ -34,11 +34,11 @@ from spine_kp.calibration.apply import SCORE_MAP_STEPS, score_maps
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.config import to_dict
-from spine_kp.data.intensity import DEFAULT_PERCENTILES
+from spine_kp.data.normalization import DEFAULT_PERCENTILES
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.inference import card_checks as checks
 from spine_kp.inference.card_checks import CardError, Checker, Shapes
-from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Preprocessing:
 @dataclass(frozen=True)
 class Calibration:
     """Grade ``temperatures`` (kind -> T; a kind not named: T = 1) and the Platt ``score_maps`` of the scores
-    (``{step: {kind: (a, b)}}``, steps :data:`~spine_kp.inference.records.SCORE_MAP_STEPS`; empty: ``peak x p``)."""
+    (``{step: {kind: (a, b)}}``, steps :data:`~spine_kp.calibration.apply.SCORE_MAP_STEPS`; empty: ``peak x p``)."""
 
     temperatures: dict[str, float] = field(default_factory=dict)
     score_maps: dict[str, dict[str, tuple[float, float]]] = field(

@@ -44,7 +44,7 @@ from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.config import ConfigError, from_dict
 from spine_kp.errors import UserError
 from spine_kp.grading.config import GradeStageConfig
-from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema, SchemaError
 
 MAX_NEIGHBOURS = 8

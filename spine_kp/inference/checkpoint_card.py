@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from spine_kp.calibration.apply import SCORE_MAP_STEPS
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.config import ConfigError, from_dict
-from spine_kp.data.intensity import DEFAULT_PERCENTILES
 from spine_kp.data.labels import LabelStats
+from spine_kp.data.normalization import DEFAULT_PERCENTILES
 from spine_kp.inference import card_checks as checks
 from spine_kp.inference.card import CHECKPOINT_FIX, MODEL_CARD_KEY, CardError, Identity, ModelCard, StageCard
 from spine_kp.inference.card_checks import Checker
-from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 Built from the model card's ``grade_stage`` section (:class:`spine_kp.inference.card.StageCard`: config, graded
 landmarks, temperatures) and the crop grader's weights in the checkpoint's ``"grade_stage"`` entry (see
-:mod:`spine_kp.grading.stage`); a checkpoint without it predicts with the grade head alone.
+:mod:`spine_kp.engine.grade_stage_train`); a checkpoint without it predicts with the grade head alone.
 
 Shapes: B slices, K landmarks (schema order), S crop side, K_kind landmarks of a kind, G grades of that kind.
 """
@@ -20,16 +20,16 @@ from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.model import CropGrader, PerKindCropGrader, create_crop_grader
 from spine_kp.inference.card import StageCard
 from spine_kp.inference.checkpoint_card import stage_card
-from spine_kp.inference.decoding import TrainedLabels
-from spine_kp.inference.stage_common import StageBase
+from spine_kp.inference.crop_stage_base import StageBase
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
 
 
 class CropStage(StageBase):
     """A trained crop grader (PyTorch) with its crop geometry and combination mode.
 
-    Crops, temperatures and the combination are :class:`~spine_kp.inference.stage_common.StageBase`'s (shared with the
-    ONNX Runtime stage); this class runs the grader.
+    Crops, temperatures and the combination are :class:`~spine_kp.inference.crop_stage_base.StageBase`'s (shared with
+    the ONNX Runtime stage); this class runs the grader.
 
     Args:
         model: the crop grader (eval mode is set here).

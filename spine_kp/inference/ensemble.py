@@ -4,7 +4,7 @@
   points instead could mix two members' different level assignments). A channel is averaged over the members that
   trained that landmark (all of them for folds of one data set), so an untrained channel never dilutes a trained one.
 * **Grade probabilities** are averaged, each member's computed with its own temperatures and trained grades
-  (:func:`spine_kp.inference.decoding.network_probabilities` asks :meth:`EnsembleNetwork.grade_probabilities`). A
+  (:func:`spine_kp.inference.network_outputs.network_probabilities` asks :meth:`EnsembleNetwork.grade_probabilities`). A
   grade one member never trained counts as probability 0 in that member, so every kind's mean stays a distribution.
 * **The crop grading stage**: each member's stage regrades the landmarks at the ensemble's decoded points, combined
   with the ensemble's head probabilities as that member's stage combines them, and the members' results are
@@ -28,10 +28,11 @@ import numpy as np
 from torch import nn
 
 from spine_kp.fold_ensemble import SpineEnsemble
-from spine_kp.inference.decoding import Network, TrainedLabels, grade_probabilities
-from spine_kp.inference.infer import TorchNetwork
-from spine_kp.inference.predictor import Predictor
-from spine_kp.inference.stage_common import StageBase
+from spine_kp.inference.crop_stage_base import StageBase
+from spine_kp.inference.network_outputs import Network, grade_probabilities
+from spine_kp.inference.torch_network import TorchNetwork
+from spine_kp.inference.torch_predictor import Predictor
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
 from spine_kp.types import Slice
 
@@ -60,7 +61,7 @@ def union_trained(trained: Sequence[TrainedLabels]) -> TrainedLabels:
 
 
 class EnsembleNetwork:
-    """Several networks of one schema and input as one :class:`~spine_kp.inference.decoding.Network`.
+    """Several networks of one schema and input as one :class:`~spine_kp.inference.network_outputs.Network`.
 
     Args:
         members: the members (at least one), all on the same input.
@@ -105,7 +106,8 @@ class EnsembleStage(StageBase):
 
     Attributes:
         config: the first stage's config with the most parasagittal neighbours any stage reads (what
-            :meth:`~spine_kp.inference.pipeline.SlicePredictor.slices_needed` asks for); each stage crops with its own.
+            :meth:`~spine_kp.inference.slice_predictor.SlicePredictor.slices_needed` asks for); each stage crops with
+            its own.
         model: the stages' crop graders (an ``nn.ModuleList``, so moving it moves them all).
     """
 

@@ -14,10 +14,10 @@ Decoding happens between the two halves (the grading points are the decoded land
 graph at ``features`` into two sessions: ``images -> heatmaps, features`` and ``features, points -> grade logits``.
 With a crop grading stage (metadata ``"grade_stage"``), a third session runs ``crops -> stage logits`` on crops of the
 slices' native pixels at the decoded points (:class:`OnnxCropStage`: the crops, temperatures and combination are
-:class:`spine_kp.inference.stage_common.StageBase`'s, shared with the PyTorch stage).
+:class:`spine_kp.inference.crop_stage_base.StageBase`'s, shared with the PyTorch stage).
 The card is untrusted input: it is checked against its rules and the graph's shapes
 (:func:`spine_kp.inference.onnx_metadata.validate_metadata`) before any session is built or any study read.
-Everything else is the backend-independent :class:`spine_kp.inference.pipeline.SlicePredictor`, exactly as for a
+Everything else is the backend-independent :class:`spine_kp.inference.slice_predictor.SlicePredictor`, exactly as for a
 checkpoint. The batch axis is dynamic; H and W are fixed to the trained input size.
 """
 
@@ -33,10 +33,10 @@ import numpy as np
 from spine_kp.errors import UserError
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.inference.card import ModelCard
-from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.crop_stage_base import StageBase
 from spine_kp.inference.onnx_metadata import FORMAT_VERSION, OnnxModelError, validate_metadata
-from spine_kp.inference.pipeline import SlicePredictor
-from spine_kp.inference.stage_common import StageBase
+from spine_kp.inference.slice_predictor import SlicePredictor
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
 
 #: metadata_props key of the model card's JSON (its layout: :mod:`spine_kp.inference.card`)
@@ -125,7 +125,8 @@ def onnx_providers(device: str = "auto") -> list[str]:
 
 
 class OnnxNetwork:
-    """The two halves of an exported graph as ONNX Runtime sessions (a :class:`~spine_kp.inference.decoding.Network`).
+    """The two halves of an exported graph as ONNX Runtime sessions (a
+    :class:`~spine_kp.inference.network_outputs.Network`).
 
     Args:
         network: session ``images -> heatmaps, features``.
@@ -155,7 +156,7 @@ class OnnxCropStage(StageBase):
     Args:
         session: ONNX Runtime session ``crops -> stage logits``.
         kinds: graded kinds (the session's outputs, in this order).
-        others: see :class:`~spine_kp.inference.stage_common.StageBase`.
+        others: see :class:`~spine_kp.inference.crop_stage_base.StageBase`.
     """
 
     def __init__(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from spine_kp.calibration.apply import ScoreMaps, point_confidence, point_score, score_maps
-from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 
@@ -55,8 +55,14 @@ def landmarks_to_record(
     spacing: tuple[float, float] | None = None,
     top_k_grades: int = 0,
     score_calibration: ScoreMaps | None = None,
+    flip_shift_mm: np.ndarray | None = None,
 ) -> StudyRecord:
     """Build the prediction record of one image.
+
+    Every point also carries ``landmarkScore``: its landmark's confidence (P(within 8 mm) with a score calibration,
+    else the heatmap peak), the same for all grades of the landmark; with ``flip_shift_mm``, ``flipShiftMm``: how far
+    apart (mm) the plain and the mirrored view placed the landmark under flip-TTA. ``spine-kp review`` orders studies
+    by both.
 
     Args:
         coords: (K, 2) xy in ORIGINAL pixels of the image, schema order.
@@ -67,6 +73,7 @@ def landmarks_to_record(
         score_calibration: ``{"localization": {kind: (a, b)}, "scores": {kind: (a, b)}}``, Platt maps
             ``sigmoid(a * logit(x) + b)``: the first turns a peak of that kind into P(within 8 mm), the second the
             product into P(TP) (a kind or step not named: identity).
+        flip_shift_mm: (K,) distance in mm between the landmark decoded on the plain and on the mirrored view.
     """
     maps = score_maps(score_calibration)
     counters = {k.name: 0 for k in schema.kinds}
@@ -81,9 +88,12 @@ def landmarks_to_record(
         confidence = point_confidence(peaks[k], kind, maps)
         labels = schema.kind(kind).grades
         x, y = (round(float(v), 2) for v in coords[k])
+        extras = (("landmarkScore", round(confidence, 6)),)
+        if flip_shift_mm is not None:
+            extras += (("flipShiftMm", round(float(flip_shift_mm[k]), 2)),)
         for g in chosen_grades(probs, schema.kind(kind).multi_label, top_k_grades):
-            score = point_score(confidence, probs[g], kind, maps)
-            points.append(Point(name, kind, (x, y), (labels[g],), z_index=z_index, score=round(score, 6)))
+            score = round(point_score(confidence, probs[g], kind, maps), 6)
+            points.append(Point(name, kind, (x, y), (labels[g],), z_index=z_index, score=score, extras=extras))
     image = ImageAnnotation(series_uid, instance_uid, tuple(points), annotator="spine_kp", pixel_spacing=spacing)
     return StudyRecord(study_uid=study_uid, images=(image,), version="v0.1")
 

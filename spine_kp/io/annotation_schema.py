@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from spine_kp.io.annotations import SCHEMA_FIELD, AnnotationError, parse_grades
+from spine_kp.io.annotation_parse import AnnotationError, parse_grades
+from spine_kp.io.annotations import SCHEMA_FIELD
 from spine_kp.io.text import escape_unencodable
 from spine_kp.schema import Schema
 

@@ -6,10 +6,8 @@ Typical use::
     for study in result.studies.values():
         sl = load_middle_slice(study)            # spine_kp.types.Slice, float32 (H, W), spacing (row, col) mm
 
-Series choice (:func:`choose_series`): only sagittal series qualify. Plain T2 first, then fat-suppressed T2
-(STIR/TIRM/SPAIR/FS, a last resort), then sagittal series whose weighting could not be told; T1 never. Among equals:
-more slices, then lower SeriesNumber, then SeriesInstanceUID, so the choice is deterministic. The middle frame is
-index ``(n - 1) // 2`` of the slices sorted along the slice normal.
+The series is chosen by :func:`spine_kp.io.series_choice.choose_series` (sagittal T2 first; T1 never). The middle frame
+is index ``(n - 1) // 2`` of the slices sorted along the slice normal.
 
 Every slice is checked where it is decoded (:func:`_decode_checked`, the one path to pixels): a PixelSpacing that
 is not finite or outside :data:`SPACING_MM`, a Rows x Columns that is absurd or smaller than :data:`MIN_SIDE` a
@@ -19,9 +17,8 @@ naming the file, so such an image never reaches training or prediction. (Pixel d
 Rows x Columns x BitsAllocated, a JPEG or JPEG 2000 frame of another size, and a deflated dataset that inflates
 beyond its promise are caught earlier, per file, by the scan: :mod:`spine_kp.io.header`.)
 
-Memory: decoding one file never allocates much more than its header's Rows x Columns x BitsAllocated promise
-(deflated files are inflated with a cap, :mod:`spine_kp.io.inflate`; compressed frames are sized from their own
-headers before decoding, :mod:`spine_kp.io.codestream`).
+One file's pixels are decoded by :func:`spine_kp.io.pixel_decode.decode_pixels`, which never allocates much more than
+its header's Rows x Columns x BitsAllocated promise.
 """
 
 from __future__ import annotations
@@ -29,11 +26,9 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spine_kp.io.codestream import rle_segment_lengths
 from spine_kp.io.dicom_types import (
     IngestError,
     InstanceInfo,
@@ -45,12 +40,10 @@ from spine_kp.io.dicom_types import (
     UnusableImage,
 )
 from spine_kp.io.header import MAX_PIXELS
-from spine_kp.io.inflate import read_deflated
+from spine_kp.io.pixel_decode import decode_pixels
 from spine_kp.io.scan import scan
+from spine_kp.io.series_choice import choose_series, describe_study
 from spine_kp.types import Slice
-
-if TYPE_CHECKING:
-    from pydicom.dataset import Dataset
 
 __all__ = [
     "IngestError",
@@ -61,8 +54,6 @@ __all__ = [
     "SkippedFile",
     "StudyIndex",
     "UnusableImage",
-    "choose_series",
-    "decode_pixels",
     "load_instance",
     "load_middle_slice",
     "load_series_slice",
@@ -70,16 +61,6 @@ __all__ = [
     "scan",
 ]
 
-# rank of a sagittal series by weighting (lower is better); a weighting not listed (T1) is never chosen
-_PREFERENCE = {"T2": 0, "T2FS": 1, "unknown": 2}
-_WHY = {
-    "T2": "",
-    "T2FS": " (last resort: no plain T2 sagittal)",
-    "unknown": " (last resort: no T2 sagittal recognised; weighting unknown)",
-}
-
-
-_RESCALE_SLOPE, _RESCALE_INTERCEPT = 0x00281053, 0x00281052
 # Physical limits of an MR image: a pixel from 0.05 mm (microscopy coils) to 20 mm, and at least 16 x 16 pixels,
 # below which no spine can be located (a header saying Rows 1 is lying about the image).
 SPACING_MM = (0.05, 20.0)
@@ -87,191 +68,6 @@ MIN_SIDE = 16
 # Far beyond any scanner's range (32-bit stored values times any plausible slope); from ~1e19 on, squares overflow
 # float32 in the intensity normalisation and the network would see NaN.
 MAX_PIXEL_VALUE = 1e12
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (decoders put tracebacks and plugin lists in theirs)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _describe(study: StudyIndex) -> str:
-    return f"study {study.study_uid} ({study.folder})"
-
-
-def choose_series(study: StudyIndex) -> tuple[SeriesInfo, str]:
-    """Pick the series to read the middle slice from, with a human-readable reason.
-
-    Args:
-        study: one study of a :class:`ScanResult`.
-
-    Returns:
-        (series, reason), e.g. "sagittal T2 by description 'T2_TSE_SAG' (15 slices); skipped: T1 sagittal
-        'T1_TSE_SAG', T2 axial 'T2_TRA'".
-
-    Raises:
-        NoSagittalSeries: no sagittal series other than T1; the message lists what the study holds.
-    """
-    candidates = [s for s in study.series if s.plane == "sagittal" and s.instances and s.weighting in _PREFERENCE]
-    if not candidates:
-        found = ", ".join(f"{s.label} ({s.num_slices} slices)" for s in study.series) or "no image series"
-        raise NoSagittalSeries(f"{_describe(study)}: no sagittal T2 series (T1 is never used); found: {found}")
-
-    def rank(s: SeriesInfo) -> tuple[int, int, int, str]:
-        number = s.series_number if s.series_number is not None else 1 << 30
-        return (_PREFERENCE[s.weighting], -s.num_slices, number, s.series_uid)
-
-    best = min(candidates, key=rank)
-    label = "fat-suppressed T2" if best.weighting == "T2FS" else best.weighting
-    reason = f"sagittal {label} by {best.weighting_source} ({best.num_slices} slices){_WHY[best.weighting]}"
-    if best.scouts:
-        reason += f"; {len(best.scouts)} scout(s) left out of the series"
-    others = [s.label for s in study.series if s is not best]
-    if others:
-        reason += "; skipped: " + ", ".join(others)
-    return best, reason
-
-
-def _check_rle(ds: Dataset, path: str | Path) -> None:
-    """Every RLE segment must decode to Rows x Columns bytes, counted before anything is decoded.
-
-    A decoder allocates for the header's Rows x Columns; where the segments hold more (Rows halved, Rows 1), one
-    decoder panics and the fallback returns the first Rows x Columns pixels of a bigger image, without a word.
-
-    Raises:
-        UnusableImage: the segments do not decode to the image the header describes.
-    """
-    from pydicom.encaps import generate_frames
-
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    wanted = int(ds.get("SamplesPerPixel", 1) or 1) * -(-int(ds.get("BitsAllocated", 16) or 16) // 8)
-    frame = next(generate_frames(ds.PixelData, number_of_frames=1), b"")
-    try:
-        lengths = rle_segment_lengths(frame)
-    except ValueError as exc:
-        raise UnusableImage(f"{path}: {exc}") from None
-    if len(lengths) != wanted or any(n != rows * cols for n in lengths):
-        raise UnusableImage(
-            f"{path}: the RLE segments decode to {lengths} bytes, where Rows x Columns {rows} x {cols} needs "
-            f"{wanted} segment(s) of {rows * cols} bytes: the header's image size is not the pixel data's"
-        )
-
-
-def _read_pixels(path: str | Path) -> tuple[np.ndarray, Dataset]:
-    """Decoded pixels as stored and the dataset holding their rescale tags, allocating no more than the header's
-    Rows x Columns promise (deflated files: :func:`~spine_kp.io.inflate.read_deflated`; RLE: :func:`_check_rle`;
-    JPEG and JPEG 2000 sizes are checked by the scan, :mod:`spine_kp.io.header`)."""
-    from pydicom import dcmread
-    from pydicom.dataset import Dataset
-    from pydicom.filereader import read_file_meta_info
-    from pydicom.pixels import pixel_array
-    from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
-
-    syntax = read_file_meta_info(str(path)).get("TransferSyntaxUID")
-    if syntax == DeflatedExplicitVRLittleEndian:
-        ds = read_deflated(str(path))
-        return pixel_array(ds), ds
-    if syntax == RLELossless:
-        ds = dcmread(str(path))
-        _check_rle(ds, path)
-        return pixel_array(ds), ds
-    # pixel_array(path) reads only the pixel module (+ the rescale tags asked for), not a whole Dataset
-    info = Dataset()
-    return pixel_array(str(path), ds_out=info, specific_tags=[_RESCALE_INTERCEPT, _RESCALE_SLOPE]), info
-
-
-def _decode_pydicom(path: str | Path) -> np.ndarray:
-    pixels, info = _read_pixels(path)
-    frames = int(info.get("NumberOfFrames", 1) or 1)
-    if frames > 1 or pixels.ndim != 2:
-        raise IngestError(f"{path}: multi-frame or multi-sample object (shape {pixels.shape}) is not supported yet")
-    pixels = pixels.astype(np.float32)  # (H, W)
-    # rescale in float32 (pydicom's apply_rescale goes through float64: slower, and float32 is the contract)
-    slope, intercept = _rescale(info, _RESCALE_SLOPE, 1.0, path), _rescale(info, _RESCALE_INTERCEPT, 0.0, path)
-    if slope != 1.0:
-        pixels *= np.float32(slope)
-    if intercept != 0.0:
-        pixels += np.float32(intercept)
-    if info.get("PhotometricInterpretation") == "MONOCHROME1":  # bright means low signal: flip to MONOCHROME2
-        pixels = pixels.max() + pixels.min() - pixels
-    return pixels
-
-
-def _rescale(info: Dataset, tag: int, default: float, path: str | Path) -> float:
-    """RescaleSlope or RescaleIntercept read from its text; absent or empty gives ``default``.
-
-    Raises:
-        UnusableImage: the value is not a finite number, or the slope is 0 (every pixel would be the intercept).
-    """
-    if tag not in info:
-        return default
-    value = info.get_item(tag).value  # the raw element where pydicom has not converted it: its text, never an error
-    if value is None:  # present but empty
-        return default
-    text = (value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)).strip(" \x00")
-    if not text:
-        return default
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    name = "RescaleSlope" if tag == _RESCALE_SLOPE else "RescaleIntercept"
-    # the rescale runs in float32, where a slope below ~1e-45 is 0 as well
-    if not math.isfinite(number) or (tag == _RESCALE_SLOPE and np.float32(number) == 0.0):
-        what = "zero" if math.isfinite(number) else "not a finite number"
-        raise UnusableImage(f"{path}: {name} {text[:32]!r} is {what}; the pixel values cannot be recovered")
-    return number
-
-
-def _decode_simpleitk(path: str | Path) -> np.ndarray:
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetImageIO("GDCMImageIO")  # GDCM applies RescaleSlope/Intercept itself
-    reader.SetFileName(str(path))
-    arr = sitk.GetArrayFromImage(reader.Execute())  # (1, H, W) or (H, W)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise IngestError(f"{path}: SimpleITK decoded shape {arr.shape}, expected one greyscale frame")
-    return arr.astype(np.float32)
-
-
-def decode_pixels(path: str | Path) -> np.ndarray:
-    """Decode one single-frame DICOM image to real values.
-
-    pydicom decodes (with the pylibjpeg plugins for JPEG, JPEG-LS, JPEG 2000 and RLE); if it fails, SimpleITK
-    (GDCM) is tried before giving up.
-
-    Args:
-        path: DICOM file.
-
-    Returns:
-        (H, W) float32, RescaleSlope/Intercept applied, rows x columns as stored.
-
-    Raises:
-        IngestError: both decoders failed, or the object is multi-frame; the message names the file.
-        UnusableImage: RescaleSlope or RescaleIntercept is not a finite number, or the slope is 0; RLE segments
-            that do not decode to Rows x Columns; a deflated dataset that inflates beyond its header's promise.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. BitsStored smaller than the JPEG precision: harmless, noisy
-        try:
-            return _decode_pydicom(path)
-        except IngestError:
-            raise
-        # BaseException: a decoder plugin written in Rust panics on inconsistent data (pyo3's PanicException is not
-        # an Exception); it is one bad file, not a reason to stop a whole batch
-        except BaseException as first:
-            if isinstance(first, (KeyboardInterrupt, SystemExit)):
-                raise
-            try:
-                return _decode_simpleitk(path)
-            except BaseException as second:
-                if isinstance(second, (KeyboardInterrupt, SystemExit)):
-                    raise
-                raise IngestError(
-                    f"{path}: cannot decode pixels (pydicom: {_one_line(first)}; SimpleITK: {_one_line(second)})"
-                ) from second
 
 
 def _decode_checked(series: SeriesInfo, index: int) -> np.ndarray:
@@ -386,8 +182,10 @@ def load_instance(study: StudyIndex, instance_uid: str, neighbours: int = 0) -> 
                 reason = f"requested instance: {series.label}, index {index} of {series.num_slices}"
                 return _load(series, index, neighbours, reason)
         if any(s.sop_instance_uid == instance_uid for s in series.scouts):
-            raise IngestError(f"{_describe(study)}: instance {instance_uid} is a scout in series {series.series_uid}")
-    raise IngestError(f"{_describe(study)}: no image with SOPInstanceUID {instance_uid}")
+            raise IngestError(
+                f"{describe_study(study)}: instance {instance_uid} is a scout in series {series.series_uid}"
+            )
+    raise IngestError(f"{describe_study(study)}: no image with SOPInstanceUID {instance_uid}")
 
 
 def load_series_slice(study: StudyIndex, series_uid: str, index: int) -> Slice:
@@ -400,9 +198,11 @@ def load_series_slice(study: StudyIndex, series_uid: str, index: int) -> Slice:
     """
     series = next((s for s in study.series if s.series_uid == series_uid), None)
     if series is None:
-        raise IngestError(f"{_describe(study)}: no series with SeriesInstanceUID {series_uid}")
+        raise IngestError(f"{describe_study(study)}: no series with SeriesInstanceUID {series_uid}")
     if not 0 <= index < series.num_slices:
-        raise IngestError(f"{_describe(study)}: series {series_uid} has no image {index} (0-{series.num_slices - 1})")
+        raise IngestError(
+            f"{describe_study(study)}: series {series_uid} has no image {index} (0-{series.num_slices - 1})"
+        )
     return _load(series, index, 0, f"requested image: {series.label}, index {index} of {series.num_slices}")
 
 

@@ -9,7 +9,8 @@ socket, looping or dangling link) is skipped from ``stat`` alone, never opened: 
 Nothing here allocates beyond the header's promise: a deflated dataset is inflated with a cap
 (:mod:`spine_kp.io.inflate`; one that inflates beyond Rows x Columns x BitsAllocated plus a margin is skipped as
 "oversized"), compressed fragments may not total much more than that promise, and the first fragment's own frame
-size (JPEG, JPEG-LS, JPEG 2000: :mod:`spine_kp.io.codestream`) must be Rows x Columns, since decoders allocate for it.
+size (JPEG, JPEG-LS, JPEG 2000: :mod:`spine_kp.io.codestream`) must be Rows x Columns, since decoders allocate for it
+(those pixel data checks: :mod:`spine_kp.io.pixel_data_check`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import functools
 import math
 import os
 import stat
-import struct
 import warnings
 from dataclasses import dataclass
 from io import BytesIO
@@ -31,24 +31,17 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from spine_kp.io.codestream import frame_shape
 from spine_kp.io.dicom_types import SkippedFile
 from spine_kp.io.fast_header import WANTED, RawHeader, read_raw_header, walk_inflated
-from spine_kp.io.inflate import HEADER_BYTES, body_limit, body_start, inflate, oversized
+from spine_kp.io.inflate import HEADER_BYTES, body_start, inflate
+from spine_kp.io.pixel_data_check import PixelPromise, pixel_problem
 
 _TAGS = [Tag(k) for k in WANTED.values()]
-_PIXEL_DATA = (0x7FE0, 0x0010)
 # Far beyond any MR slice (8192 x 8192); a header claiming more is corrupt, and decoding it could exhaust memory.
 MAX_PIXELS = 8192 * 8192
 MAX_SIDE = 16384  # Rows or Columns beyond this are corrupt, whatever the other one is
 BITS_ALLOCATED = frozenset({1, 8, 16, 32, 64})  # what DICOM allows and pydicom decodes
-# Compressed pixel data may exceed the uncompressed size a little (lossless coding of noise, codec headers), never
-# this much: beyond it, the fragments are not the image the header describes.
-_COMPRESSED_SLACK = 2, 1 << 20  # factor on Rows x Columns x BitsAllocated, plus bytes
-_FRAME_HEAD = 1 << 16  # bytes of the first fragment searched for the codestream's own frame size
-_MAX_PADDING = 1 << 16  # zero bytes accepted after native pixel data (see _excess_problem)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX only; Windows has no named pipes in the file system
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT"}
 
 
 @dataclass(frozen=True)
@@ -146,117 +139,6 @@ def _floats(values: dict[str, list[str]], keyword: str, n: int) -> tuple[float, 
     return out if len(out) == n and all(map(math.isfinite, out)) else None
 
 
-def _excess_problem(fh: BinaryIO, start: int, excess: int, native_bytes: int) -> str | None:
-    """Native pixel data longer than Rows x Columns x BitsAllocated: zero padding is fine, anything else is not.
-
-    Some writers pad the pixel data with zeros (pydicom's ``MR_small_padded.dcm``); pydicom decodes the first
-    Rows x Columns values of any longer buffer, so data past them means Rows, Columns or BitsAllocated is wrong and
-    the decoded image would be a wrong one without a word.
-    """
-    if excess <= _MAX_PADDING:
-        fh.seek(start)
-        if not fh.read(excess).strip(b"\x00"):
-            return None
-    return (
-        f"corrupt: pixel data holds {native_bytes + excess} bytes, Rows x Columns x BitsAllocated needs "
-        f"{native_bytes} (the rest is not zero padding)"
-    )
-
-
-@dataclass(frozen=True)
-class _Promise:
-    """What the header says the pixel data holds: one frame of rows x cols x samples values of ``bits`` bits."""
-
-    syntax: str
-    rows: int
-    cols: int
-    samples: int
-    bits: int
-
-    @property
-    def bytes(self) -> int:
-        return (self.rows * self.cols * self.samples * self.bits + 7) // 8
-
-
-def _frame_problem(fh: BinaryIO, at: int, length: int, promise: _Promise) -> str | None:
-    """The size the first compressed fragment's own codestream declares, against Rows x Columns x SamplesPerPixel.
-
-    A decoder allocates for the codestream's size, so a codestream larger than the header is a memory bomb and a
-    smaller or other one decodes to an image the header does not describe (see :mod:`spine_kp.io.codestream`).
-    """
-    fh.seek(at)
-    shape = frame_shape(promise.syntax, fh.read(min(length, _FRAME_HEAD)))
-    if shape is None or shape == (promise.rows, promise.cols, promise.samples):
-        return None
-    rows, cols, components = shape
-    return (
-        f"corrupt: the compressed frame is {rows} x {cols} pixels x {components} component(s), where Rows x Columns "
-        f"x SamplesPerPixel is {promise.rows} x {promise.cols} x {promise.samples}"
-    )
-
-
-def _pixel_data_problem(
-    fh: BinaryIO, size: int, little: bool, implicit: bool, native_bytes: int | None, promise: _Promise | None = None
-) -> str | None:
-    """Check, from its element header, that the pixel data is wholly in the file. ``fh`` is where parsing stopped.
-
-    ``native_bytes`` is the size uncompressed pixel data must have (None for encapsulated syntaxes). For
-    encapsulated data, ``promise`` bounds the fragments' total size and gives the size the first fragment's
-    codestream must declare.
-    """
-    start = fh.tell()
-    head = fh.read(8)
-    if len(head) < 8:
-        return f"truncated: file ends at byte {size}, before the pixel data"
-    end = "<" if little else ">"
-    if struct.unpack(end + "HH", head[:4]) != _PIXEL_DATA:
-        # other elements lie between the header and the pixels: only a lower bound on the size can be checked
-        if native_bytes is not None and size < start + native_bytes:
-            return f"truncated: {size - start} bytes left for {native_bytes} bytes of pixel data"
-        return None
-    if implicit:
-        (length,), value_start = struct.unpack(end + "I", head[4:8]), start + 8
-    elif head[4:6] in _LONG_VRS:
-        (length,), value_start = struct.unpack(end + "I", fh.read(4)), start + 12
-    else:
-        (length,), value_start = struct.unpack(end + "H", head[6:8]), start + 8
-    if length != 0xFFFFFFFF:
-        if native_bytes is not None and length < native_bytes:
-            return f"corrupt: pixel data holds {length} bytes, Rows x Columns x BitsAllocated needs {native_bytes}"
-        if value_start + length > size:
-            return f"truncated: pixel data needs {length} bytes, file holds {size - value_start}"
-        if native_bytes is not None and length > native_bytes:
-            return _excess_problem(fh, value_start + native_bytes, length - native_bytes, native_bytes)
-        return None
-    # encapsulated: hop over the items (offset table, fragments) to the sequence delimiter
-    pos, items, fragment_bytes = value_start, 0, 0
-    most = None if promise is None else _COMPRESSED_SLACK[0] * promise.bytes + _COMPRESSED_SLACK[1]
-    while True:
-        fh.seek(pos)
-        item = fh.read(8)
-        if len(item) < 8:
-            return f"truncated: compressed pixel data ends at byte {size} without its delimiter"
-        group, element, item_len = struct.unpack("<HHI", item)
-        if (group, element) == (0xFFFE, 0xE0DD):
-            return None
-        if (group, element) != (0xFFFE, 0xE000):
-            return f"corrupt: unexpected tag ({group:04X},{element:04X}) in compressed pixel data at byte {pos}"
-        if pos + 8 + item_len > size:
-            return f"truncated: a compressed fragment runs past the end of the file ({size} bytes)"
-        items += 1
-        if items > 1 and promise is not None:  # item 1 is the basic offset table, then come the fragments
-            fragment_bytes += item_len
-            if most is not None and fragment_bytes > most:
-                return (
-                    f"corrupt: compressed pixel data holds more than {most} bytes, for {promise.bytes} bytes of "
-                    "Rows x Columns x BitsAllocated"
-                )
-            problem = _frame_problem(fh, pos + 8, item_len, promise) if items == 2 else None
-            if problem:
-                return problem
-        pos += 8 + item_len
-
-
 def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeader | SkippedFile:
     """An ImageHeader, or a SkippedFile saying why this is not a usable single-frame image."""
     v = raw.values
@@ -285,8 +167,8 @@ def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeade
         allowed = ", ".join(map(str, sorted(BITS_ALLOCATED)))
         return SkippedFile(path, f"corrupt: BitsAllocated {bits} is not one of {allowed}")
     name, compressed, _ = _syntax(raw.transfer_syntax)
-    promise = _Promise(raw.transfer_syntax, rows, cols, samples, bits)
-    problem = _pixel_problem(fh, size, raw, None if compressed else promise.bytes, promise)
+    promise = PixelPromise(raw.transfer_syntax, rows, cols, samples, bits)
+    problem = pixel_problem(fh, size, raw, None if compressed else promise.bytes, promise)
     if problem:
         return SkippedFile(path, problem)
     return ImageHeader(
@@ -309,25 +191,6 @@ def _to_header(path: str, raw: RawHeader, fh: BinaryIO, size: int) -> ImageHeade
         localizer=any(t.upper() == "LOCALIZER" for t in v.get("ImageType", ())),
         transfer_syntax=name,
     )
-
-
-def _pixel_problem(fh: BinaryIO, size: int, raw: RawHeader, native: int | None, promise: _Promise) -> str | None:
-    """:func:`_pixel_data_problem` of the file, or of its inflated dataset for a deflated file.
-
-    A deflated dataset is inflated once more, now up to the header's promise plus a margin only
-    (:func:`spine_kp.io.inflate.body_limit`); one that inflates beyond that is a decompression bomb or lies.
-    """
-    if raw.inflated_from is None:
-        fh.seek(raw.stop)
-        return _pixel_data_problem(fh, size, raw.little_endian, raw.implicit, native, promise)
-    limit = body_limit(raw.stop, promise.bytes)
-    fh.seek(raw.inflated_from)
-    body, more = inflate(fh, limit)
-    if more:
-        return oversized(limit, promise.bytes)
-    inflated = BytesIO(body)
-    inflated.seek(raw.stop)
-    return _pixel_data_problem(inflated, len(body), True, False, native, promise)
 
 
 _FILE_KINDS = ((stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),

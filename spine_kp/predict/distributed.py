@@ -21,7 +21,8 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from spine_kp.inference.predictor import Predictor, SlicePrediction
+from spine_kp.inference.slice_predictor import SlicePrediction
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.io.dicom import StudyIndex, scan
 from spine_kp.predict.runner import PredictOptions, PredictRun, StudyFailure, load_study
 

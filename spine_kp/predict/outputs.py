@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from spine_kp.inference.pipeline import SlicePrediction
+from spine_kp.inference.slice_predictor import SlicePrediction
 from spine_kp.io.annotations import write_annotations
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.io.csv_cells import safe_row

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spine_kp.inference.pipeline import SlicePrediction
+from spine_kp.inference.slice_predictor import SlicePrediction
 from spine_kp.io.atomic import atomic_output
 from spine_kp.io.names import study_file_stems
 from spine_kp.schema import Schema

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from spine_kp.errors import UserError
-from spine_kp.inference.pipeline import SlicePrediction, SlicePredictor
+from spine_kp.inference.slice_predictor import SlicePrediction, SlicePredictor
 from spine_kp.io.dicom import StudyIndex, load_middle_slice, scan
 from spine_kp.types import Slice
 

@@ -20,9 +20,11 @@ from typing import Any
 
 from spine_kp.errors import UserError
 from spine_kp.evaluation.schema_choice import choose_schema
+from spine_kp.io.annotation_parse import parse_records
 from spine_kp.io.annotation_schema import declared_schema
-from spine_kp.io.annotations import load_json, parse_records
-from spine_kp.io.dicom import NoSagittalSeries, ScanResult, SeriesInfo, StudyIndex, choose_series
+from spine_kp.io.annotations import load_json
+from spine_kp.io.dicom import NoSagittalSeries, ScanResult, SeriesInfo, StudyIndex
+from spine_kp.io.series_choice import choose_series
 from spine_kp.review.marks import Geometry, Mark
 from spine_kp.schema import Schema
 from spine_kp.types import StudyRecord

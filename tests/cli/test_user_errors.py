@@ -348,11 +348,11 @@ def test_genuine_bugs_keep_their_traceback(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_package_errors_are_user_errors_and_keep_their_builtin_base() -> None:
+    from spine_kp.checkpoint import CheckpointError
     from spine_kp.config import ConfigError
     from spine_kp.data.dataset import MissingDataError
     from spine_kp.evaluation.spacing import SpacingError
-    from spine_kp.inference.predictor import CheckpointError
-    from spine_kp.io.annotations import AnnotationError
+    from spine_kp.io.annotation_parse import AnnotationError
     from spine_kp.io.dicom import IngestError, NoSagittalSeries
     from spine_kp.schema import SchemaError
 

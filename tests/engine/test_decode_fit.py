@@ -12,7 +12,7 @@ import pytest
 from spine_kp.checkpoint import DECODE_FIT_KEY, load_checkpoint, write_entry
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.engine.decode_fit import count_within
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.types import Slice
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,7 +12,7 @@ from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.engine.gather import merge_by_study
 from spine_kp.engine.grade_logits import GradeLogits, stack_studies
 from spine_kp.engine.module import LandmarkModule
-from spine_kp.inference.infer import TrainedLabels
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import load_schema
 
 SCHEMA = load_schema()

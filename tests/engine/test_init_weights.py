@@ -11,12 +11,13 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from spine_kp.checkpoint import CheckpointError
 from spine_kp.cli.main import main
 from spine_kp.engine.config import experiment_to_dict, load_experiment
-from spine_kp.engine.init_weights import init_from_checkpoint, map_state
+from spine_kp.engine.init_weights import init_from_checkpoint
 from spine_kp.engine.module import LandmarkModule
+from spine_kp.engine.state_mapping import map_state
 from spine_kp.engine.train import replace_data_paths, train
-from spine_kp.inference.predictor import CheckpointError
 from spine_kp.models.decoders import DECODERS
 from spine_kp.models.net import ModelConfig, build_landmark_net
 from spine_kp.schema import Schema, load_schema

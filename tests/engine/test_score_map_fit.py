@@ -10,7 +10,7 @@ import torch
 
 from spine_kp.calibration.apply import platt, score_maps
 from spine_kp.checkpoint import SCORE_CALIBRATION_KEY, load_checkpoint
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.io.dicom import read_study
 
 TINY = {

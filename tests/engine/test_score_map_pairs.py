@@ -8,7 +8,7 @@ import numpy as np
 
 from spine_kp.engine.score_map_fit import fit_maps, localization_pairs
 from spine_kp.evaluation.matching import within_radius
-from spine_kp.inference.decoding import TrainedLabels
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import load_schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 

@@ -10,7 +10,7 @@ import torch
 from spine_kp.engine.config import load_experiment
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.engine.train import replace_data_paths, train
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 
 TINY = {
     "data.input_size": "[64, 64]",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from spine_kp.evaluation import EvaluationResult, evaluate_records
-from spine_kp.io.annotations import parse_grades
+from spine_kp.io.annotation_parse import parse_grades
 from spine_kp.schema import load_schema
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 

@@ -79,5 +79,5 @@ def test_result_does_not_depend_on_how_studies_are_batched(budget):
     pred = [study(f"s{i}", [pt("L1", 10 * i + i, 5, "v2", 0.1 * i + 0.05)] * (i % 3)) for i in range(5)]
     reference = run(gt, pred).to_dict()
     original = encode_mod.batches
-    with mock.patch("spine_kp.evaluation.evaluate.batches", lambda g, p, c: original(g, p, c, budget=budget)):
+    with mock.patch("spine_kp.evaluation.pool.batches", lambda g, p, c: original(g, p, c, budget=budget)):
         assert run(gt, pred).to_dict() == reference

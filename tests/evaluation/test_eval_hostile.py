@@ -18,7 +18,8 @@ import pytest
 
 from spine_kp.cli.main import main
 from spine_kp.evaluation import evaluate_files
-from spine_kp.io.annotations import AnnotationError, read_annotations, write_annotations
+from spine_kp.io.annotation_parse import AnnotationError
+from spine_kp.io.annotations import read_annotations, write_annotations
 from spine_kp.io.text import escape_unencodable, write_escaped
 from spine_kp.predict.outputs import write_outputs
 from spine_kp.predict.runner import PredictRun

@@ -10,7 +10,8 @@ import pytest
 from eval_fixtures import SCHEMA, counts, pt, run, study
 
 from spine_kp.evaluation import SpacingError, evaluate_files, fill_spacing
-from spine_kp.io.annotations import parse_records, write_annotations
+from spine_kp.io.annotation_parse import parse_records
+from spine_kp.io.annotations import write_annotations
 
 # 10 px to the right of the GT point: 5 mm with col spacing 0.5 (TP), 10 mm with 1.0 (FP + FN)
 GT_POINTS = [pt("L1", 100, 100, "v2")]

@@ -12,7 +12,7 @@ import torch
 from spine_kp.cli.main import main
 from spine_kp.export.onnx import ExportNet, export_onnx
 from spine_kp.inference.onnx_predictor import METADATA_KEY, grade_output
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -30,8 +30,8 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.inference.card import ModelCard, Preprocessing
-from spine_kp.inference.decoding import TrainedLabels
-from spine_kp.inference.pipeline import SlicePredictor
+from spine_kp.inference.slice_predictor import SlicePredictor
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.io.dicom import ScanResult
 from spine_kp.predict.runner import PredictRun
 from spine_kp.schema import Schema, load_schema

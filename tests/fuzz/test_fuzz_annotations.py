@@ -15,7 +15,8 @@ from fuzz_phantoms import SCHEMA, fuzz_settings
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from spine_kp.io.annotations import AnnotationError, parse_records, read_annotations
+from spine_kp.io.annotation_parse import AnnotationError, parse_records
+from spine_kp.io.annotations import read_annotations
 from spine_kp.io.data_checks import check_against_data
 from spine_kp.io.dicom import InstanceInfo, SeriesInfo, StudyIndex
 

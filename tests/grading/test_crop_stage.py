@@ -9,7 +9,7 @@ import torch
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.model import create_crop_grader
 from spine_kp.inference.crop_stage import CropStage
-from spine_kp.inference.infer import TrainedLabels
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import load_schema
 from spine_kp.types import Slice
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from spine_kp.data.intensity import intensity_stats, normalize_intensity
+from spine_kp.data.normalization import intensity_stats, normalize_intensity
 from spine_kp.grading.crops import extract_crops, spine_axis_angles
 
 S, WINDOW = 41, 41.0  # 1 mm per crop pixel; the point sits on crop pixel (20, 20)

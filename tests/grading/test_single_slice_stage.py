@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from spine_kp.inference.predictor import Predictor
-from spine_kp.io.dicom import choose_series, scan
+from spine_kp.inference.torch_predictor import Predictor
+from spine_kp.io.dicom import scan
+from spine_kp.io.series_choice import choose_series
 from spine_kp.predict.runner import PredictOptions, predict_folder
 
 STAGE = {"grade_stage.enabled": "true", "grade_stage.min_train_studies": "1", "grade_stage.epochs": "1",

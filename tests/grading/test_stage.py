@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from spine_kp.checkpoint import CheckpointError
 from spine_kp.engine.config import load_experiment
-from spine_kp.inference.predictor import CheckpointError, Predictor
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.io.dicom import read_study
 
 TINY = {

@@ -20,9 +20,9 @@ from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.fold_ensemble import SpineEnsemble, load_ensemble, load_model_file, write_ensemble
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.model import create_crop_grader
-from spine_kp.inference.decoding import grade_probabilities, network_probabilities
 from spine_kp.inference.ensemble import EnsembleNetwork, EnsemblePredictor
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.network_outputs import grade_probabilities, network_probabilities
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.models.net import ModelConfig, create_model
 from spine_kp.predict.runner import PredictOptions, predict_folder
 from spine_kp.schema import load_schema

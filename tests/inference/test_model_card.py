@@ -22,7 +22,7 @@ from spine_kp.inference.card import ModelCard
 from spine_kp.inference.card_checks import CardError
 from spine_kp.inference.checkpoint_card import card_from_checkpoint
 from spine_kp.inference.onnx_predictor import METADATA_KEY, OnnxPredictor, load_card
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.types import Slice
 
 

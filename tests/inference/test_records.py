@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from spine_kp.inference.decoding import TrainedLabels, grade_probabilities
+from spine_kp.inference.network_outputs import grade_probabilities
 from spine_kp.inference.records import chosen_grades, landmarks_to_record
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import load_schema
 
 SCHEMA = load_schema()

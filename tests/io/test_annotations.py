@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from spine_kp.io.annotations import AnnotationError, parse_records, read_annotations, write_annotations
+from spine_kp.io.annotation_parse import AnnotationError, parse_records
+from spine_kp.io.annotations import read_annotations, write_annotations
 from spine_kp.schema import load_schema
 
 SCHEMA = load_schema()

@@ -17,9 +17,10 @@ from dicom_studies import StudyBuilder
 from pydicom.encaps import encapsulate
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from spine_kp.io.dicom import SPACING_MM, SkippedFile, UnusableImage, decode_pixels, load_middle_slice, scan
+from spine_kp.io.dicom import SPACING_MM, SkippedFile, UnusableImage, load_middle_slice, scan
 from spine_kp.io.header import read_header
 from spine_kp.io.inflate import MARGIN, body_start, inflate
+from spine_kp.io.pixel_decode import decode_pixels
 
 MiB = 1 << 20
 BOMB_INFLATED = 3000 * MiB  # ~3 GB of zeros in ~3 MB on disk

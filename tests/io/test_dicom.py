@@ -12,12 +12,12 @@ from dicom_studies import AX, StudyBuilder
 from spine_kp.io.dicom import (
     IngestError,
     NoSagittalSeries,
-    choose_series,
     load_instance,
     load_middle_slice,
     read_study,
     scan,
 )
+from spine_kp.io.series_choice import choose_series
 from spine_kp.synth.dicom_write import encodable_transfer_syntaxes, write_non_image
 
 

@@ -11,8 +11,9 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels.decoders import JPEGLSLosslessDecoder
 
-import spine_kp.io.dicom as dicom
-from spine_kp.io.dicom import IngestError, decode_pixels
+import spine_kp.io.pixel_decode as pixel_decode
+from spine_kp.io.dicom import IngestError
+from spine_kp.io.pixel_decode import decode_pixels
 from spine_kp.io.scan import scan
 
 # the same 64 x 64 MR image stored in different transfer syntaxes (all bundled with pydicom, no download)
@@ -50,7 +51,7 @@ def test_simpleitk_fallback_decodes_exactly(name: str, reference: np.ndarray, mo
     def broken(path: str) -> np.ndarray:
         raise RuntimeError("no pixel data handler")
 
-    monkeypatch.setattr(dicom, "_decode_pydicom", broken)
+    monkeypatch.setattr(pixel_decode, "_decode_pydicom", broken)
     np.testing.assert_array_equal(decode_pixels(_bundled(name)), reference)
 
 

@@ -60,7 +60,7 @@ def test_the_readme_example_runs_as_written(run_dir: Path, synth_root: Path, tmp
 def test_a_run_folder_a_checkpoint_and_the_runner_give_the_same_predictions(
     run_dir: Path, synth_root: Path, tmp_path: Path
 ) -> None:
-    from spine_kp.inference.predictor import Predictor
+    from spine_kp.inference.torch_predictor import Predictor
 
     by_folder = api.predict_folder(synth_root / "studies", api.load_predictor(run_dir, device="cpu"))
     assert not any(tmp_path.iterdir())  # nothing written without output=

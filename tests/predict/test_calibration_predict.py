@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.types import Slice
 
 TEMPERATURES = {"vertebra": 2.0, "disc": 0.5}

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from spine_kp.inference.predictor import SlicePrediction
+from spine_kp.inference.slice_predictor import SlicePrediction
 from spine_kp.predict.distributed import load_shard, merge_shards
 from spine_kp.predict.runner import StudyFailure
 from spine_kp.types import ImageAnnotation, Slice, StudyRecord

@@ -176,7 +176,7 @@ def _predict(root: Path, ckpt: Path, *extra: str) -> list[str]:
 
 def _fails_before_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """The guards must run before the model is loaded or a study is read."""
-    import spine_kp.inference.predictor as predictor
+    import spine_kp.inference.torch_predictor as predictor
     import spine_kp.predict.runner as runner
 
     def boom(*a: object, **k: object) -> None:

@@ -14,7 +14,7 @@ import pytest
 from spine_kp.cli.main import main
 from spine_kp.export.onnx import export_onnx
 from spine_kp.inference.onnx_predictor import METADATA_KEY, OnnxPredictor
-from spine_kp.inference.predictor import Predictor
+from spine_kp.inference.torch_predictor import Predictor
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -1,4 +1,5 @@
-"""Untrained landmark channels stay out of level-order decoding (``spine_kp.inference.infer.decode_trained``)."""
+"""Untrained landmark channels stay out of level-order decoding
+(``spine_kp.inference.network_outputs.decode_trained``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
-from spine_kp.inference.infer import decode_trained
+from spine_kp.inference.network_outputs import decode_trained
 
 CODEC = HeatmapCodec((64, 64), stride=1, sigma=1.5)
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.crops import slice_crops
-from spine_kp.inference.decoding import TrainedLabels, grade_probabilities
+from spine_kp.inference.network_outputs import grade_probabilities
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
 from spine_kp.types import Slice
 
@@ -101,8 +102,9 @@ class StageBase:
         probs: list[dict[str, np.ndarray]],
         timings: dict[str, float] | None = None,
     ) -> list[dict[str, np.ndarray]]:
-        """:meth:`spine_kp.inference.pipeline.SlicePredictor.regrade` with this stage: grade crops of each slice's
-        native pixels at the decoded points of the landmarks found and trained, and combine with the head's grades."""
+        """:meth:`spine_kp.inference.slice_predictor.SlicePredictor.regrade` with this stage: grade crops of each
+        slice's native pixels at the decoded points of the landmarks found and trained, and combine with the head's
+        grades."""
         t0 = time.perf_counter()
         crop_probs = self.grade(slices, found_points(coords, peaks, self.trained))
         out = [self.combine(h, c) for h, c in zip(probs, crop_probs)]

@@ -1,12 +1,13 @@
 """A trained model ready to predict: rebuilt from a self-contained checkpoint, applied to decoded slices.
 
 The checkpoint (written by the training recipe) holds the weights and the model card (or, when written before the
-card existed, the entries it is built from: :func:`spine_kp.inference.card.card_from_checkpoint`), and, when trained
-with ``grade_stage.enabled``, the crop grader's weights (:mod:`spine_kp.inference.crop_stage`), so nothing else is
-needed here; it is read by :func:`spine_kp.checkpoint.load_checkpoint`, without importing the training code (a fold
-ensemble file, by :func:`spine_kp.fold_ensemble.load_model_file`: :mod:`spine_kp.inference.ensemble`). Everything
-after the network (preprocessing, decoding, records) is the backend-independent
-:class:`spine_kp.inference.pipeline.SlicePredictor`, shared with the ONNX Runtime predictor.
+card existed, the entries it is built from: :func:`spine_kp.inference.checkpoint_card.card_from_checkpoint`), and,
+when trained with ``grade_stage.enabled``, the crop grader's weights (:mod:`spine_kp.inference.crop_stage`), so
+nothing else is needed here; it is read by :func:`spine_kp.checkpoint.load_checkpoint`, without importing the
+training code (a fold ensemble file, by :func:`spine_kp.fold_ensemble.load_model_file`:
+:mod:`spine_kp.inference.ensemble`). Everything after the network (preprocessing, decoding, records) is the
+backend-independent :class:`spine_kp.inference.slice_predictor.SlicePredictor`, shared with the ONNX Runtime
+predictor.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from spine_kp.fold_ensemble import SpineEnsemble, load_model_file
 from spine_kp.inference.card import ModelCard
 from spine_kp.inference.checkpoint_card import card_from_checkpoint
 from spine_kp.inference.crop_stage import CropStage
-from spine_kp.inference.infer import TorchNetwork
-from spine_kp.inference.pipeline import SlicePrediction, SlicePredictor  # noqa: F401 (SlicePrediction: re-exported)
+from spine_kp.inference.slice_predictor import SlicePredictor
+from spine_kp.inference.torch_network import TorchNetwork
 from spine_kp.models.net import LandmarkNet, ModelConfig, create_model
 
-__all__ = ["CheckpointError", "Predictor", "SlicePrediction", "resolve_device"]  # CheckpointError: re-exported
+__all__ = ["Predictor", "resolve_device"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -71,8 +72,9 @@ class Predictor(SlicePredictor):
     ) -> Predictor:
         """Rebuild from a training checkpoint (``best.ckpt`` / ``last.ckpt``), or what ``load_checkpoint`` read.
 
-        The settings are the checkpoint's model card (:func:`~spine_kp.inference.card.card_from_checkpoint`), the
-        weights its ``state_dict`` (and its crop grader's). A fold ensemble file (``spine-kp ensemble``,
+        The settings are the checkpoint's model card
+        (:func:`~spine_kp.inference.checkpoint_card.card_from_checkpoint`), the weights its ``state_dict`` (and its
+        crop grader's). A fold ensemble file (``spine-kp ensemble``,
         :mod:`spine_kp.fold_ensemble`) gives an :class:`~spine_kp.inference.ensemble.EnsemblePredictor`, which
         predicts the mean of its members.
 

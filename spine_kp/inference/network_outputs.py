@@ -1,6 +1,6 @@
 """Network outputs -> landmarks in the input frame, for any backend: level-order decoding, then grading there.
 
-The network runs wherever it runs (PyTorch: :mod:`spine_kp.inference.infer`; ONNX Runtime:
+The network runs wherever it runs (PyTorch: :mod:`spine_kp.inference.torch_network`; ONNX Runtime:
 :mod:`spine_kp.inference.onnx_predictor`) behind the small :class:`Network` interface; everything after it is numpy
 and lives here once, so both backends decode, grade and score identically. Nothing here imports torch.
 
@@ -12,43 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from spine_kp.codec.heatmap import HeatmapCodec, as_numpy
 from spine_kp.codec.level_order import LevelOrderConfig, decode_batch
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
-
-if TYPE_CHECKING:
-    from spine_kp.data.labels import LabelStats
-
-
-@dataclass(frozen=True)
-class TrainedLabels:
-    """Which landmarks and grades the model was trained on; the others are never predicted.
-
-    Attributes:
-        landmarks: (K,) bool in schema order.
-        grades: kind -> (G,) bool.
-    """
-
-    landmarks: np.ndarray
-    grades: dict[str, np.ndarray]
-
-    @classmethod
-    def all(cls, schema: Schema) -> TrainedLabels:
-        return cls(
-            np.ones(schema.num_landmarks, dtype=bool),
-            {k.name: np.ones(len(k.grades), dtype=bool) for k in schema.kinds},
-        )
-
-    @classmethod
-    def from_stats(cls, schema: Schema, stats: LabelStats | None) -> TrainedLabels:
-        """What the training label statistics say was trained (everything when there are none)."""
-        if stats is None:
-            return cls.all(schema)
-        return cls(stats.landmark_mask(), {k.name: stats.grade_mask(k.name) for k in schema.kinds})
 
 
 @dataclass(frozen=True)
@@ -60,11 +31,14 @@ class BatchLandmarks:
         peaks: (B, K) heatmap peak values (localization confidence).
         grade_probs: kind -> (B, K_kind, G) probabilities (softmax for single-label kinds, sigmoid otherwise);
             untrained grades are 0.
+        view_coords: under flip-TTA, (2, B, K, 2) xy decoded on the plain and on the mirrored view alone (input
+            pixels), whose distance says how much the two views disagree; None otherwise.
     """
 
     coords: np.ndarray
     peaks: np.ndarray
     grade_probs: dict[str, np.ndarray]
+    view_coords: np.ndarray | None = None
 
 
 class Network(Protocol):
@@ -201,6 +175,9 @@ def infer_views(
     heatmaps = np.stack(views).mean(axis=0, dtype=np.float32)
     t1 = time.perf_counter()
     coords, peaks = decode_trained(heatmaps, codec, decode, trained.landmarks)  # (B, K, 2), (B, K)
+    view_coords = None
+    if flip_tta:  # each view decoded alone: how far apart they put a landmark is a measure of doubt
+        view_coords = np.stack([decode_trained(v, codec, decode, trained.landmarks)[0] for v in views[:2]])
     probs = network_probabilities(network, features, coords, schema, trained, temperatures)
     if flip_tta:
         width = images.shape[-1]
@@ -211,13 +188,12 @@ def infer_views(
     if timings is not None:
         timings["model"] = timings.get("model", 0.0) + t1 - t0
         timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t1
-    return BatchLandmarks(coords=coords, peaks=peaks, grade_probs=probs)
+    return BatchLandmarks(coords=coords, peaks=peaks, grade_probs=probs, view_coords=view_coords)
 
 
 __all__ = [
     "BatchLandmarks",
     "Network",
-    "TrainedLabels",
     "decode_trained",
     "grade_probabilities",
     "infer_views",

@@ -1,8 +1,7 @@
-"""The PyTorch network as a :class:`spine_kp.inference.decoding.Network`, and :func:`infer_batch` on it.
+"""The PyTorch network as a :class:`spine_kp.inference.network_outputs.Network`, and :func:`infer_batch` on it.
 
-Decoding, grading and scoring are backend-independent numpy in :mod:`spine_kp.inference.decoding` (shared with the
-ONNX Runtime predictor); this module only runs the torch model. The names of that module that callers import from
-here (``TrainedLabels``, ``BatchLandmarks``, ``decode_trained``) are re-exported.
+Decoding, grading and scoring are backend-independent numpy in :mod:`spine_kp.inference.network_outputs` (shared with
+the ONNX Runtime predictor); this module only runs the torch model.
 
 Shapes: B batch, C channels, H x W input, K landmarks (schema order), K_kind of one kind, G grades.
 """
@@ -18,12 +17,14 @@ from torch import Tensor, nn
 
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
-from spine_kp.inference.decoding import BatchLandmarks, TrainedLabels, decode_trained, infer_views
+from spine_kp.inference.network_outputs import BatchLandmarks, infer_views
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
 
 
 class TorchNetwork:
-    """A :class:`spine_kp.models.net.LandmarkNet` behind the :class:`~spine_kp.inference.decoding.Network` interface.
+    """A :class:`spine_kp.models.net.LandmarkNet` behind the :class:`~spine_kp.inference.network_outputs.Network`
+    interface.
 
     Args:
         model: ``forward(x)`` giving ``heatmaps`` and ``features``, and ``grade(features, points)``.
@@ -61,7 +62,7 @@ def infer_batch(
 ) -> BatchLandmarks:
     """Run the network, decode landmarks with level-order DP, grade them at the decoded points.
 
-    :func:`spine_kp.inference.decoding.infer_views` on a :class:`TorchNetwork` (see there for the arguments).
+    :func:`spine_kp.inference.network_outputs.infer_views` on a :class:`TorchNetwork` (see there for the arguments).
 
     Args:
         model: a :class:`spine_kp.models.net.LandmarkNet`.
@@ -81,10 +82,4 @@ def infer_batch(
     )
 
 
-__all__ = [
-    "BatchLandmarks",
-    "TorchNetwork",
-    "TrainedLabels",
-    "decode_trained",
-    "infer_batch",
-]
+__all__ = ["TorchNetwork", "infer_batch"]

@@ -1,4 +1,5 @@
-"""Backend-independent decoding (``spine_kp.inference.decoding``) agrees with the torch functions training uses."""
+"""Backend-independent decoding (``spine_kp.inference.network_outputs``) agrees with the torch functions training
+uses."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import torch
 
 from spine_kp.codec.heatmap import heatmap_argmax
-from spine_kp.inference.decoding import TrainedLabels, grade_probabilities
+from spine_kp.inference.network_outputs import grade_probabilities
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.models.heads import grade_probabilities as torch_grade_probabilities
 from spine_kp.schema import load_schema
 

@@ -2,7 +2,7 @@
 
 :class:`SlicePredictor` holds what a trained model needs around its network (its model card:
 :mod:`spine_kp.inference.card`) and runs the whole path; a backend
-subclass only supplies :attr:`SlicePredictor.network` (PyTorch: :class:`spine_kp.inference.predictor.Predictor`;
+subclass only supplies :attr:`SlicePredictor.network` (PyTorch: :class:`spine_kp.inference.torch_predictor.Predictor`;
 ONNX Runtime: :class:`spine_kp.inference.onnx_predictor.OnnxPredictor`). Nothing here imports torch.
 """
 
@@ -20,9 +20,10 @@ from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.data.preprocess import Geometry, prepare_image
 from spine_kp.inference.card import ModelCard
-from spine_kp.inference.decoding import Network, TrainedLabels, infer_views
+from spine_kp.inference.crop_stage_base import StageBase
+from spine_kp.inference.network_outputs import Network, infer_views
 from spine_kp.inference.records import landmarks_to_record
-from spine_kp.inference.stage_common import StageBase
+from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.schema import Schema
 from spine_kp.types import Slice, StudyRecord
 
@@ -107,7 +108,7 @@ class SlicePredictor:
     @property
     def score_calibration(self) -> dict[str, dict[str, tuple[float, float]]]:
         """``{"localization": {kind: (a, b)}, "scores": {kind: (a, b)}}``, the Platt maps fitted at the end of
-        training (:mod:`spine_kp.engine.score_calibration`); empty: the raw ``peak x p``."""
+        training (:mod:`spine_kp.engine.score_map_fit`); empty: the raw ``peak x p``."""
         return self.card.calibration.score_maps
 
     def slices_needed(self, fuse_neighbours: bool = False) -> int:
@@ -212,9 +213,10 @@ class SlicePredictor:
         coords_all = [g.to_original(pred.coords[i].astype(np.float64)) for i, g in enumerate(geoms)]
         probs_all = [{k: v[i] for k, v in pred.grade_probs.items()} for i in range(len(slices))]
         probs_all = self.regrade(slices, coords_all, pred.peaks, probs_all, timings)
+        shifts = [None] * len(slices) if pred.view_coords is None else flip_shifts_mm(pred.view_coords, geoms, slices)
         out = []
         for i, s in enumerate(slices):
-            record = self.record(s, coords_all[i], pred.peaks[i], probs_all[i], top_k_grades)
+            record = self.record(s, coords_all[i], pred.peaks[i], probs_all[i], top_k_grades, flip_shift_mm=shifts[i])
             out.append(SlicePrediction(s, record, coords_all[i], pred.peaks[i], probs_all[i]))
         return out
 
@@ -226,6 +228,7 @@ class SlicePredictor:
         probs: dict[str, np.ndarray],
         top_k_grades: int = 0,
         score_calibration: ScoreMaps | None = None,
+        flip_shift_mm: np.ndarray | None = None,
     ) -> StudyRecord:
         """The competition record of one predicted slice (:func:`~spine_kp.inference.records.landmarks_to_record`),
         scored with this model's score calibration unless ``score_calibration`` is given."""
@@ -242,7 +245,22 @@ class SlicePredictor:
             spacing=slc.spacing,
             top_k_grades=top_k_grades,
             score_calibration=self.score_calibration if score_calibration is None else score_calibration,
+            flip_shift_mm=flip_shift_mm,
         )
 
 
-__all__ = ["SlicePrediction", "SlicePredictor"]
+def flip_shifts_mm(view_coords: np.ndarray, geoms: Sequence[Geometry], slices: Sequence[Slice]) -> list[np.ndarray]:
+    """Per slice, (K,) mm between each landmark as decoded on the plain and on the mirrored view (flip-TTA).
+
+    Args:
+        view_coords: (2, B, K, 2) xy in input pixels, plain view first.
+    """
+    out = []
+    for i, (g, s) in enumerate(zip(geoms, slices)):
+        plain, mirrored = (g.to_original(view_coords[v, i].astype(np.float64)) for v in (0, 1))
+        dx, dy = (plain - mirrored).T
+        out.append(np.hypot(dx * s.spacing[1], dy * s.spacing[0]))
+    return out
+
+
+__all__ = ["SlicePrediction", "SlicePredictor", "flip_shifts_mm"]
