@@ -1,4 +1,4 @@
-"""Write MR image series (and non-image objects) as DICOM files: phantom studies and test fixtures.
+"""Write MR image series as DICOM files: phantom studies and test fixtures (non-image objects: :mod:`.dicom_non_image`).
 
 Geometry follows the DICOM patient frame (LPS, mm): ``orientation`` holds the row direction cosines then the
 column direction cosines (ImageOrientationPatient); ``positions[i]`` is the centre of the top-left pixel of slice
@@ -19,9 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
-    BasicTextSRStorage,
     ExplicitVRLittleEndian,
-    GrayscaleSoftcopyPresentationStateStorage,
     ImplicitVRLittleEndian,
     MRImageStorage,
     generate_uid,
@@ -36,8 +34,8 @@ __all__ = [
     "SeriesGeometry",
     "SeriesMeta",
     "encodable_transfer_syntaxes",
+    "base_dataset",
     "frame_of_reference_uid",
-    "write_non_image",
     "write_series",
 ]
 
@@ -100,7 +98,7 @@ def _stored_values(pixels: np.ndarray, meta: SeriesMeta) -> np.ndarray:
     return np.clip(stored, 0, 2**meta.bits_stored - 1).astype(np.uint16)
 
 
-def _base_dataset(sop_class: UID, sop_uid: str, study_uid: str, transfer_syntax: UID) -> Dataset:
+def base_dataset(sop_class: UID, sop_uid: str, study_uid: str, transfer_syntax: UID) -> Dataset:
     file_meta = FileMetaDataset()
     file_meta.MediaStorageSOPClassUID = sop_class
     file_meta.MediaStorageSOPInstanceUID = sop_uid
@@ -129,7 +127,7 @@ def _image_dataset(
     transfer_syntax: UID,
 ) -> Dataset:
     """One MR Image Storage dataset holding ``frame`` ((H, W) uint16 stored values), uncompressed."""
-    ds = _base_dataset(MRImageStorage, sop_uid, meta.study_uid, transfer_syntax)
+    ds = base_dataset(MRImageStorage, sop_uid, meta.study_uid, transfer_syntax)
     ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: descriptions may be in any language
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
     ds.Modality = meta.modality
@@ -246,62 +244,3 @@ def write_series(
             ds.save_as(tmp, enforce_file_format=True)
         written.append((path, str(sop_instance_uids[i])))
     return written
-
-
-def _code(value: str, scheme: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.update({"CodeValue": value, "CodingSchemeDesignator": scheme, "CodeMeaning": meaning})
-    return item
-
-
-def write_non_image(path: Path, study_uid: str, kind: str = "sr") -> Path:
-    """Write a valid non-image DICOM object belonging to ``study_uid``.
-
-    Args:
-        path: file to write.
-        study_uid: StudyInstanceUID the object claims.
-        kind: ``"sr"`` (Basic Text SR) or ``"pr"`` (Grayscale Softcopy Presentation State).
-
-    Returns:
-        ``path``.
-    """
-    if kind not in ("sr", "pr"):
-        raise ValueError(f"{path}: kind must be 'sr' or 'pr', got {kind!r}")
-    sop_class = BasicTextSRStorage if kind == "sr" else GrayscaleSoftcopyPresentationStateStorage
-    ds = _base_dataset(sop_class, generate_uid(), study_uid, ExplicitVRLittleEndian)
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.PatientID = "ANON"
-    ds.PatientName = "ANON"
-    ds.StudyDate = "20260101"
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = 900 if kind == "sr" else 901
-    ds.InstanceNumber = 1
-    if kind == "sr":
-        ds.update(
-            {
-                "Modality": "SR",
-                "SeriesDescription": "Report",
-                "ValueType": "CONTAINER",
-                "ContinuityOfContent": "SEPARATE",
-                "CompletionFlag": "COMPLETE",
-                "VerificationFlag": "UNVERIFIED",
-            }
-        )
-        ds.ConceptNameCodeSequence = [_code("18748-4", "LN", "Diagnostic Imaging Report")]
-        item = Dataset()
-        item.update({"RelationshipType": "CONTAINS", "ValueType": "TEXT", "TextValue": "Phantom: no findings."})
-        item.ConceptNameCodeSequence = [_code("121071", "DCM", "Finding")]
-        ds.ContentSequence = [item]
-    else:
-        ds.update(
-            {
-                "Modality": "PR",
-                "SeriesDescription": "Presentation state",
-                "ContentLabel": "PHANTOM",
-                "PresentationCreationDate": "20260101",
-                "PresentationCreationTime": "000000",
-            }
-        )
-    with atomic_output(path) as tmp:
-        ds.save_as(tmp, enforce_file_format=True)
-    return Path(path)

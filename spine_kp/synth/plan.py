@@ -127,7 +127,10 @@ def _encoding(rng: np.random.Generator) -> tuple[int, float, float, float]:
 
 
 def sample_plan(rng: np.random.Generator, index: int, size: int | None, tricky_enabled: bool) -> StudyPlan:
-    """Draw the protocol of study ``index`` (``size``: fixed sagittal matrix rows, else 384-512)."""
+    """Draw the protocol of study ``index`` (``size``: fixed sagittal matrix rows, else 384-512).
+
+    Long on purpose: its random draws happen in one fixed order that
+    pins every default phantom byte for byte (tests/synth); split into helpers, that order would be hard to see."""
     tricky = tricky_for(index, rng, tricky_enabled)
     missing = "missing_descriptions" in tricky
     n_sag = int(rng.integers(11, 18))

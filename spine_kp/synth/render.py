@@ -175,7 +175,10 @@ def _frame_box(cv: Canvas, s: Body | Disc, u: tuple[float, float], v: tuple[floa
 
 
 def paint_posterior(cv: Canvas, b: Body, below: Disc | None, above: Disc | None) -> None:
-    """Pedicles, articular pillars, lamina, spinous and transverse processes, exiting root (lumbar/thoracic)."""
+    """Pedicles, articular pillars, lamina, spinous and transverse processes, exiting root (lumbar/thoracic).
+
+    Long on purpose: the elements share a dozen dimensions of the one body; the local ``element`` painter is the unit.
+    """
     if b.posterior is None:
         return
     ipd, ped_r, sp_len, droop, sp_h = b.posterior

@@ -42,7 +42,8 @@ def sample_anatomy(
     vertebra_looks: Mapping[str, VertebraLook] | None = None,
     variant: AnatomyVariant | None = None,
 ) -> Anatomy:
-    """Draw one study's anatomy.
+    """Draw one study's anatomy. Long on purpose: its random draws happen in one fixed order that
+    pins every default phantom byte for byte (tests/synth); split into helpers, that order would be hard to see.
 
     Args:
         rng: the study's random generator.

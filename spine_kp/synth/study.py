@@ -64,6 +64,9 @@ def make_study(
 ) -> SynthStudy:
     """Build phantom study ``index`` of the data set seeded ``seed``, entirely in memory.
 
+    Long on purpose: its random draws happen in one fixed order that
+    pins every default phantom byte for byte (tests/synth); split into helpers, that order would be hard to see.
+
     Args:
         seed: data-set seed.
         index: study number; its randomness comes from ``(seed, index)`` only.

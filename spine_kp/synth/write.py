@@ -25,7 +25,8 @@ from spine_kp.io.annotations import write_annotations
 from spine_kp.io.atomic import atomic_output, atomic_write_bytes, atomic_write_text
 from spine_kp.io.output_guard import OutputClashError
 from spine_kp.schema import Schema, load_schema
-from spine_kp.synth.dicom_write import write_non_image, write_series
+from spine_kp.synth.dicom_non_image import write_non_image
+from spine_kp.synth.dicom_write import write_series
 from spine_kp.synth.study import make_study
 from spine_kp.synth.study_types import SynthOptions, SynthSeries, SynthStudy
 from spine_kp.types import StudyRecord
@@ -197,7 +198,8 @@ def make_dataset(
     overwrite: bool = False,
     **options: object,
 ) -> SynthSummary:
-    """Write ``n_studies`` phantom studies and their annotations.
+    """Write ``n_studies`` phantom studies and their annotations. Long on purpose: the overwrite checks, the worker
+    pool and the annotation file (written last, so an interrupted run is recognised) keep one visible order.
 
     Args:
         out: output root; studies go to ``out/studies/``, annotations to ``out/annotations.json``.

@@ -18,7 +18,8 @@ from spine_kp.io.dicom import (
     scan,
 )
 from spine_kp.io.series_choice import choose_series
-from spine_kp.synth.dicom_write import encodable_transfer_syntaxes, write_non_image
+from spine_kp.synth.dicom_non_image import write_non_image
+from spine_kp.synth.dicom_write import encodable_transfer_syntaxes
 
 
 def _index(builder: StudyBuilder):  # noqa: ANN202

@@ -9,7 +9,7 @@ import pytest
 from dicom_studies import AX, StudyBuilder, WrittenSeries
 
 from spine_kp.cli.main import main
-from spine_kp.synth.dicom_write import write_non_image
+from spine_kp.synth.dicom_non_image import write_non_image
 
 
 def _data_root(tmp_path: Path) -> tuple[Path, StudyBuilder, WrittenSeries, StudyBuilder]:

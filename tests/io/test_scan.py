@@ -9,7 +9,7 @@ import pydicom
 from dicom_studies import AX, COR, SAG, StudyBuilder
 
 from spine_kp.io.scan import scan
-from spine_kp.synth.dicom_write import write_non_image
+from spine_kp.synth.dicom_non_image import write_non_image
 
 
 def _reasons(result) -> dict[str, str]:  # noqa: ANN001

@@ -14,13 +14,13 @@ from pydicom.uid import (
     MRImageStorage,
 )
 
+from spine_kp.synth.dicom_non_image import write_non_image
 from spine_kp.synth.dicom_write import (
     TRANSFER_SYNTAXES,
     SeriesGeometry,
     SeriesMeta,
     encodable_transfer_syntaxes,
     frame_of_reference_uid,
-    write_non_image,
     write_series,
 )
 
