@@ -18,9 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-axial", action="store_true", help="omit the T2 axial series")
     parser.add_argument("--no-tricky", action="store_true", help="omit the tricky cases")
     parser.add_argument("--randomize", action="store_true",
-                        help="domain randomisation for pretraining: wide/tight fields of view, fat-suppressed and "
-                        "8-bit windowed T2, clean to noisy images, thoracic levels from T6, a fused and angled "
-                        "sacrum")  # fmt: skip
+                        help="domain randomisation for pretraining: wide/tight fields of view, fat-suppressed T2, "
+                        "clean to noisy images")  # fmt: skip
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing non-empty OUT/studies and OUT/annotations.json"
     )

@@ -2,8 +2,7 @@
 
 This package draws; :mod:`spine_kp.io` only reads and writes real data, and nothing in ``io`` imports from here.
 Modules: ``plan`` (what a study holds, incl. domain randomisation), ``anatomy`` / ``phantom`` / ``render`` /
-``canvas`` / ``sample`` / ``soft_tissue`` (the anatomy and its rendering), ``variant`` / ``sacrum`` (the randomised
-anatomy: thoracic levels above T10, a fused and angled sacrum), ``acquire`` (MR contrast, noise, series),
+``canvas`` / ``sample`` / ``soft_tissue`` (the anatomy and its rendering), ``acquire`` (MR contrast, noise, series),
 ``grades`` (grade appearances by meaning), ``study`` / ``study_types`` (one study in memory), ``write`` /
 ``dicom_write`` / ``dicom_encode`` (DICOM files, annotations), ``preview``.
 

@@ -24,10 +24,7 @@ def quantize(vol: np.ndarray, sp: SeriesPlan, ref: float | None = None) -> np.nd
 
     ``ref`` (default: the 99.9th percentile, i.e. the brightest tissue) maps to ``sp.stored_max``; stored
     values are clipped to the BitsStored range and the returned values are ``stored * slope + intercept``.
-    A series with a ``window`` is an 8-bit export instead: its window's percentiles map to 0 and 255.
     """
-    if sp.window is not None:
-        return window_8bit(vol, sp.window)
     if ref is None:
         ref = brightest(vol)
     out = np.multiply(vol, np.float32(sp.stored_max / ref), dtype=np.float32)
@@ -38,15 +35,6 @@ def quantize(vol: np.ndarray, sp: SeriesPlan, ref: float | None = None) -> np.nd
     if sp.intercept != 0.0:
         out += np.float32(sp.intercept)
     return out
-
-
-def window_8bit(vol: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """(N, H, W) magnitudes -> 0..255 integers; the ``window`` percentiles (low, high) of the volume map to 0, 255."""
-    step = max(1, int(math.sqrt(vol.size / 50_000)))
-    lo, hi = (float(v) for v in np.percentile(vol[:, ::step, ::step], window))
-    out = np.multiply(vol - np.float32(lo), np.float32(255.0 / max(hi - lo, 1e-6)), dtype=np.float32)
-    np.rint(out, out=out)
-    return np.clip(out, 0.0, 255.0, out=out)
 
 
 def brightest(vol: np.ndarray) -> float:

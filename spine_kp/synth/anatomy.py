@@ -19,31 +19,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spine_kp.synth.variant import THORACIC_EXTRA, AnatomyVariant
-
 # Full (height, AP depth, lateral width) in mm of an average adult; scaled per study.
 BODY_DIMS: dict[str, tuple[float, float, float]] = {
-    "T6": (18.5, 24.0, 29.0), "T7": (19.0, 24.5, 30.0), "T8": (19.5, 25.5, 31.0), "T9": (20.0, 26.0, 32.5),
     "T10": (21.0, 27.0, 34.0), "T11": (22.0, 28.0, 36.0), "T12": (23.5, 29.0, 38.0),
     "L1": (25.0, 30.5, 41.0), "L2": (26.0, 31.5, 43.0), "L3": (26.5, 33.0, 46.0),
     "L4": (26.5, 34.0, 48.0), "L5": (25.5, 34.0, 50.0),
     "S1": (27.0, 38.0, 90.0), "S2": (21.0, 28.0, 70.0), "S3": (17.0, 21.0, 52.0),
     "S4": (13.0, 15.0, 36.0), "S5": (10.0, 11.0, 24.0), "Co1": (8.0, 9.0, 14.0), "Co2": (6.0, 7.0, 10.0),
 }  # fmt: skip
-# the ordinary phantom's chain; a randomised one starts higher (``variant.THORACIC_EXTRA``)
-LEVELS: tuple[str, ...] = tuple(n for n in BODY_DIMS if n not in THORACIC_EXTRA)
+LEVELS: tuple[str, ...] = tuple(BODY_DIMS)
 FIRST_SACRAL = LEVELS.index("S1")
 # Disc below each body: (centre height mm, wedge angle deg). Lumbar wedges are rescaled to the study's lordosis;
 # sacral/coccygeal "discs" are fused remnants.
 DISC_BELOW: dict[str, tuple[float, float]] = {
-    "T6": (4.5, -4.0), "T7": (4.5, -4.0), "T8": (4.5, -3.5), "T9": (5.0, -3.0),
     "T10": (5.5, -2.0), "T11": (6.0, -1.0), "T12": (7.0, 1.0), "L1": (8.0, 3.0), "L2": (9.0, 5.0),
     "L3": (10.0, 7.0), "L4": (11.0, 10.0), "L5": (10.5, 16.0), "S1": (2.2, -6.0), "S2": (1.8, -8.0),
     "S3": (1.5, -10.0), "S4": (1.5, -14.0), "S5": (2.0, -20.0), "Co1": (1.5, -15.0),
 }  # fmt: skip
 # Per level: bony canal AP depth, posterior epidural fat, anterior epidural fat, thecal sac lateral half-width.
 CANAL: dict[str, tuple[float, float, float, float]] = {
-    "T6": (15.0, 1.0, 0.8, 8.0), "T7": (15.0, 1.0, 0.8, 8.0), "T8": (15.0, 1.0, 0.8, 8.0), "T9": (15.0, 1.1, 0.8, 8.0),
     "T10": (15.5, 1.2, 0.8, 8.0), "T11": (15.5, 1.4, 0.8, 8.0), "T12": (16.0, 1.8, 0.8, 8.5),
     "L1": (17.0, 2.0, 0.8, 9.0), "L2": (16.5, 2.5, 0.9, 9.5), "L3": (16.0, 3.0, 1.0, 10.0),
     "L4": (16.5, 3.8, 1.2, 10.0), "L5": (18.0, 4.5, 2.0, 9.0), "S1": (14.0, 4.0, 3.5, 5.5),
@@ -53,8 +47,6 @@ CANAL: dict[str, tuple[float, float, float, float]] = {
 # Posterior elements: interpedicular half-distance, pedicle lateral radius, spinous length, spinous droop (deg),
 # spinous half-height (mm).
 POSTERIOR: dict[str, tuple[float, float, float, float, float]] = {
-    "T6": (8.0, 3.0, 38.0, 60.0, 4.0), "T7": (8.0, 3.0, 38.0, 58.0, 4.0), "T8": (8.0, 3.0, 37.0, 52.0, 4.0),
-    "T9": (8.0, 3.0, 36.0, 46.0, 4.2),
     "T10": (8.5, 3.0, 34.0, 40.0, 4.5), "T11": (9.0, 3.5, 32.0, 30.0, 5.0), "T12": (9.5, 3.5, 30.0, 18.0, 6.0),
     "L1": (10.5, 4.0, 29.0, 10.0, 8.0), "L2": (11.0, 4.0, 30.0, 8.0, 9.0), "L3": (11.5, 4.5, 30.0, 6.0, 9.0),
     "L4": (12.5, 5.0, 28.0, 5.0, 8.5), "L5": (14.0, 6.0, 22.0, 0.0, 7.0),
@@ -241,12 +233,6 @@ class Anatomy:
     conus_z: float
     marrow_ff: float
     extras: dict[str, float] = field(default_factory=dict)
-    variant: AnatomyVariant = field(default_factory=AnatomyVariant)
-
-    @property
-    def first_sacral(self) -> int:
-        """Index of S1 in ``bodies``."""
-        return next(i for i, b in enumerate(self.bodies) if b.sacral)
 
     def names(self) -> list[str]:
         """Every drawn structure: bodies and discs, cranio-caudally."""

@@ -189,7 +189,8 @@ def write_series(
     sop_instance_uids: Sequence[str] | None = None,
     file_names: Sequence[str] | None = None,
 ) -> list[tuple[Path, str]]:
-    """Write one MR series, one file per slice.
+    """Write one MR series, one file per slice. Long on purpose: the per-series checks and the per-slice dataset
+    fields read best as one sequence of DICOM attributes.
 
     Args:
         out_dir: folder to write into (created if missing).

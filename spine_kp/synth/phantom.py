@@ -20,7 +20,7 @@ import numpy as np
 from scipy import sparse
 from scipy.ndimage import gaussian_filter
 
-from spine_kp.synth.anatomy import Anatomy
+from spine_kp.synth.anatomy import FIRST_SACRAL, Anatomy
 from spine_kp.synth.canvas import Canvas, PlaneGrid
 from spine_kp.synth.render import (
     paint_body,
@@ -29,7 +29,6 @@ from spine_kp.synth.render import (
     paint_sacral_plate,
     paint_schmorl,
 )
-from spine_kp.synth.sacrum import paint_fused_junction
 from spine_kp.synth.soft_tissue import paint_canal, paint_outline, paint_retro
 
 # Apparent (PD, T1 ms, T2 ms) at 1.5 T. Fat's T2 is its apparent value in turbo spin echo (J-coupling).
@@ -238,9 +237,9 @@ def render_plane(
     cv = Canvas(grid, anatomy, signals, textures)
     cv.img[:] = resample(half.img, up)[:, :h, :w]
     paint_canal(cv)
-    discs, first_sacral = anatomy.discs, anatomy.first_sacral
+    discs = anatomy.discs
     for i, b in enumerate(anatomy.bodies):
-        if i >= first_sacral:
+        if i >= FIRST_SACRAL:
             paint_sacral_plate(cv, b)
         else:
             paint_posterior(cv, b, discs[i] if i < len(discs) else None, discs[i - 1] if i > 0 else None)
@@ -248,8 +247,6 @@ def render_plane(
         paint_disc(cv, anatomy, d, label_ids.get(d.name, 0))
     for b in anatomy.bodies:
         paint_body(cv, b, label_ids.get(b.name, 0))
-    for d in discs[first_sacral:]:
-        paint_fused_junction(cv, anatomy, d)  # randomised studies only: their variant names fused junctions
     for d in discs:
         if d.look.schmorl > 0:
             paint_schmorl(cv, anatomy, d, label_ids.get(d.name, 0))

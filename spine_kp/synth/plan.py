@@ -58,7 +58,6 @@ class SeriesPlan:
     stored_max: float  # stored value the brightest tissue maps to
     snr: float
     transfer_syntax: str
-    window: tuple[float, float] | None = None  # 8-bit export windowed at these percentiles (randomised T2 only)
 
 
 @dataclass(frozen=True)
@@ -129,8 +128,8 @@ def _encoding(rng: np.random.Generator) -> tuple[int, float, float, float]:
 def sample_plan(rng: np.random.Generator, index: int, size: int | None, tricky_enabled: bool) -> StudyPlan:
     """Draw the protocol of study ``index`` (``size``: fixed sagittal matrix rows, else 384-512).
 
-    Long on purpose: its random draws happen in one fixed order that
-    pins every default phantom byte for byte (tests/synth); split into helpers, that order would be hard to see."""
+    Long on purpose: its random draws happen in one fixed order that pins every default phantom byte for byte
+    (tests/synth); split into helpers, that order would be hard to see."""
     tricky = tricky_for(index, rng, tricky_enabled)
     missing = "missing_descriptions" in tricky
     n_sag = int(rng.integers(11, 18))
@@ -215,29 +214,23 @@ def randomize_plan(rng: np.random.Generator, plan: StudyPlan) -> StudyPlan:
 
     Draws, from the study's own plan generator (after :func:`sample_plan`, so ordinary phantoms are unchanged):
 
-    - field of view 240-420 mm along the rows (log-uniform): from a tight crop to the lower thoracic spine and the
-      pelvis (real lumbar T2 studies: about 300-380 mm);
+    - field of view 240-380 mm along the rows (log-uniform): from a tight crop to the whole lower spine;
     - where the spine sits: 30-72 % of the width, 40-60 % of the height;
     - the T2 sagittal contrast: TE 70-140 ms, TR 2-6 s, and in 45 % of studies fat suppressed to 3-35 % of its
       signal (fat-saturated T2, or the water image of a water-fat acquisition) instead of bright FSE fat;
     - the T2 sagittal signal-to-noise ratio 12-90 (log-uniform): clean to noisy images;
-    - the in-plane rotation of the anatomy, up to 20 degrees;
-    - in half the studies an 8-bit export windowed on the image, as research data sets often come (0-12 % of the
-      pixels clipped to black, the brightest 0.01-1 % to white) instead of the scanner's 12/16-bit scaling.
+    - the in-plane rotation of the anatomy, up to 20 degrees.
     """
     t2 = plan.series["t2_sag"]
     fat = float(rng.uniform(0.03, 0.35)) if rng.random() < 0.45 else 1.0
     seq = MRSequence(float(rng.uniform(70.0, 140.0)), float(rng.uniform(2000.0, 6000.0)), fat_scale=fat)
     snr = float(np.exp(rng.uniform(np.log(12.0), np.log(90.0))))
     series = dict(plan.series)
-    window = (float(rng.uniform(0.0, 12.0)), float(rng.uniform(99.0, 99.99))) if rng.random() < 0.5 else None
-    series["t2_sag"] = replace(t2, sequence=seq, snr=snr, window=window)
-    if window is not None:  # an 8-bit export stores the values themselves
-        series["t2_sag"] = replace(series["t2_sag"], slope=1.0, intercept=0.0)
+    series["t2_sag"] = replace(t2, sequence=seq, snr=snr)
     return replace(
         plan,
         series=series,
-        fov=float(np.exp(rng.uniform(np.log(240.0), np.log(420.0)))),
+        fov=float(np.exp(rng.uniform(np.log(240.0), np.log(380.0)))),
         placement=(float(rng.uniform(0.3, 0.72)), float(rng.uniform(0.4, 0.6))),
         roll=float(rng.uniform(-20.0, 20.0)),
     )

@@ -29,7 +29,6 @@ from spine_kp.synth.anatomy import (
     SpineTable,
     VertebraLook,
 )
-from spine_kp.synth.variant import AnatomyVariant
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -40,47 +39,40 @@ def sample_anatomy(
     rng: np.random.Generator,
     disc_looks: Mapping[str, DiscLook] | None = None,
     vertebra_looks: Mapping[str, VertebraLook] | None = None,
-    variant: AnatomyVariant | None = None,
 ) -> Anatomy:
-    """Draw one study's anatomy. Long on purpose: its random draws happen in one fixed order that
-    pins every default phantom byte for byte (tests/synth); split into helpers, that order would be hard to see.
+    """Draw one study's anatomy.
+
+    Long on purpose: its random draws happen in one fixed order that pins every default phantom byte for byte
+    (tests/synth); split into helpers, that order would be hard to see.
 
     Args:
         rng: the study's random generator.
         disc_looks: appearance per disc name ("L4-L5"); missing discs get a normal look.
         vertebra_looks: appearance per body name ("L4"); missing bodies look normal.
-        variant: anatomy beyond the ordinary phantom (randomised studies); None draws the ordinary one.
 
     Returns:
         The anatomy, L3 body centre at the origin of the anatomy frame.
     """
     disc_looks = dict(disc_looks or {})
     vertebra_looks = dict(vertebra_looks or {})
-    var = variant or AnatomyVariant()
-    levels = (*var.thoracic, *LEVELS)
-    first_sacral = levels.index(LEVELS[FIRST_SACRAL])
     scale = _u(rng, 0.88, 1.12)
-    lordosis = _u(rng, 28.0, 62.0) if var.lordosis is None else var.lordosis
+    lordosis = _u(rng, 28.0, 62.0)
     lumbar_wedge = sum(DISC_BELOW[n][1] for n in ("T12", "L1", "L2", "L3", "L4", "L5"))
     marrow_ff = _u(rng, 0.3, 0.65)
 
     # tilt of every body, built from the disc wedges, then shifted so the lumbar bodies stand upright on average
     tilts = [0.0]
-    for k, name in enumerate(levels[:-1]):
+    for name in LEVELS[:-1]:
         wedge = DISC_BELOW[name][1]
         if name in ("T12", "L1", "L2", "L3", "L4", "L5"):
             wedge *= lordosis / lumbar_wedge
-        if name == "L5":
-            wedge += var.lumbosacral
-        if k >= first_sacral:
-            wedge *= var.sacral_curve
         tilts.append(tilts[-1] + math.radians(wedge + rng.normal(0.0, 1.5)))
-    lumbar = [tilts[levels.index(n)] for n in ("L1", "L2", "L3", "L4", "L5")]
+    lumbar = [tilts[LEVELS.index(n)] for n in ("L1", "L2", "L3", "L4", "L5")]
     shift = float(np.mean(lumbar))
     tilts = [t - shift for t in tilts]
 
     dims = []
-    for name in levels:
+    for name in LEVELS:
         h, d, w = (v * scale * _u(rng, 0.95, 1.05) for v in BODY_DIMS[name])
         look = vertebra_looks.get(name, VertebraLook())
         loss = _u(rng, 0.9, 0.98)  # drawn always: a look must not shift the random stream of other structures
@@ -91,9 +83,9 @@ def sample_anatomy(
     bodies: list[Body] = []
     discs: list[Disc] = []
     post_corner = np.zeros(2)  # posterior-superior corner of the current body
-    for k, name in enumerate(levels):
+    for k, name in enumerate(LEVELS):
         h, d, w, look = dims[k]
-        sacral = k >= first_sacral
+        sacral = k >= FIRST_SACRAL
         tilt = tilts[k]
         up, post = _axes(tilt)
         centre = post_corner - (d / 2) * post - (h / 2) * up
@@ -117,9 +109,9 @@ def sample_anatomy(
                 posterior=posterior,
             )
         )
-        if k == len(levels) - 1:
+        if k == len(LEVELS) - 1:
             break
-        nxt = levels[k + 1]
+        nxt = LEVELS[k + 1]
         next_h, next_d, next_w, _ = dims[k + 1]
         disc_name = f"{name}-{nxt}"
         dlook = disc_looks.get(disc_name, DiscLook(degeneration=_u(rng, 0.0, 0.12), bulge=_u(rng, 0.2, 0.8)))
@@ -147,7 +139,7 @@ def sample_anatomy(
                 frame=Frame2D(float(m[0]), float(m[1]), mid),
                 height=float(np.linalg.norm(upper_centre - lower_centre)),
                 half_depth=0.5 * (u_back - u_front),
-                half_width=min(w, next_w) / 2 if k + 1 < first_sacral else w / 2,
+                half_width=min(w, next_w) / 2 if k + 1 < FIRST_SACRAL else w / 2,
                 look=dlook,
                 fused=sacral,
                 side=float(rng.choice([-1.0, 1.0])),
@@ -161,15 +153,15 @@ def sample_anatomy(
         )
 
     # put the L3 centre at the origin
-    ref = bodies[levels.index("L3")].frame
+    ref = bodies[LEVELS.index("L3")].frame
     oy, oz = ref.y, ref.z
     bodies = [_moved(b, oy, oz) for b in bodies]
     discs = [_moved(d, oy, oz) for d in discs]
     habitus = _sample_habitus(rng, bodies)
     conus_z = _conus_z(rng, bodies, discs)
-    table = _build_table(rng, bodies, discs, habitus, conus_z, scale, var.cord)
+    table = _build_table(rng, bodies, discs, habitus, conus_z, scale)
     roots = _sample_roots(rng, bodies, discs, conus_z)
-    return Anatomy(bodies, discs, table, habitus, roots, conus_z, marrow_ff, extras={"scale": scale}, variant=var)
+    return Anatomy(bodies, discs, table, habitus, roots, conus_z, marrow_ff, extras={"scale": scale})
 
 
 def _axes(tilt: float) -> tuple[np.ndarray, np.ndarray]:
@@ -228,15 +220,9 @@ def _sample_roots(rng: np.random.Generator, bodies: list[Body], discs: list[Disc
 
 
 def _build_table(
-    rng: np.random.Generator,
-    bodies: list[Body],
-    discs: list[Disc],
-    hab: Habitus,
-    conus_z: float,
-    scale: float,
-    cord: float = 1.0,
+    rng: np.random.Generator, bodies: list[Body], discs: list[Disc], hab: Habitus, conus_z: float, scale: float
 ) -> SpineTable:
-    """Tabulate the wall lines and the canal / soft-tissue layout against z; ``cord`` scales the cord radius."""
+    """Tabulate the posterior/anterior wall lines and the canal/soft-tissue layout against z."""
     post_pts: list[tuple[float, float]] = []
     ant_pts: list[tuple[float, float]] = []
     for b in bodies:
@@ -272,7 +258,7 @@ def _build_table(
     sac_w = per_level([CANAL[b.name][3] * scale for b in bodies])
     sac_ant = epi_ant + 0.8
     sac_post = np.maximum(canal - epi_post, sac_ant)
-    cord_r = np.clip((z - conus_z) / 18.0, 0.0, 1.0) ** 0.6 * 4.0 * scale * cord
+    cord_r = np.clip((z - conus_z) / 18.0, 0.0, 1.0) ** 0.6 * 4.0 * scale
     # soft tissue behind the spine (relative to the smoothed posterior wall line) and in front of it
     s1_z = _z_of(bodies, "S2")
     buttock = hab.buttock * np.clip((s1_z + 20.0 - z) / 60.0, 0.0, 1.0)

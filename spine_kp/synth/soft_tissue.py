@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from spine_kp.synth.anatomy import FIRST_SACRAL
 from spine_kp.synth.canvas import Box, Canvas
 
 
@@ -71,7 +72,7 @@ def _paint_abdomen(cv: Canvas, ya: np.ndarray, inner: np.ndarray) -> None:
     liver = region * cv.soft(hab.liver_z + 12.0 * tc - z, 6.0) * cv.soft(x - 45.0, 4.0)
     dome = hab.diaphragm_z + 0.004 * np.square(np.minimum(ya + 30.0, 0.0)) + 4.0 * tc
     lung = region * cv.soft(dome - z, 3.0)
-    low = cv.anatomy.bodies[cv.anatomy.first_sacral + 4].frame.z
+    low = cv.anatomy.bodies[FIRST_SACRAL + 4].frame.z
     bladder = region * cv.soft(
         (np.hypot(np.hypot(x / 40.0, (ya + 90.0) / 35.0), (z - low + 10.0) / 28.0) - 1.0) * 28, 3
     )
@@ -132,7 +133,7 @@ def _paint_canal(cv: Canvas, box: Box, z0: float, z1: float) -> None:
     own = ((z >= z0) & (z < z1)).astype(np.float32)  # each pixel belongs to exactly one segment
     n = (cv.y[box] - cv.col("post_y", box)) * cv.col("cos_phi", box)
     canal = cv.col("canal", box)
-    s1 = an.bodies[an.first_sacral]
+    s1 = an.bodies[FIRST_SACRAL]
     lumbar = np.clip((z - s1.frame.z - s1.half_height) / 10.0, 0.0, 1.0)
     cv.paint(box, cv.soft(np.maximum(-3.0 - n, n - canal - 1.0)) * cv.lat(x, 0.0, 22.0) * (canal > 0.5) * own, "fat")
     cv.paint(box, cv.soft(np.abs(n + 0.1) - 1.0) * cv.lat(x, 0.0, 13.0) * own, "ligament")
@@ -161,7 +162,7 @@ def _paint_interspinous(cv: Canvas, box: Box, z0: float, z1: float) -> None:
     if isinstance(lat, float) and lat <= 0.0:
         return
     z = cv.z[box]
-    s1 = cv.anatomy.bodies[cv.anatomy.first_sacral]
+    s1 = cv.anatomy.bodies[FIRST_SACRAL]
     lumbar = np.clip((z - s1.frame.z - s1.half_height) / 10.0, 0.0, 1.0) * ((z >= z0) & (z < z1))
     n = (cv.y[box] - cv.col("post_y", box)) * cv.col("cos_phi", box)
     canal = cv.col("canal", box)

@@ -25,7 +25,6 @@ from spine_kp.synth.phantom import BiasField, Pose, nearest_index, tissue_signal
 from spine_kp.synth.plan import StudyPlan, randomize_plan, sample_plan
 from spine_kp.synth.sample import sample_anatomy
 from spine_kp.synth.study_types import SynthOptions, SynthSeries, SynthStudy, series_meta, synth_uid
-from spine_kp.synth.variant import sample_variant
 from spine_kp.types import ImageAnnotation, Point, StudyRecord
 
 SAGITTAL_ROLES = ("t2_sag", "t1_sag", "stir_sag")
@@ -64,8 +63,8 @@ def make_study(
 ) -> SynthStudy:
     """Build phantom study ``index`` of the data set seeded ``seed``, entirely in memory.
 
-    Long on purpose: its random draws happen in one fixed order that
-    pins every default phantom byte for byte (tests/synth); split into helpers, that order would be hard to see.
+    Long on purpose: its random draws happen in one fixed order that pins every default phantom byte for byte
+    (tests/synth); split into helpers, that order would be hard to see.
 
     Args:
         seed: data-set seed.
@@ -86,9 +85,8 @@ def make_study(
     schema = schema or load_schema()
     options = options or SynthOptions()
     grades_arg = grades
-    # a sixth stream for the randomised anatomy: the first five stay those of ordinary studies
-    r_grade, r_anat, r_plan, r_render, r_noise, r_variant = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), int(index)]).spawn(6)
+    r_grade, r_anat, r_plan, r_render, r_noise = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), int(index)]).spawn(5)
     )
     grades = sample_grades(r_grade, schema)
     for name, labels in dict(grades_arg or {}).items():
@@ -99,8 +97,7 @@ def make_study(
             raise ValueError(f"synth: grades for {name!r} has unknown label(s) {bad}; valid {schema.grades_of(name)}")
         grades[name] = tuple(g for g in schema.grades_of(name) if g in labels)
     disc_looks, vertebra_looks = looks_for(r_grade, schema, grades)
-    variant = sample_variant(r_variant) if options.randomize else None
-    anatomy = sample_anatomy(r_anat, disc_looks, vertebra_looks, variant)
+    anatomy = sample_anatomy(r_anat, disc_looks, vertebra_looks)
     drawn = anatomy.names()
     for name in schema.landmarks:
         if name not in drawn:

@@ -23,11 +23,9 @@ class SynthOptions:
         axial: add the T2 axial blocks.
         tricky: add the tricky cases (see ``plan.TRICKY_KINDS``).
         empty_grade_rate: share of annotated points written with an empty grade ("ignore" in evaluation).
-        randomize: domain randomisation for pretraining (see ``plan.randomize_plan`` and ``variant``): fields of
-            view from tight to the lower thoracic spine and pelvis, fat-suppressed and water-image T2 contrasts,
-            clean to noisy images, 8-bit windowed exports, the spine anywhere in the image; and an anatomy closer
-            to real studies: the chain from T6, a fused sacrum at a sharper lumbosacral angle, lordosis 12-80
-            degrees, a thicker cord.
+        randomize: domain randomisation for pretraining (see ``plan.randomize_plan``): fields of view from
+            tight to the whole lower spine, fat-suppressed and water-image T2 contrasts, clean to noisy images,
+            the spine anywhere in the image.
     """
 
     size: int | None = None

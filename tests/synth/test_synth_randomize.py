@@ -32,7 +32,7 @@ def test_randomised_protocols_cover_what_ordinary_phantoms_do_not() -> None:
     wide = [randomize_plan(np.random.default_rng(1000 + i), p) for i, p in enumerate(plain)]
     fovs = np.array([p.fov for p in wide])
     assert fovs.min() < 255 and fovs.max() > 350  # tight crops and the whole lower spine
-    assert all(240 <= f <= 420 for f in fovs)
+    assert all(240 <= f <= 380 for f in fovs)
     fat = np.array([p.series["t2_sag"].sequence.fat_scale for p in wide])
     assert 0.3 < np.mean(fat < 1.0) < 0.6  # fat-suppressed / water-image T2 in about 45 % of studies
     snr = np.array([p.series["t2_sag"].snr for p in wide])
@@ -61,20 +61,3 @@ def test_randomising_changes_only_the_randomised_protocol_fields() -> None:
     assert plain.plan.fov != wide.plan.fov
     assert plain.get("t2_sag").pixels.shape == wide.get("t2_sag").pixels.shape
     assert not np.array_equal(plain.get("t2_sag").pixels, wide.get("t2_sag").pixels)
-
-
-def test_some_randomised_t2_series_are_8bit_exports_windowed_on_the_image() -> None:
-    plain = [sample_plan(np.random.default_rng(i), i, None, False) for i in range(200)]
-    wide = [randomize_plan(np.random.default_rng(500 + i), p) for i, p in enumerate(plain)]
-    windowed = [p.series["t2_sag"] for p in wide if p.series["t2_sag"].window is not None]
-    assert 0.35 < len(windowed) / len(wide) < 0.65
-    assert all(s.slope == 1.0 and s.intercept == 0.0 for s in windowed)  # stored values are the values
-    assert all(p.series["t2_sag"].window is None for p in plain)  # ordinary phantoms keep the scanner scaling
-    study = next(
-        s for s in (make_study(8, i, options=RANDOM) for i in range(12)) if s.plan.series["t2_sag"].window is not None
-    )
-    low, _ = study.plan.series["t2_sag"].window
-    px = study.get("t2_sag").pixels
-    assert px.min() == 0.0 and px.max() == 255.0 and np.array_equal(px, np.rint(px))
-    assert np.mean(px == 0.0) == pytest.approx(low / 100.0, abs=0.02)  # the window's black share
-    assert study.get("t1_sag").pixels.max() > 255.0  # only the T2 sagittal is exported that way
