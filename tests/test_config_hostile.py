@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_configs import TINY_HOURGLASS as HOURGLASS
 
 from spine_kp.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
 from spine_kp.cli.main import main
@@ -34,15 +35,7 @@ from spine_kp.io.dicom import scan
 from spine_kp.io.scan import no_study_message, symlinked_folders
 from spine_kp.schema import CONFIG_DIR, SchemaError, load_schema
 
-TINY_HOURGLASS = {
-    "model.backbone": "none",
-    "model.decoder": "hourglass",
-    "model.output_stride": "4",
-    "model.decoder_channels": "8",
-    "model.decoder_kwargs": "{num_stacks: 1, depth: 2}",
-    "model.head_kwargs": "{hidden: 16, embed_dim: 4}",
-    "data.input_size": "[64, 64]",
-}
+TINY_HOURGLASS = {**HOURGLASS, "model.head_kwargs": "{hidden: 16, embed_dim: 4}"}
 
 
 # ----------------------------------------------------------------------------------------------------- strict YAML

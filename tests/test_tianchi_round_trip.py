@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_configs import TINY_HOURGLASS
 
 from spine_kp.cli.main import main
 from spine_kp.io.annotation_parse import parse_grades
@@ -14,13 +15,8 @@ from spine_kp.schema import Schema, load_schema
 
 TINY = {  # a tiny hourglass, one training batch at 64 x 64: seconds on a CPU
     "schema": "tianchi",
-    "model.backbone": "none",
-    "model.decoder": "hourglass",
-    "model.output_stride": "4",
-    "model.decoder_channels": "8",
-    "model.decoder_kwargs": "{num_stacks: 1, depth: 2}",
+    **TINY_HOURGLASS,
     "model.head_kwargs": "{hidden: 16, embed_dim: 4}",
-    "data.input_size": "[64, 64]",
     "data.batch_size": "2",
     "data.val_fraction": "0.4",
     "data.augment.enabled": "false",

@@ -40,8 +40,9 @@ from spine_kp.engine.losses import heatmap_loss, multi_label_loss, single_label_
 from spine_kp.engine.optim import adamw_warmup_cosine
 from spine_kp.evaluation.evaluate import evaluate_records
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM
+from spine_kp.inference.network_outputs import infer_views
 from spine_kp.inference.records import landmarks_to_record
-from spine_kp.inference.torch_network import infer_batch
+from spine_kp.inference.torch_network import TorchNetwork
 from spine_kp.inference.trained_labels import TrainedLabels
 from spine_kp.models.net import create_model
 from spine_kp.schema import Schema
@@ -207,7 +208,7 @@ class LandmarkModule(pl.LightningModule):
         if self.cfg.calibration.enabled:  # grade logits at the ground-truth landmarks, for the temperature fit
             self._val_logits.add(out["grade_logits"], batch["grades"], batch["grade_mask"], batch["study_uid"])
         self.log("val/loss", losses["total"], batch_size=images.shape[0], sync_dist=True)
-        pred = infer_batch(self.model, images, self.codec, self.schema, self.trained, self.cfg.decode)
+        pred = infer_views(TorchNetwork(self.model), images, self.codec, self.schema, self.trained, self.cfg.decode)
         for i, (geom, uid) in enumerate(zip(batch["geometry"], batch["study_uid"])):
             self._val_records[uid] = landmarks_to_record(
                 geom.to_original(pred.coords[i]),

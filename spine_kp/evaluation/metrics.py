@@ -60,8 +60,10 @@ def average_precision(scores: np.ndarray, is_tp: np.ndarray, n_gt: int) -> float
         return 0.0
     recall, precision = pr_curve(scores, is_tp, n_gt)
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.diff(recall, prepend=0.0)
-    return float(np.sum(steps * envelope))
+    # recall steps as whole TP counts, divided once: summing float steps of k / n_gt can end at 0.9999999999999999
+    # for a perfect ranking (found by tests/evaluation/test_eval_properties.py)
+    tp_steps = np.diff(np.rint(recall * n_gt), prepend=0.0)
+    return float(np.sum(tp_steps * envelope) / n_gt)
 
 
 @dataclass(frozen=True)

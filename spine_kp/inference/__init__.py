@@ -13,7 +13,7 @@ Modules (backend-independent ones import no torch):
     slice_predictor: ``SlicePredictor``, decoded slices -> predictions for any backend (preprocessing, views,
         decoding).
     crop_stage_base: the crop grading stage without its network (crops, probabilities, combination).
-    torch_network: the torch network as a ``Network`` and ``infer_batch`` (torch).
+    torch_network: the torch network as a ``Network`` (torch).
     crop_stage: the crop grading stage with its torch grader (torch).
     torch_predictor: ``Predictor``, a ``SlicePredictor`` rebuilt from a checkpoint (torch).
     ensemble: a fold ensemble predicting as one model (torch).

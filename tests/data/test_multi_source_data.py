@@ -9,21 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from multi_source_phantoms import SCHEMA, Source, make_two_sources
+from tiny_configs import cut_only
 
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.config import ConfigError, to_dict
 from spine_kp.data.datamodule import DataConfig, SpineDataModule
 from spine_kp.data.labels import kind_indices
 from spine_kp.data.sources import DataSource, DuplicateStudyError
-from spine_kp.data.transforms import AugmentConfig
 from spine_kp.engine.config import ExperimentConfig, load_experiment
 
 # Only the field-of-view cut (small windows): landmarks leave the view on most draws.
-CUT = replace(
-    AugmentConfig(),
-    flip_prob=0.0, affine_prob=0.0, elastic_prob=0.0, crop_prob=0.0, bias_prob=0.0, gamma_prob=0.0,
-    contrast_prob=0.0, blur_prob=0.0, noise_prob=0.0, fov_cut_prob=1.0, fov_cut_frac=(0.3, 0.5),
-)  # fmt: skip
+CUT = cut_only((0.3, 0.5))
 
 
 @pytest.fixture(scope="module")

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import torch
+from tiny_configs import TINY_HOURGLASS, cut_only
 
 from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.data.dataset import SpineDataset, collate_samples
-from spine_kp.data.transforms import AugmentConfig
 from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.io.annotations import read_annotations
 from spine_kp.io.dicom import scan
 from spine_kp.schema import load_schema
 
-HOURGLASS = {
-    "model.backbone": "none",
-    "model.decoder": "hourglass",
-    "model.output_stride": "4",
-    "model.decoder_channels": "8",
-    "model.decoder_kwargs": "{num_stacks: 1, depth: 2}",
-    "data.input_size": "[64, 64]",
-}
-CUT_ONLY = replace(
-    AugmentConfig(),
-    flip_prob=0.0, affine_prob=0.0, elastic_prob=0.0, crop_prob=0.0, bias_prob=0.0, gamma_prob=0.0,
-    contrast_prob=0.0, blur_prob=0.0, noise_prob=0.0, fov_cut_prob=1.0, fov_cut_frac=(0.4, 0.5),
-)  # fmt: skip
+HOURGLASS = TINY_HOURGLASS
+CUT_ONLY = cut_only((0.4, 0.5))
 
 
 def _batch(synth_root, n: int = 4, codec: HeatmapCodec | None = None) -> dict:

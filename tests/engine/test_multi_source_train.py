@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import TINY_TRAIN
 from multi_source_phantoms import SCHEMA, Source, make_two_sources
+from tiny_configs import TINY_HOURGLASS, cut_only
 
 from spine_kp.cli.main import main
 from spine_kp.data.datamodule import SpineDataModule
@@ -20,22 +21,8 @@ from spine_kp.engine.config import experiment_to_dict, load_experiment
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.engine.train import replace_data_sources
 
-HOURGLASS = {  # a tiny hourglass: the loss tests need a module, not a trained one
-    "model.backbone": "none",
-    "model.decoder": "hourglass",
-    "model.output_stride": "4",
-    "model.decoder_channels": "8",
-    "model.decoder_kwargs": "{num_stacks: 1, depth: 2}",
-    "data.input_size": "[64, 64]",
-    "data.batch_size": "2",
-    "data.val_fraction": "0.4",
-    "loss.absent_weight": "0.5",
-}
-CUT = replace(
-    AugmentConfig(),
-    flip_prob=0.0, affine_prob=0.0, elastic_prob=0.0, crop_prob=0.0, bias_prob=0.0, gamma_prob=0.0,
-    contrast_prob=0.0, blur_prob=0.0, noise_prob=0.0, fov_cut_prob=1.0, fov_cut_frac=(0.3, 0.5),
-)  # fmt: skip
+HOURGLASS = {**TINY_HOURGLASS, "data.batch_size": "2", "data.val_fraction": "0.4", "loss.absent_weight": "0.5"}
+CUT = cut_only((0.3, 0.5))
 
 
 @pytest.fixture(scope="module")

@@ -192,3 +192,12 @@ def test_empty_ground_truth_is_all_undefined_and_still_reports(tmp_path):
     assert json.loads(to_json(r))["localization"]["overall"]["within_radius"] is None  # strict JSON: no NaN
     written = write_report(r, tmp_path / "rep")
     assert all(p.stat().st_size > 0 for p in written.values())
+
+
+@pytest.mark.parametrize("group", [1, 2, 3])
+def test_a_perfect_ranking_has_ap_exactly_one(group: int) -> None:
+    """Every prediction a TP, scores tied in groups of ``group``: AP is 1.0, not 0.9999999999999999 (24 steps of 1/24
+    summed as floats fall short of 1)."""
+    for n_gt in range(1, 61):
+        scores = np.repeat(np.arange(n_gt, 0, -1, dtype=float), group)[:n_gt]
+        assert average_precision(scores, np.ones(n_gt, dtype=bool), n_gt) == 1.0, n_gt
