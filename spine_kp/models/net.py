@@ -16,6 +16,7 @@ from spine_kp.codec.heatmap import cells_to_pixels, heatmap_argmax
 from spine_kp.config import bounded, check_bounds
 from spine_kp.models.backbones import create_backbone
 from spine_kp.models.backbones.base import DEEPEST_REDUCTION
+from spine_kp.models.context import create_context
 from spine_kp.models.decoders import DECODERS, create_decoder
 from spine_kp.models.heads import GradeHead, HeatmapHead
 from spine_kp.models.norm import convert_bn_to_gn
@@ -42,6 +43,9 @@ class ModelConfig:
         backbone_kwargs: extra keyword arguments for the backbone builder.
         decoder_kwargs: extra keyword arguments for the decoder builder.
         head_kwargs: extra keyword arguments for :class:`~spine_kp.models.heads.GradeHead`.
+        context: ``CONTEXTS`` name of a block run on the backbone's deepest map before the decoder ("attention":
+            transformer layers over its cells, :mod:`spine_kp.models.context`); "none" for none.
+        context_kwargs: keyword arguments for that block (dim, heads, layers, mlp_ratio, dropout).
     """
 
     backbone: str = "resnet34"
@@ -55,9 +59,13 @@ class ModelConfig:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     decoder_kwargs: dict[str, Any] = field(default_factory=dict)
     head_kwargs: dict[str, Any] = field(default_factory=dict)
+    context: str = "none"
+    context_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_bounds(self)
+        if self.context != "none" and not self.uses_backbone:
+            raise ValueError(f"model.context {self.context!r} needs a backbone; decoder {self.decoder!r} runs without one")
         if self.output_stride not in (1, 2, 4):
             raise ValueError(f"ModelConfig: output_stride must be 1, 2 or 4, got {self.output_stride}")
         if self.pretrained is not None and not self.uses_backbone:  # checked at load, before any data is read
@@ -95,6 +103,7 @@ class LandmarkNet(nn.Module):
         output_stride: stride of the decoder output.
         head_kwargs: extra arguments for :class:`GradeHead`.
         dropout: grade-head dropout.
+        context: a block run on the backbone's deepest map before the decoder (``spine_kp.models.context``).
     """
 
     def __init__(
@@ -105,9 +114,11 @@ class LandmarkNet(nn.Module):
         output_stride: int,
         head_kwargs: dict[str, Any] | None = None,
         dropout: float = 0.0,
+        context: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.context = context
         self.decoder = decoder
         self.schema = schema
         self.output_stride = output_stride
@@ -135,6 +146,8 @@ class LandmarkNet(nn.Module):
         if height % self.size_divisor or width % self.size_divisor:
             raise ValueError(f"LandmarkNet: input size {(height, width)} must be divisible by {self.size_divisor}")
         features = self.backbone(x) if self.backbone is not None else [x]
+        if self.context is not None:
+            features = [*features[:-1], self.context(features[-1])]
         out = self.decoder(features)
         feats, aux = out if isinstance(out, tuple) else (out, [])
         heatmaps = self.heatmap_head(feats)  # (B, K, H/s, W/s)
@@ -176,7 +189,8 @@ def build_landmark_net(backbone: nn.Module | None, cfg: ModelConfig, schema: Sch
     if entry.meta.get("intermediate_supervision"):
         kwargs.setdefault("num_landmarks", schema.num_landmarks)
     decoder = create_decoder(cfg.decoder, channels, reductions, cfg.decoder_channels, cfg.output_stride, **kwargs)
-    return LandmarkNet(backbone, decoder, schema, cfg.output_stride, cfg.head_kwargs, cfg.dropout)
+    context = create_context(cfg.context, channels[-1], **cfg.context_kwargs)
+    return LandmarkNet(backbone, decoder, schema, cfg.output_stride, cfg.head_kwargs, cfg.dropout, context)
 
 
 def create_model(cfg: ModelConfig, schema: Schema) -> LandmarkNet:
