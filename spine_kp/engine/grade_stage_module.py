@@ -117,7 +117,9 @@ class CropGraderModule(pl.LightningModule):
             mirror=c.mirror,
             flip_cc=c.flip_cc,
         )
-        loss = self.loss(self.model(crops), batch, adjust=True)
+        member_logits = getattr(self.model, "member_logits", None)  # an ensemble: every member its own loss
+        outputs = member_logits(crops) if member_logits is not None else [self.model(crops)]
+        loss = sum(self.loss(o, batch, adjust=True) for o in outputs) / len(outputs)
         self.log("grade_stage/train_loss", loss, batch_size=crops.shape[0], on_step=False, on_epoch=True)
         return loss
 

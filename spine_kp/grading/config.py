@@ -59,6 +59,8 @@ class GradeStageConfig:
         logit_adjust: tau of logit-adjusted training (Menon et al., 2021): during training each grade's logit is
             shifted by ``tau * log`` of its training prior (odds, for multi-label kinds); prediction reads the
             unshifted logits, which moves probability towards rare grades without re-weighting examples.
+        members: crop networks of the same architecture, each from its own initialisation and trained with its own
+            loss on the same batches; the stage grades with their mean logits (1: one network).
         load_workers: threads decoding the training slices.
         min_train_studies: the stage trains only when the training split holds at least this many studies; with
             fewer a crop CNN learns less than the grade head already knows, so it is skipped (and logged).
@@ -94,6 +96,7 @@ class GradeStageConfig:
     mirror: bool = True
     pool: str = "avgmax"
     flip_cc: bool = False
+    members: int = bounded(1, ge=1, le=16)
 
     def __post_init__(self) -> None:
         check_bounds(self)  # the ranges next to the fields above

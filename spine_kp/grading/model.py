@@ -151,11 +151,43 @@ class PerKindCropGrader(nn.Module):
         return out
 
 
-def create_crop_grader(cfg: GradeStageConfig, schema: Schema) -> CropGrader | PerKindCropGrader:
+class CropGraderEnsemble(nn.Module):
+    """Several graders of the same architecture, each from its own initialisation; the logits are their mean.
+
+    Training gives every member its own loss on the same batches (:meth:`member_logits`), so the members stay
+    independent models and their mean reduces the variance one small network has on a few hundred real discs.
+
+    Args:
+        members: the graders (same ``landmarks``, ``kind_names`` and ``planes``).
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"CropGraderEnsemble: at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+        first = self.members[0]
+        self.landmarks, self.kind_names, self.planes = first.landmarks, first.kind_names, first.planes
+
+    def member_logits(self, crops: Tensor) -> list[dict[str, Tensor]]:
+        """Each member's ``{kind: (B, K_kind, G_kind)}`` logits."""
+        return [m(crops) for m in self.members]
+
+    def forward(self, crops: Tensor) -> dict[str, Tensor]:
+        """Same contract as :meth:`CropGrader.forward`; the members' mean logits."""
+        outs = self.member_logits(crops)
+        return {k: torch.stack([o[k] for o in outs]).mean(dim=0) for k in outs[0]}
+
+
+def create_crop_grader(cfg: GradeStageConfig, schema: Schema) -> CropGrader | PerKindCropGrader | CropGraderEnsemble:
     """The crop grader a ``grade_stage`` config describes (training and the predictor build it the same way)."""
     cls = PerKindCropGrader if cfg.per_kind else CropGrader
     kwargs = {"channels": cfg.channels, "depth": cfg.depth, "embed_dim": cfg.embed_dim, "hidden": cfg.hidden}
-    return cls(schema, cfg.kinds, dropout=cfg.dropout, planes=cfg.planes, pool=cfg.pool, **kwargs)
+
+    def one() -> CropGrader | PerKindCropGrader:
+        return cls(schema, cfg.kinds, dropout=cfg.dropout, planes=cfg.planes, pool=cfg.pool, **kwargs)
+
+    return one() if cfg.members == 1 else CropGraderEnsemble([one() for _ in range(cfg.members)])
 
 
-__all__ = ["CropGrader", "PerKindCropGrader", "create_crop_grader", "graded_landmarks"]
+__all__ = ["CropGrader", "CropGraderEnsemble", "PerKindCropGrader", "create_crop_grader", "graded_landmarks"]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from spine_kp.grading.config import GradeStageConfig
-from spine_kp.grading.model import CropGrader, PerKindCropGrader, create_crop_grader
+from spine_kp.grading.model import CropGrader, CropGraderEnsemble, PerKindCropGrader, create_crop_grader
 from spine_kp.inference.card import StageCard
 from spine_kp.inference.checkpoint_card import stage_card
 from spine_kp.inference.crop_stage_base import StageBase
@@ -41,7 +41,7 @@ class CropStage(StageBase):
 
     def __init__(
         self,
-        model: CropGrader | PerKindCropGrader,
+        model: CropGrader | PerKindCropGrader | CropGraderEnsemble,
         config: GradeStageConfig,
         schema: Schema,
         trained: TrainedLabels,

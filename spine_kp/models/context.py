@@ -79,7 +79,13 @@ class GlobalAttention(nn.Module):
     """
 
     def __init__(
-        self, channels: int, dim: int = 128, heads: int = 4, layers: int = 1, mlp_ratio: float = 2.0, dropout: float = 0.0
+        self,
+        channels: int,
+        dim: int = 128,
+        heads: int = 4,
+        layers: int = 1,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if dim < 4 or layers < 1 or heads < 1:
@@ -110,7 +116,7 @@ def no_context(channels: int) -> None:
 
 @CONTEXTS.register("attention")
 def attention_context(channels: int, **kwargs: object) -> GlobalAttention:
-    """:class:`GlobalAttention` on the deepest map (``model.context_kwargs``: dim, heads, layers, mlp_ratio, dropout)."""
+    """:class:`GlobalAttention` on the deepest map (``model.context_kwargs``: its keyword arguments)."""
     return GlobalAttention(channels, **kwargs)  # type: ignore[arg-type]
 
 

@@ -65,7 +65,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_bounds(self)
         if self.context != "none" and not self.uses_backbone:
-            raise ValueError(f"model.context {self.context!r} needs a backbone; decoder {self.decoder!r} runs without one")
+            raise ValueError(
+                f"model.context {self.context!r} needs a backbone; decoder {self.decoder!r} runs without one"
+            )
         if self.output_stride not in (1, 2, 4):
             raise ValueError(f"ModelConfig: output_stride must be 1, 2 or 4, got {self.output_stride}")
         if self.pretrained is not None and not self.uses_backbone:  # checked at load, before any data is read

@@ -147,3 +147,26 @@ def test_avgmax_pooling_feeds_the_maximum_of_each_channel_to_the_classifier(sche
         CropGrader(schema, ("disc",), channels=(4,), pool="median")
     with pytest.raises(ValueError, match="pool"):
         GradeStageConfig(pool="median")
+
+
+def test_an_ensemble_grades_with_the_mean_logits_of_independent_members(schema, one_thread):
+    from spine_kp.grading.model import CropGraderEnsemble
+
+    cfg = GradeStageConfig(size_px=16, channels=(8,), neighbours=0, members=3)
+    torch.manual_seed(0)
+    model = create_crop_grader(cfg, schema).eval()
+    assert isinstance(model, CropGraderEnsemble) and len(model.members) == 3
+    assert model.landmarks == model.members[0].landmarks and model.kind_names == model.members[0].kind_names
+    crops = torch.randn(2, schema.num_landmarks, 16, 16)
+    outs = model.member_logits(crops)
+    assert not torch.equal(outs[0]["disc"], outs[1]["disc"])  # each member from its own initialisation
+    mean = model(crops)
+    for kind in model.kind_names:
+        torch.testing.assert_close(mean[kind], (outs[0][kind] + outs[1][kind] + outs[2][kind]) / 3)
+    outs[1]["disc"].sum().backward()  # one member's loss moves that member only
+    assert all(p.grad is None for p in model.members[0].parameters())
+    assert any(p.grad is not None for p in model.members[1].parameters())
+    with pytest.raises(ValueError, match="at least 2 members"):
+        CropGraderEnsemble([model.members[0]])
+    with pytest.raises(ValueError, match="members"):
+        GradeStageConfig(members=0)

@@ -293,6 +293,36 @@ def test_a_stage_on_parasagittal_planes_trains_predicts_and_exports(train_tiny, 
         assert abs(onnx_pts[key]["score"] - p["score"]) < 1e-3
 
 
+def test_an_ensemble_stage_trains_every_member_and_predicts_and_exports_alike(
+    train_tiny, synth_root, tmp_path, one_thread
+):
+    """``grade_stage.members: 2``: both members (trained apart) in the checkpoint; torch and ONNX
+    Runtime grade alike."""
+    pytest.importorskip("onnxruntime")
+    from spine_kp.cli.main import main
+    from spine_kp.export.onnx import export_onnx
+    from spine_kp.grading.model import CropGraderEnsemble
+
+    result = train_tiny(tmp_path / "run", {**TINY, "grade_stage.members": "2"})
+    state = torch.load(result.best_checkpoint, map_location="cpu", weights_only=False)["grade_stage"]["state_dict"]
+    assert {k.split(".")[1] for k in state if k.startswith("members.")} == {"0", "1"}
+    first, second = (state[f"members.{i}.graders.disc.classifiers.0.weight"] for i in (0, 1))
+    assert not torch.equal(first, second)
+    predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
+    assert isinstance(predictor.grade_stage.model, CropGraderEnsemble)
+    exported = export_onnx(result.best_checkpoint, tmp_path / "m.onnx")
+    assert max(exported.max_abs_diff.values()) <= 1e-4
+    outs = {}
+    for name, flag, model in (("torch", "--checkpoint", result.best_checkpoint), ("onnx", "--onnx", exported.path)):
+        outs[name] = tmp_path / f"{name}.json"
+        args = ["predict", str(synth_root / "studies"), flag, str(model), "-o", str(outs[name]), "--quiet"]
+        assert main([*args, "--device", "cpu"]) == 0
+    torch_pts, onnx_pts = _records(outs["torch"]), _records(outs["onnx"])
+    assert torch_pts and set(onnx_pts) == set(torch_pts)
+    for key, p in torch_pts.items():
+        assert abs(onnx_pts[key]["score"] - p["score"]) < 1e-3
+
+
 def test_a_stage_written_before_the_pool_key_loads_with_average_pooling(train_tiny, slices, tmp_path, one_thread):
     result = train_tiny(tmp_path / "run", {**TINY, "grade_stage.pool": "avg"})
     ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=False)
