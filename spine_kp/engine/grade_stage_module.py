@@ -21,10 +21,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from spine_kp.data.labels import LabelStats
-from spine_kp.engine.losses import multi_label_loss, single_label_loss
+from spine_kp.engine.losses import multi_label_loss, ordinal_negative_weights, single_label_loss
 from spine_kp.engine.optim import adamw_warmup_cosine
 from spine_kp.evaluation.metrics import average_precision
-from spine_kp.grading.config import GradeStageConfig
+from spine_kp.grading.config import GradeStageConfig, ordinal_chain
 from spine_kp.grading.cropset import CropSet, random_recrop
 from spine_kp.grading.model import create_crop_grader
 from spine_kp.models.heads import grade_probabilities
@@ -82,6 +82,8 @@ class CropGraderModule(pl.LightningModule):
             self.register_buffer(f"weight_{kind.name}", weight)
             self.register_buffer(f"trained_{kind.name}", mask)
             self.register_buffer(f"adjust_{kind.name}", cfg.logit_adjust * prior)
+        chain = torch.tensor(ordinal_chain(cfg, schema), dtype=torch.long)
+        self.register_buffer("ordinal_chain", chain, persistent=False)
         self.shift_px = cfg.jitter_mm / cfg.step_mm
         self.best_score = -math.inf
         self.best_state: dict[str, Tensor] | None = None
@@ -90,7 +92,8 @@ class CropGraderModule(pl.LightningModule):
         self._val: list[tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]] = []
 
     def loss(self, logits: dict[str, Tensor], batch: dict[str, Any], adjust: bool = False) -> Tensor:
-        """Mean over the graded kinds of their grade loss; ``adjust`` adds the logit adjustment (training)."""
+        """Mean over the graded kinds of their grade loss; ``adjust`` (training) adds the logit adjustment and softens
+        the ordinal kind's targets."""
         terms = []
         for kind in (self.schema.kind(k) for k in self.model.kind_names):
             x, y, m = logits[kind.name], batch["grades"][kind.name], batch["grade_mask"][kind.name]
@@ -98,8 +101,11 @@ class CropGraderModule(pl.LightningModule):
                 x = x + getattr(self, f"adjust_{kind.name}")
             w = getattr(self, f"weight_{kind.name}")
             if kind.multi_label:
+                spare = None
+                if adjust and kind.name == self.cfg.ordinal_kind and self.ordinal_chain.numel():
+                    spare = ordinal_negative_weights(y, self.ordinal_chain, self.cfg.ordinal_smoothing)
                 trained = getattr(self, f"trained_{kind.name}")
-                terms.append(multi_label_loss(x, y, m, w, trained, focal_gamma=self.cfg.focal_gamma))
+                terms.append(multi_label_loss(x, y, m, w, trained, self.cfg.focal_gamma, spare))
             else:
                 terms.append(single_label_loss(x, y, m, w))
         return sum(terms) / max(1, len(terms))

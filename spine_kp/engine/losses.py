@@ -58,6 +58,7 @@ def multi_label_loss(
     pos_weight: Tensor | None = None,
     grade_mask: Tensor | None = None,
     focal_gamma: float = 0.0,
+    negative_weight: Tensor | None = None,
 ) -> Tensor:
     """Binary cross-entropy over G independent grades (discs may be e.g. v2 and v5 at once).
 
@@ -68,11 +69,14 @@ def multi_label_loss(
         pos_weight: (G,) weight of positives against imbalance.
         grade_mask: (G,) 1 for trained grades, 0 for grades that never occur in training (not learned).
         focal_gamma: > 0 turns the BCE into a focal loss (RetinaNet) that focuses on hard examples.
+        negative_weight: (B, K_kind, G) weight of each negative term (:func:`ordinal_negative_weights`); None: 1.
     """
     if not bool(mask.any()):
         return logits.sum() * 0.0
     x, y = logits[mask].float(), target[mask].float()  # (N, G)
     loss = F.binary_cross_entropy_with_logits(x, y, pos_weight=pos_weight, reduction="none")
+    if negative_weight is not None:  # the negative term is (1 - y) * softplus(x); scale it alone
+        loss = loss - (1 - y) * (1 - negative_weight[mask].float()) * F.softplus(x)
     if focal_gamma > 0:
         p = torch.sigmoid(x)
         p_t = p * y + (1 - p) * (1 - y)
@@ -81,3 +85,27 @@ def multi_label_loss(
         loss = loss * grade_mask
         return loss.sum() / (grade_mask.sum().clamp(min=1.0) * x.shape[0])
     return loss.mean()
+
+
+def ordinal_negative_weights(target: Tensor, chain: Tensor, smoothing: float) -> Tensor:
+    """Weights of the negative BCE term that spare a positive grade's neighbours on an ordinal chain of grades.
+
+    A positive grade at chain position i leaves the chain's grade at position j (a negative) with weight
+    ``1 - smoothing ** |i - j|`` instead of 1 (the largest spare over the positives), so a protrusion scored as a
+    little bulge costs less than one scored as a normal disc: soft ordinal labels (Diaz & Marathe, 2019) applied to
+    the negatives alone, so the positive weights against class imbalance do not multiply a soft target.
+
+    Args:
+        target: (..., G) multi-hot.
+        chain: (C,) long, the grade indices of the chain in order (e.g. normal, bulge, protrusion, extrusion).
+        smoothing: in [0, 1); 0 gives all ones.
+    """
+    weight = torch.ones_like(target, dtype=torch.float32)
+    if smoothing <= 0 or chain.numel() < 2:
+        return weight
+    pos = torch.arange(chain.numel(), device=target.device, dtype=torch.float32)
+    spread = smoothing ** (pos[:, None] - pos[None, :]).abs()  # (C, C), 1 on the diagonal
+    on_chain = target[..., chain].float()  # (..., C)
+    spare = (on_chain[..., :, None] * spread).amax(dim=-2)  # (..., C): the largest spare from any positive
+    weight[..., chain] = 1.0 - spare
+    return weight

@@ -38,6 +38,7 @@ from spine_kp.engine.init_weights import init_from_checkpoint, read_spine_checkp
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.engine.state_mapping import InitReport
 from spine_kp.errors import MissingInputError
+from spine_kp.grading.config import ordinal_chain
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.schema import Schema, load_schema
 from spine_kp.torch_files import allowed_globals
@@ -147,6 +148,8 @@ def _set_up(cfg: ExperimentConfig, run_dir: Path) -> tuple[Schema, LabelStats, S
     """The schema, the training split's label statistics, the data module and the module of a run; writes the
     resolved config to ``run_dir/config.yaml``."""
     schema = load_schema(cfg.schema)
+    if cfg.grade_stage.enabled:
+        ordinal_chain(cfg.grade_stage, schema)  # a stage setting the schema contradicts fails before any training
     config = experiment_to_dict(cfg)
     # The one heatmap codec of this run: the loaders encode the training targets with it (in their workers), and the
     # module decodes with it and stores it in every checkpoint.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spine_kp.config import bounded, check_bounds
+from spine_kp.config import ConfigError, bounded, check_bounds
+from spine_kp.schema import Schema
 
 COMBINE_MODES = ("replace", "average")
 
@@ -59,6 +60,11 @@ class GradeStageConfig:
         logit_adjust: tau of logit-adjusted training (Menon et al., 2021): during training each grade's logit is
             shifted by ``tau * log`` of its training prior (odds, for multi-label kinds); prediction reads the
             unshifted logits, which moves probability towards rare grades without re-weighting examples.
+        ordinal_kind, ordinal_grades, ordinal_smoothing: soft ordinal labels in training
+            (:func:`spine_kp.engine.losses.ordinal_negative_weights`): the grades ``ordinal_grades`` of the multi-label
+            kind ``ordinal_kind`` form a severity chain (e.g. disc v1 normal, v2 bulge, v3 protrusion, v4 extrusion),
+            and a positive grade's chain neighbours at distance d weigh ``1 - ordinal_smoothing ** d`` as negatives;
+            0: off.
         members: crop networks of the same architecture, each from its own initialisation and trained with its own
             loss on the same batches; the stage grades with their mean logits (1: one network).
         load_workers: threads decoding the training slices.
@@ -97,6 +103,9 @@ class GradeStageConfig:
     pool: str = "avgmax"
     flip_cc: bool = False
     members: int = bounded(1, ge=1, le=16)
+    ordinal_kind: str = ""
+    ordinal_grades: tuple[str, ...] = ()
+    ordinal_smoothing: float = bounded(0.0, ge=0, lt=1)
 
     def __post_init__(self) -> None:
         check_bounds(self)  # the ranges next to the fields above
@@ -104,6 +113,8 @@ class GradeStageConfig:
             raise ValueError(f"grade_stage.combine must be one of {COMBINE_MODES}, got {self.combine!r}")
         if not self.channels:
             raise ValueError("grade_stage.channels must list at least one width")
+        if self.ordinal_smoothing > 0 and (not self.ordinal_kind or len(self.ordinal_grades) < 2):
+            raise ValueError("grade_stage.ordinal_smoothing needs ordinal_kind and at least 2 ordinal_grades")
         if self.pool not in ("avg", "avgmax"):
             raise ValueError(f"grade_stage.pool must be 'avg' or 'avgmax', got {self.pool!r}")
 
@@ -116,3 +127,23 @@ class GradeStageConfig:
     def step_mm(self) -> float:
         """mm per crop pixel."""
         return self.window_mm / self.size_px
+
+
+def ordinal_chain(cfg: GradeStageConfig, schema: Schema) -> tuple[int, ...]:
+    """The grade indices of ``ordinal_grades`` in ``ordinal_kind`` (empty when ``ordinal_smoothing`` is 0).
+
+    Raises:
+        ConfigError: the kind is not in the schema or is single-label, or a grade is not one of its grades.
+    """
+    if cfg.ordinal_smoothing <= 0:
+        return ()
+    names = [k.name for k in schema.kinds]
+    if cfg.ordinal_kind not in names:
+        raise ConfigError(f"grade_stage.ordinal_kind {cfg.ordinal_kind!r} is not one of the schema's kinds {names}")
+    kind = schema.kind(cfg.ordinal_kind)
+    if not kind.multi_label:
+        raise ConfigError(f"grade_stage.ordinal_kind {kind.name!r} is single-label; soft ordinal targets need its BCE")
+    unknown = [g for g in cfg.ordinal_grades if g not in kind.grades]
+    if unknown:
+        raise ConfigError(f"grade_stage.ordinal_grades {unknown} are not grades of {kind.name!r} {list(kind.grades)}")
+    return tuple(kind.grades.index(g) for g in cfg.ordinal_grades)

@@ -363,3 +363,15 @@ def test_training_steps_augment_with_the_configured_mirror_and_flip(monkeypatch,
         monkeypatch.setattr(module, "log", lambda *a, **kw: None)
         module.training_step(batch, 0)
         assert calls[-1] == {"planes": 3, "mirror": mirror, "flip_cc": flip_cc}
+
+
+def test_an_ordinal_setting_the_schema_contradicts_fails_before_training(synth_root, tmp_path, capsys):
+    from spine_kp.cli.main import main
+
+    args = ["train", "--config", "demo_cpu", "--data", str(synth_root / "studies"), "--annotations"]
+    args += [str(synth_root / "annotations.json"), "--out", str(tmp_path / "run"), "--grade_stage.enabled", "true"]
+    args += ["--grade_stage.ordinal_kind", "disc", "--grade_stage.ordinal_grades", "[v1, v2, v99]"]
+    assert main([*args, "--grade_stage.ordinal_smoothing", "0.3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "grade_stage.ordinal_grades ['v99'] are not grades of 'disc'" in err[0], err
+    assert not (tmp_path / "run" / "checkpoints").exists()
