@@ -92,8 +92,8 @@ class CropGraderModule(pl.LightningModule):
         self._val: list[tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]] = []
 
     def loss(self, logits: dict[str, Tensor], batch: dict[str, Any], adjust: bool = False) -> Tensor:
-        """Mean over the graded kinds of their grade loss; ``adjust`` (training) adds the logit adjustment and softens
-        the ordinal kind's targets."""
+        """Mean over the graded kinds of their grade loss; ``adjust`` (training) adds the logit adjustment and spares
+        the ordinal chain's neighbours of a positive grade (``grade_stage.ordinal_*``)."""
         terms = []
         for kind in (self.schema.kind(k) for k in self.model.kind_names):
             x, y, m = logits[kind.name], batch["grades"][kind.name], batch["grade_mask"][kind.name]
