@@ -270,20 +270,12 @@ def test_imbalance_options_weigh_and_shift_the_training_loss_only(synth_root):
         GradeStageConfig(pos_weight_power=-1.0)
 
 
-def test_a_stage_on_parasagittal_planes_trains_predicts_and_exports(train_tiny, synth_root, tmp_path, one_thread):
-    """``grade_stage.neighbours: 1``: crops on the slice and one neighbour per side, decoded by predict on its own;
-    torch and ONNX Runtime grade alike."""
-    pytest.importorskip("onnxruntime")
+def _assert_predict_onnx_equals_torch(checkpoint, onnx_path, synth_root, tmp_path):
+    """``spine-kp predict`` with the checkpoint and with its ONNX export: the same points, scores within 1e-3."""
     from spine_kp.cli.main import main
-    from spine_kp.export.onnx import export_onnx
 
-    result = train_tiny(tmp_path / "run", {**TINY, "grade_stage.neighbours": "1"})
-    predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
-    assert predictor.grade_stage.config.planes == 3 and predictor.slices_needed() == 1
-    assert predictor.neighbours == 0  # the landmark network still reads one slice
-    exported = export_onnx(result.best_checkpoint, tmp_path / "m.onnx")
     outs = {}
-    for name, flag, model in (("torch", "--checkpoint", result.best_checkpoint), ("onnx", "--onnx", exported.path)):
+    for name, flag, model in (("torch", "--checkpoint", checkpoint), ("onnx", "--onnx", onnx_path)):
         outs[name] = tmp_path / f"{name}.json"
         args = ["predict", str(synth_root / "studies"), flag, str(model), "-o", str(outs[name]), "--quiet"]
         assert main([*args, "--device", "cpu"]) == 0
@@ -293,13 +285,26 @@ def test_a_stage_on_parasagittal_planes_trains_predicts_and_exports(train_tiny, 
         assert abs(onnx_pts[key]["score"] - p["score"]) < 1e-3
 
 
+def test_a_stage_on_parasagittal_planes_trains_predicts_and_exports(train_tiny, synth_root, tmp_path, one_thread):
+    """``grade_stage.neighbours: 1``: crops on the slice and one neighbour per side, decoded by predict on its own;
+    torch and ONNX Runtime grade alike."""
+    pytest.importorskip("onnxruntime")
+    from spine_kp.export.onnx import export_onnx
+
+    result = train_tiny(tmp_path / "run", {**TINY, "grade_stage.neighbours": "1"})
+    predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
+    assert predictor.grade_stage.config.planes == 3 and predictor.slices_needed() == 1
+    assert predictor.neighbours == 0  # the landmark network still reads one slice
+    exported = export_onnx(result.best_checkpoint, tmp_path / "m.onnx")
+    _assert_predict_onnx_equals_torch(result.best_checkpoint, exported.path, synth_root, tmp_path)
+
+
 def test_an_ensemble_stage_trains_every_member_and_predicts_and_exports_alike(
     train_tiny, synth_root, tmp_path, one_thread
 ):
     """``grade_stage.members: 2``: both members (trained apart) in the checkpoint; torch and ONNX
     Runtime grade alike."""
     pytest.importorskip("onnxruntime")
-    from spine_kp.cli.main import main
     from spine_kp.export.onnx import export_onnx
     from spine_kp.grading.model import CropGraderEnsemble
 
@@ -312,15 +317,7 @@ def test_an_ensemble_stage_trains_every_member_and_predicts_and_exports_alike(
     assert isinstance(predictor.grade_stage.model, CropGraderEnsemble)
     exported = export_onnx(result.best_checkpoint, tmp_path / "m.onnx")
     assert max(exported.max_abs_diff.values()) <= 1e-4
-    outs = {}
-    for name, flag, model in (("torch", "--checkpoint", result.best_checkpoint), ("onnx", "--onnx", exported.path)):
-        outs[name] = tmp_path / f"{name}.json"
-        args = ["predict", str(synth_root / "studies"), flag, str(model), "-o", str(outs[name]), "--quiet"]
-        assert main([*args, "--device", "cpu"]) == 0
-    torch_pts, onnx_pts = _records(outs["torch"]), _records(outs["onnx"])
-    assert torch_pts and set(onnx_pts) == set(torch_pts)
-    for key, p in torch_pts.items():
-        assert abs(onnx_pts[key]["score"] - p["score"]) < 1e-3
+    _assert_predict_onnx_equals_torch(result.best_checkpoint, exported.path, synth_root, tmp_path)
 
 
 def test_a_stage_written_before_the_pool_key_loads_with_average_pooling(train_tiny, slices, tmp_path, one_thread):
