@@ -24,6 +24,12 @@ stage is retrained on the fold's own training/validation split (which never held
 fold's test studies are predicted with the fold's landmark network, and the predictions of all folds are pooled and
 scored together; rows then also carry the competition's macro F1 (6 mm) and the AP of every class.
 
+``--flip-tta`` predicts the test studies with the mirrored image averaged in (as ``tianchi_cpu``'s model card does).
+``--refit-score-maps`` fits every row's score maps again on each fold's validation split with that row's predictor,
+as the end of training would for that variant (otherwise every row keeps the fold checkpoint's maps, fitted for its
+own stage). Variants that differ only in ``combine`` (a predict-time setting) share one trained stage per fold and
+seed, so ``--variant replace --variant average combine=average`` is a paired comparison.
+
 ``--seeds S1 S2 ...`` trains each variant once per seed (rows ``NAME seed S``) and adds a row ``NAME mean``: one seed's
 figures on rare grades move by more than most differences between variants.
 """
@@ -44,6 +50,7 @@ from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import load_experiment
 from spine_kp.engine.grade_stage_train import train_grade_stage
+from spine_kp.engine.score_map_fit import fit_score_maps
 from spine_kp.inference.crop_stage import CropStage
 from spine_kp.io.annotations import read_annotations
 from spine_kp.io.atomic import atomic_write_text
@@ -97,8 +104,9 @@ def _figures(gt: list, records: list, schema: Any) -> dict[str, Any]:
     }
 
 
-def _cv_folds(cv: Path) -> list[dict[str, Any]]:
-    """Each fold run of a bench_real.py folder: its config, split, landmark predictor, test studies and truth."""
+def _cv_folds(cv: Path, flip_tta: bool = False) -> list[dict[str, Any]]:
+    """Each fold run of a bench_real.py folder: its config, split, landmark predictor (predicting with flip-TTA
+    or not), test studies and truth."""
     from spine_kp.io.dicom import scan
 
     folds, index = [], None
@@ -109,27 +117,47 @@ def _cv_folds(cv: Path) -> list[dict[str, Any]]:
         index = index or scan(cfg.data.root).studies
         gt = read_annotations(run / "test_annotations.json", dm.schema)
         base = load_predictor(run, device="cpu", grade_stage=None)
+        base = base.with_decode(dataclasses.replace(base.decode, flip_tta=flip_tta))
         studies = [index[r.study_uid] for r in gt if r.study_uid in index]
-        folds.append({"run": run, "cfg": cfg, "dm": dm, "gt": gt, "base": base, "studies": studies})
+        folds.append({"run": run, "cfg": cfg, "dm": dm, "gt": gt, "base": base, "studies": studies, "stages": {}})
     if not folds:
         raise SystemExit(f"--cv {cv}: no fold*/config.yaml (run scripts/bench_real.py --out {cv} first)")
     return folds
 
 
-def _cv_row(folds: list[dict[str, Any]], stage_cfg: Any, seed: int | None, top_k: int) -> dict[str, Any]:
-    """One variant by cross-validation (stage_cfg None: the grade head alone); predictions pooled over the folds."""
+def _fold_stage(fold: dict[str, Any], stage_cfg: Any, seed: int | None) -> tuple[Any, float]:
+    """The fold's crop stage trained with ``stage_cfg`` and ``seed``, and its training seconds (0: trained before).
+    ``combine`` acts at predict time only, so variants that differ in it alone share one trained stage."""
+    dm, seed = fold["dm"], fold["cfg"].seed if seed is None else seed
+    key = json.dumps([seed, {**dataclasses.asdict(stage_cfg), "combine": None}], sort_keys=True, default=str)
+    if key in fold["stages"]:
+        return fold["stages"][key].with_combine(stage_cfg.combine), 0.0
+    t0 = time.perf_counter()
+    payload = train_grade_stage(
+        stage_cfg, dm.schema, label_stats(dm.train_records, dm.schema), dm.train_records, dm.val_records,
+        dm.studies, seed=seed,
+    )  # fmt: skip
+    stage = CropStage.from_payload(payload, dm.schema, fold["base"].trained)
+    fold["stages"][key] = stage
+    return stage, time.perf_counter() - t0
+
+
+def _cv_row(
+    folds: list[dict[str, Any]], stage_cfg: Any, seed: int | None, top_k: int, refit_maps: bool = False
+) -> dict[str, Any]:
+    """One variant by cross-validation (stage_cfg None: the grade head alone); predictions pooled over the folds.
+    With ``refit_maps`` each fold's score maps are fitted again on its validation split with the variant's predictor,
+    as training would fit them for that variant."""
     records, gt, seconds = [], [], 0.0
     for f in folds:
         predictor = f["base"]
         if stage_cfg is not None:
-            dm = f["dm"]
-            t0 = time.perf_counter()
-            payload = train_grade_stage(
-                stage_cfg, dm.schema, label_stats(dm.train_records, dm.schema), dm.train_records, dm.val_records,
-                dm.studies, seed=f["cfg"].seed if seed is None else seed,
-            )  # fmt: skip
-            seconds += time.perf_counter() - t0
-            predictor = predictor.with_grade_stage(CropStage.from_payload(payload, dm.schema, predictor.trained))
+            stage, took = _fold_stage(f, stage_cfg, seed)
+            seconds += took
+            predictor = predictor.with_grade_stage(stage)
+        if refit_maps:
+            maps = fit_score_maps(predictor, f["dm"].val_records, f["dm"].studies)
+            predictor = predictor.with_card(predictor.card.overridden(score_calibration=maps or {}))
         run = predict_studies(f["studies"], predictor, workers=2, top_k_grades=top_k)
         records += [p.record for p in run.predictions]
         gt += f["gt"]
@@ -174,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--seeds", type=int, nargs="+", default=None, help="train each variant once per seed (default: the run's seed)"
+    )
+    ap.add_argument("--flip-tta", action="store_true", help="--cv: predict with flip-TTA (as tianchi_cpu's card does)")
+    ap.add_argument(
+        "--refit-score-maps",
+        action="store_true",
+        help="--cv: fit each row's score maps again on every fold's validation split, as training would for it",
     )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -241,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_cv(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    folds = _cv_folds(args.cv)
+    folds = _cv_folds(args.cv, flip_tta=args.flip_tta)
     base_stage = folds[0]["cfg"].grade_stage
     variants = _parse_variants(args.variant)
     stage_cfgs = {}
@@ -251,12 +285,13 @@ def _main_cv(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             stage_cfgs[name] = dataclasses.replace(base_stage, enabled=True, **overrides, **extra)
         except (TypeError, ValueError) as exc:
             ap.error(f"--variant {name}: {exc}")
-    rows: dict[str, dict[str, Any]] = {"head": _cv_row(folds, None, None, args.top_k_grades)}
+    refit = args.refit_score_maps
+    rows: dict[str, dict[str, Any]] = {"head": _cv_row(folds, None, None, args.top_k_grades, refit)}
     print(f"head: {rows['head']}", flush=True)
-    for name, stage_cfg in stage_cfgs.items():
-        for seed in args.seeds or [None]:
+    for seed in args.seeds or [None]:  # seed by seed, so variants that differ in combine alone share a trained stage
+        for name, stage_cfg in stage_cfgs.items():
             key = name if seed is None else f"{name} seed {seed}"
-            rows[key] = {**_cv_row(folds, stage_cfg, seed, args.top_k_grades), "overrides": variants[name]}
+            rows[key] = {**_cv_row(folds, stage_cfg, seed, args.top_k_grades, refit), "overrides": variants[name]}
             print(f"{key}: {rows[key]}", flush=True)
             if args.out:
                 atomic_write_text(args.out, json.dumps(rows, indent=1))

@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("spine_kp.cli.evaluate", "score predictions against annotations with the 8 mm rules"),
     "models": ("spine_kp.cli.models", "list (and check) registered backbones and decoders"),
     "pretrain": ("spine_kp.cli.pretrain", "train a general checkpoint on domain-randomised phantoms (for --init)"),
+    "pretrain-stage": (
+        "spine_kp.cli.pretrain_stage",
+        "train the crop grading stage alone on randomised phantoms (for grade_stage.init)",
+    ),
     "train": ("spine_kp.cli.train", "train a landmark + grading model under PyTorch Lightning"),
     "predict": ("spine_kp.cli.predict", "batch-predict a folder of DICOM studies to competition JSON"),
     "export": ("spine_kp.cli.export", "export a checkpoint to ONNX (for predict --onnx, without torch)"),

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spine_kp.engine.config import ExperimentConfig
 
 ACCEPTS_OVERRIDES = True
 
@@ -23,17 +27,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = "Config overrides work as in train: --trainer.max_epochs 5"
 
 
-def run(args: argparse.Namespace) -> int:
+def checked_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The config of a phantom pretraining command (``--config`` and its overrides), after its ``--studies`` and
+    ``--size`` are checked (one-line errors)."""
     from spine_kp.config import parse_override_args
     from spine_kp.engine.config import load_experiment
     from spine_kp.errors import UserError
-    from spine_kp.pretrain import PRETRAIN_SIZE, run_pretrain
 
     if args.studies < 2:
         raise UserError(f"--studies must be at least 2, got {args.studies}")
     if args.size is not None and not 32 <= args.size <= 1024:
         raise UserError(f"--size must be in 32..1024, got {args.size}")
-    cfg = load_experiment(args.config, parse_override_args(list(getattr(args, "overrides", []) or [])))
+    return load_experiment(args.config, parse_override_args(list(getattr(args, "overrides", []) or [])))
+
+
+def run(args: argparse.Namespace) -> int:
+    from spine_kp.pretrain import PRETRAIN_SIZE, run_pretrain
+
+    cfg = checked_config(args)
     t0 = time.perf_counter()
     result = run_pretrain(
         cfg, args.out, args.studies, args.seed, args.workers, resume=args.resume,

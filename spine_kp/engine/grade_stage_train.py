@@ -29,6 +29,7 @@ from spine_kp.checkpoint import write_entry
 from spine_kp.config import to_dict
 from spine_kp.data.labels import LabelStats
 from spine_kp.engine.grade_logits import GradeLogits
+from spine_kp.engine.grade_stage_init import init_stage
 from spine_kp.engine.grade_stage_module import CropGraderModule, CropSlices
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.cropset import CropSet, build_cropset, outer_size
@@ -116,6 +117,8 @@ def train_grade_stage(
         raise ValueError("grade stage: no training slice could be cropped")
     t_crops = time.perf_counter() - t0
     module = CropGraderModule(cfg, schema, stats)
+    if cfg.init:
+        init_stage(module.model, cfg.init, schema)
     drop_last = len(train_set) > cfg.batch_size  # a last batch of one or two slices makes a noisy step
     loader = DataLoader(CropSlices(train_set), batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last)
     val_loader = DataLoader(CropSlices(val_set), batch_size=VAL_BATCH) if len(val_set) else None

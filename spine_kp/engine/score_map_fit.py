@@ -49,7 +49,7 @@ from spine_kp.checkpoint import SCORE_CALIBRATION_KEY, write_entry
 from spine_kp.engine.annotated_slices import load_annotated_slices
 from spine_kp.evaluation.evaluate import evaluate_predictions
 from spine_kp.evaluation.matching import DEFAULT_RADIUS_MM, within_radius
-from spine_kp.inference.slice_predictor import SlicePrediction
+from spine_kp.inference.slice_predictor import SlicePrediction, SlicePredictor
 from spine_kp.inference.torch_predictor import Predictor
 from spine_kp.io.dicom import StudyIndex
 from spine_kp.schema import Schema
@@ -63,7 +63,7 @@ Pairs = Mapping[str, tuple[np.ndarray, np.ndarray]]  # kind -> ((N,) scores, (N,
 
 
 def _predict_annotated(
-    predictor: Predictor, records: Sequence[StudyRecord], studies: Mapping[str, StudyIndex], batch_size: int
+    predictor: SlicePredictor, records: Sequence[StudyRecord], studies: Mapping[str, StudyIndex], batch_size: int
 ) -> list[SlicePrediction]:
     """The predictions of every record's annotated slice (``record.primary``) that loads."""
     loaded = load_annotated_slices(records, studies, predictor.slices_needed(), "score calibration")
@@ -72,7 +72,7 @@ def _predict_annotated(
 
 
 def localization_pairs(
-    predicted: Sequence[SlicePrediction], truth: Mapping[str, StudyRecord], predictor: Predictor
+    predicted: Sequence[SlicePrediction], truth: Mapping[str, StudyRecord], predictor: SlicePredictor
 ) -> Pairs:
     """Step 1's pairs: kind -> (peaks, within 8 mm) of every placed trained landmark (one not annotated: not within).
 
@@ -114,7 +114,8 @@ def fit_score_calibration(
     device: str = "cpu",
     batch_size: int = 8,
 ) -> dict[str, Any] | None:
-    """Predict ``records``' annotated slices with ``checkpoint`` and fit the two Platt maps per kind.
+    """Predict ``records``' annotated slices with ``checkpoint`` and fit the two Platt maps per kind
+    (:func:`fit_score_maps` of the checkpoint's predictor).
 
     Args:
         checkpoint: a finished spine_kp checkpoint (its own score calibration, if any, is ignored).
@@ -127,8 +128,25 @@ def fit_score_calibration(
     Returns:
         The checkpoint entry (see the module docstring), or None when no record could be predicted.
     """
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    return fit_score_maps(predictor, records, studies, min_points=min_points, batch_size=batch_size)
+
+
+def fit_score_maps(
+    predictor: SlicePredictor,
+    records: Sequence[StudyRecord],
+    studies: Mapping[str, StudyIndex],
+    min_points: int = 20,
+    batch_size: int = 8,
+) -> dict[str, Any] | None:
+    """Predict ``records``' annotated slices as ``predictor`` does (its decoding, flip-TTA, crop stage and combine
+    mode) and fit the two Platt maps per kind on them; the predictor's own score maps are ignored.
+
+    Returns:
+        The checkpoint entry (see the module docstring), or None when no record could be predicted.
+    """
     t0 = time.perf_counter()
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, score_calibration={})
+    predictor = predictor.with_card(predictor.card.overridden(score_calibration={}))
     predicted = _predict_annotated(predictor, records, studies, batch_size)
     if not predicted:
         return None
@@ -176,4 +194,11 @@ def calibrate_checkpoints(
     return done
 
 
-__all__ = ["FITTED_ON", "calibrate_checkpoints", "fit_score_calibration", "fit_maps", "localization_pairs"]
+__all__ = [
+    "FITTED_ON",
+    "calibrate_checkpoints",
+    "fit_maps",
+    "fit_score_calibration",
+    "fit_score_maps",
+    "localization_pairs",
+]

@@ -33,12 +33,14 @@ from spine_kp.data.sources import DataSource
 from spine_kp.engine.after_training import fit_after_training
 from spine_kp.engine.checkpoint_io import AtomicCheckpointIO
 from spine_kp.engine.config import ExperimentConfig, experiment_to_dict
+from spine_kp.engine.grade_stage_init import init_stage
 from spine_kp.engine.grade_stage_train import stage_skip_reason
 from spine_kp.engine.init_weights import init_from_checkpoint, read_spine_checkpoint
 from spine_kp.engine.module import LandmarkModule
 from spine_kp.engine.state_mapping import InitReport
 from spine_kp.errors import MissingInputError
 from spine_kp.grading.config import ordinal_chain
+from spine_kp.grading.model import create_crop_grader
 from spine_kp.io.atomic import atomic_write_text
 from spine_kp.schema import Schema, load_schema
 from spine_kp.torch_files import allowed_globals
@@ -150,6 +152,8 @@ def _set_up(cfg: ExperimentConfig, run_dir: Path) -> tuple[Schema, LabelStats, S
     schema = load_schema(cfg.schema)
     if cfg.grade_stage.enabled:
         ordinal_chain(cfg.grade_stage, schema)  # a stage setting the schema contradicts fails before any training
+        if cfg.grade_stage.init:  # and a stage to start from that cannot be read or does not fit
+            init_stage(create_crop_grader(cfg.grade_stage, schema), cfg.grade_stage.init, schema)
     config = experiment_to_dict(cfg)
     # The one heatmap codec of this run: the loaders encode the training targets with it (in their workers), and the
     # module decodes with it and stores it in every checkpoint.

@@ -67,6 +67,9 @@ class GradeStageConfig:
             0: off.
         members: crop networks of the same architecture, each from its own initialisation and trained with its own
             loss on the same batches; the stage grades with their mean logits (1: one network).
+        init: a crop stage to start from instead of a fresh initialisation: a ``grade_stage.pt`` written by
+            ``spine-kp pretrain-stage`` (phantom crops), or a spine_kp checkpoint or run folder holding a stage; its
+            tensors of the same name and shape are copied (:mod:`spine_kp.engine.grade_stage_init`). "": none.
         load_workers: threads decoding the training slices.
         min_train_studies: the stage trains only when the training split holds at least this many studies; with
             fewer a crop CNN learns less than the grade head already knows, so it is skipped (and logged).
@@ -106,6 +109,7 @@ class GradeStageConfig:
     ordinal_kind: str = ""
     ordinal_grades: tuple[str, ...] = ()
     ordinal_smoothing: float = bounded(0.0, ge=0, lt=1)
+    init: str = ""
 
     def __post_init__(self) -> None:
         check_bounds(self)  # the ranges next to the fields above

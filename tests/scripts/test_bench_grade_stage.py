@@ -65,3 +65,34 @@ def test_cv_mode_retrains_the_stage_per_fold_and_pools_the_test_studies(
     assert "2-fold CV" in capsys.readouterr().out
     pooled = json.loads((cv / "bench_real.json").read_text())["pooled"]
     assert pooled["n_studies"] == n_studies
+    # predict-time variants: flip-TTA, score maps refitted per row, and a combine-only variant sharing the stage
+    paired = tmp_path / "paired.json"
+    tiny_stage = ["size_px=24", "channels=[8]"]
+    argv = ["--cv", str(cv), "--epochs", "1", "--flip-tta", "--refit-score-maps", "--out", str(paired),
+            "--variant", "replace", *tiny_stage, "--variant", "average", *tiny_stage, "combine=average"]  # fmt: skip
+    assert bench.main(argv) == 0
+    rows = json.loads(paired.read_text())
+    assert list(rows) == ["head", "replace", "average"]
+    assert rows["replace"]["train_s"] > 0 and rows["average"]["train_s"] == 0  # trained once, graded twice
+    assert rows["average"]["overrides"]["combine"] == "average"
+    assert rows["average"]["ece"] != rows["replace"]["ece"]  # the same stage, combined with the head: other scores
+
+
+def test_fit_score_maps_ignores_the_predictors_own_maps(synth_root: Path, tmp_path: Path, train_tiny, one_thread):
+    from spine_kp.api import load_predictor
+    from spine_kp.data.datamodule import SpineDataModule
+    from spine_kp.engine.config import load_experiment
+    from spine_kp.engine.score_map_fit import fit_score_calibration, fit_score_maps
+
+    run = train_tiny(tmp_path / "run", {"grade_stage.enabled": "false"})
+    cfg = load_experiment(run.run_dir / "config.yaml")
+    dm = SpineDataModule(cfg.data)
+    dm.setup("fit")
+    records = [*dm.train_records, *dm.val_records]
+    plain = load_predictor(run.run_dir, device="cpu")
+    skewed = plain.with_card(plain.card.overridden(score_calibration={"scores": {"disc": (3.0, -2.0)}}))
+    entries = [fit_score_maps(p, records, dm.studies, min_points=1) for p in (plain, skewed)]
+    entries.append(fit_score_calibration(run.run_dir / "checkpoints" / "best.ckpt", records, dm.studies, min_points=1))
+    for entry in entries:
+        entry.pop("seconds")
+    assert entries[0]["localization"] and entries[0] == entries[1] == entries[2]
