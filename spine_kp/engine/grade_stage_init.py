@@ -64,8 +64,6 @@ def read_stage_source(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         raise CheckpointError(f"grade_stage.init: {p} does not exist")
     try:
         data = load_torch_file(p)
-    except CheckpointError:
-        raise
     except Exception as exc:  # the loader's own errors name the file and what it asked for
         raise CheckpointError(f"grade_stage.init: {p}: {exc}") from None
     if isinstance(data, Mapping) and data.get("format") == STAGE_FILE_FORMAT:
@@ -76,7 +74,8 @@ def read_stage_source(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         if stage is None:
             raise CheckpointError(f"grade_stage.init: {p} holds no crop grading stage (trained without grade_stage)")
     state = stage.get("state_dict") if isinstance(stage, Mapping) else None
-    if not isinstance(state, Mapping) or not isinstance(grades, Mapping):
+    lists = isinstance(grades, Mapping) and all(isinstance(v, (list, tuple)) for v in grades.values())
+    if not isinstance(state, Mapping) or not lists:
         raise CheckpointError(f"grade_stage.init: {p}: damaged stage entry (no state_dict or grade names)")
     tensors = {str(k): v for k, v in state.items() if torch.is_tensor(v)}
     return tensors, {str(k): [str(g) for g in v] for k, v in grades.items()}

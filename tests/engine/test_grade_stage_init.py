@@ -116,3 +116,10 @@ def test_a_file_that_needs_code_is_refused(tmp_path: Path) -> None:
         plain = tmp_path / "plain.pt"
         torch.save(create_crop_grader(cfg, SCHEMA).state_dict(), plain)  # a bare state dict is not a source
         read_stage_source(plain)
+
+
+def test_a_damaged_stage_file_is_one_error_naming_it(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.pt"
+    torch.save({"format": STAGE_FILE_FORMAT, "grades": {"disc": 3}, "grade_stage": {"state_dict": {}}}, damaged)
+    with pytest.raises(CheckpointError, match=f"{damaged}: damaged stage entry"):
+        read_stage_source(damaged)
