@@ -51,7 +51,8 @@ def load_predictor(
         backend: "torch" or "onnx"; None: "onnx" for a ``.onnx`` file, else "torch".
         level_order: False decodes each landmark by its own heatmap maximum (``predict --no-level-order``).
         overrides: stored settings to replace (``Predictor.from_checkpoint`` / ``OnnxPredictor.from_onnx``), e.g.
-            ``grade_stage=None``, ``temperatures={}``, ``score_calibration={}``.
+            ``grade_stage=None`` (no crop grading stage), ``junction=None`` (no junction check), ``temperatures={}``,
+            ``score_calibration={}``.
 
     Raises:
         UserError: the file is missing, unreadable or not a spine_kp model (one line naming it), or ``device`` asks

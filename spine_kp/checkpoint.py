@@ -56,6 +56,8 @@ CALIBRATION_KEY = "calibration"
 SCORE_CALIBRATION_KEY = "score_calibration"
 #: Where the decoding settings fitted on the validation split are stored (see :mod:`spine_kp.engine.decode_fit`).
 DECODE_FIT_KEY = "decode_fit"
+#: the junction check's entry (:mod:`spine_kp.engine.junction_train`)
+JUNCTION_KEY = "junction"
 #: Where the model card is stored (see :mod:`spine_kp.inference.card`).
 MODEL_CARD_KEY = "model_card"
 #: Hyper-parameter that holds ``HeatmapCodec.to_dict()``.
@@ -88,6 +90,7 @@ class SpineCheckpoint:
         score_calibration: the Platt maps of the scores per kind (None: scores are ``peak x p``); read by
             :func:`spine_kp.calibration.apply.score_maps`.
         decode_fit: the level-order decoding settings fitted on the validation split (None: the config's).
+        junction: the junction check's entry (``spine_kp.engine.junction_train``; None: no check of the level count).
         model_card: the stored model card's dict form (None: a checkpoint written before it; see
             :func:`spine_kp.inference.checkpoint_card.card_from_checkpoint`).
     """
@@ -102,6 +105,7 @@ class SpineCheckpoint:
     grade_stage: dict[str, Any] | None = None
     score_calibration: dict[str, Any] | None = None
     decode_fit: dict[str, Any] | None = None
+    junction: dict[str, Any] | None = None
     model_card: dict[str, Any] | None = None
 
     @property
@@ -239,6 +243,7 @@ def checkpoint_from_data(path: str | Path, data: Any, hint: str = "") -> SpineCh
         grade_stage=data.get("grade_stage") or None,
         score_calibration=data.get(SCORE_CALIBRATION_KEY) or None,
         decode_fit=data.get(DECODE_FIT_KEY) or None,
+        junction=data.get(JUNCTION_KEY) or None,
         model_card=data.get(MODEL_CARD_KEY) or None,
     )
 
@@ -263,6 +268,7 @@ __all__ = [
     "CALIBRATION_KEY",
     "CODEC_KEY",
     "DECODE_FIT_KEY",
+    "JUNCTION_KEY",
     "MODEL_CARD_KEY",
     "MODEL_PREFIX",
     "RUN_CHECKPOINT",

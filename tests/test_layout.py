@@ -54,8 +54,9 @@ FLOORS = {
     # 5: the networks, and the one reader of checkpoints (needs the codec)
     "models": 5,
     "checkpoint": 5,
-    # 6: the crop grading stage's model/crops/config; fold ensembles of checkpoints
+    # 6: the crop grading stage's model/crops/config; the junction check's; fold ensembles of checkpoints
     "grading": 6,
+    "junction": 6,
     "fold_ensemble": 6,
     # 7: the inference core (model card, predictors), shared by training, export and prediction
     "inference": 7,
@@ -79,6 +80,7 @@ FLOORS = {
 FORBIDDEN = {
     "engine": {"spine_kp.predict"},
     "grading": {"spine_kp.predict", "spine_kp.engine", "spine_kp.inference"},  # crops, crop model, config only
+    "junction": {"spine_kp.predict", "spine_kp.engine", "spine_kp.inference"},  # geometry, crop model, config only
     "inference": {"spine_kp.predict", "spine_kp.engine"},
 }
 

@@ -1,7 +1,8 @@
 """The end-of-training fits of a landmark run, each stored in its checkpoints (best.ckpt, last.ckpt), in this order.
 
 With ``grade_stage.enabled`` the crop grader (:mod:`spine_kp.engine.grade_stage_train`) is trained once the landmark
-network is done, on the same split, and stored under ``"grade_stage"``. With ``decode.fit``, the run's annotated
+network is done, on the same split, and stored under ``"grade_stage"``; with ``junction.enabled`` the junction check
+(:mod:`spine_kp.engine.junction_train`) follows, stored under ``"junction"``. With ``decode.fit``, the run's annotated
 studies choose the level-order decoding's absent scores and step tolerance (``"decode_fit"``,
 :mod:`spine_kp.engine.decode_fit`), so the scores are calibrated as predict will decode. Then, with
 ``calibration.scores``, each checkpoint predicts the validation split and a Platt map per kind is fitted to its scores
@@ -15,11 +16,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from spine_kp.checkpoint import JUNCTION_KEY, write_entry
 from spine_kp.data.datamodule import SpineDataModule
 from spine_kp.data.labels import LabelStats
 from spine_kp.engine.config import ExperimentConfig
 from spine_kp.engine.decode_fit import fit_decode_checkpoints
 from spine_kp.engine.grade_stage_train import attach_grade_stage, train_grade_stage
+from spine_kp.engine.junction_train import train_junction
 from spine_kp.engine.score_map_fit import calibrate_checkpoints
 from spine_kp.inference.checkpoint_card import store_card
 from spine_kp.schema import Schema
@@ -63,6 +66,19 @@ def fit_after_training(
         written = attach_grade_stage(checkpoints, payload)
         log.info("grade stage written into %s", ", ".join(str(p) for p in written))
         stage_metrics = payload["metrics"]
+    junction = train_junction(
+        cfg.junction,
+        schema,
+        datamodule.train_records,
+        datamodule.val_records,
+        datamodule.studies,
+        seed=cfg.seed,
+        accelerator=device,
+        progress_bar=cfg.trainer.progress_bar,
+    )
+    if junction is not None:  # before the score maps: they are fitted on what predict will place
+        for path in dict.fromkeys(p for p in checkpoints if p is not None and Path(p).is_file()):
+            write_entry(path, JUNCTION_KEY, junction)
     if cfg.decode.enabled and cfg.decode.fit:
         fitted = fit_decode_checkpoints(  # on every annotated study of the run: see decode_fit's docstring
             checkpoints, [*datamodule.train_records, *datamodule.val_records], datamodule.studies, device=device

@@ -3,7 +3,8 @@
 Sections: ``model`` (registry keys and widths), ``codec`` (heatmap stride/sigma), ``data`` (input size,
 augmentation, split), ``loss``, ``optim``, ``trainer`` (Lightning: accelerator, devices, precision,
 strategy), ``decode`` (level-order decoding), ``calibration`` (grade temperature scaling),
-``grade_stage`` (the optional crop grading stage, see :mod:`spine_kp.grading`) and ``seed``/``deterministic``.
+``grade_stage`` (the optional crop grading stage, see :mod:`spine_kp.grading`), ``junction`` (the optional check of
+the level count, :mod:`spine_kp.junction`) and ``seed``/``deterministic``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from spine_kp.config import (
 )
 from spine_kp.data.datamodule import DataConfig
 from spine_kp.grading.config import GradeStageConfig
+from spine_kp.junction.config import JunctionConfig
 from spine_kp.models.net import ModelConfig
 from spine_kp.schema import CONFIG_DIR
 from spine_kp.yaml_files import resolve_yaml
@@ -149,6 +151,7 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     decode: LevelOrderConfig = field(default_factory=LevelOrderConfig)
     grade_stage: GradeStageConfig = field(default_factory=GradeStageConfig)
+    junction: JunctionConfig = field(default_factory=JunctionConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def __post_init__(self) -> None:

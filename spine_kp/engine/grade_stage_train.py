@@ -31,6 +31,7 @@ from spine_kp.data.labels import LabelStats
 from spine_kp.engine.grade_logits import GradeLogits
 from spine_kp.engine.grade_stage_init import init_stage
 from spine_kp.engine.grade_stage_module import CropGraderModule, CropSlices
+from spine_kp.engine.stage_trainer import stage_trainer
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.grading.cropset import CropSet, build_cropset, outer_size
 from spine_kp.inference.trained_labels import TrainedLabels
@@ -62,19 +63,7 @@ def _trainer(
 ) -> pl.Trainer:
     """One device, full precision, no Lightning checkpoints (the payload keeps the best weights itself)."""
     logger = CSVLogger(save_dir=str(run_dir), name="logs", version="grade_stage") if run_dir is not None else False
-    return pl.Trainer(
-        max_epochs=cfg.epochs,
-        accelerator=accelerator,
-        devices=1,
-        precision="32-true",
-        logger=logger,
-        enable_checkpointing=False,
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=max(1, steps_per_epoch),
-        gradient_clip_val=1.0,
-    )
+    return stage_trainer(cfg.epochs, steps_per_epoch, accelerator, progress_bar, logger)
 
 
 def train_grade_stage(

@@ -5,14 +5,16 @@ What is exported: the network of a checkpoint as ONE graph with two inputs, ``im
 ``grade_logits.<kind>`` per grade kind (layout: :mod:`spine_kp.inference.onnx_predictor`). A checkpoint with a crop
 grading stage adds its crop grader to the same graph as an independent third input ``crops`` (B, L * P, S, S) with one
 ``stage_logits.<kind>`` output per graded kind (traced together with the network as one module, so one file and one
-verification); ``without_grade_stage`` leaves it out. Decoding, crops, grading points and records stay in Python,
-shared with ``spine-kp predict --checkpoint``; the ONNX predictor runs the graph in parts (cut at ``features``, and
-the stage's). The batch axis is dynamic, H and W are the trained input size.
+verification); ``without_grade_stage`` leaves it out. A checkpoint with a junction check adds its crop CNN the same
+way, after the stage: an independent input ``junction_crops`` (B, 1, S, S) and one output ``junction_logits`` (B, 5).
+Decoding, crops, grading points, the junction decision and records stay in Python, shared with ``spine-kp predict
+--checkpoint``; the ONNX predictor runs the graph in parts (cut at ``features``, the stage's and the junction
+check's). The batch axis is dynamic, H and W are the trained input size.
 
 Beside the graph, ``metadata_props["spine_kp"]`` holds the checkpoint's model card as JSON
 (:mod:`spine_kp.inference.card`: schema, codec, preprocessing, decoding, trained labels, calibration, the crop grading
-stage's settings when it is exported, the architecture config and the identity of the source checkpoint), exactly
-what ``predict --onnx`` needs.
+stage's and the junction check's settings when they are exported, the architecture config and the identity of the
+source checkpoint), exactly what ``predict --onnx`` needs.
 
 The exporter is torch's TorchScript-based ``torch.onnx.export(..., dynamo=False)`` at opset >= 17 (GridSample,
 LayerNormalization). Every export is verified before it is written: ONNX Runtime runs the file on a random batch
@@ -44,6 +46,8 @@ from spine_kp.inference.onnx_predictor import (
     HEATMAPS,
     IMAGES,
     INSTALL_HINT,
+    JUNCTION_CROPS,
+    JUNCTION_LOGITS,
     METADATA_KEY,
     POINTS,
     grade_output,
@@ -63,40 +67,49 @@ class OnnxExportError(UserError, ValueError):
 
 
 class ExportNet(nn.Module):
-    """The exported graph: ``(images, points) -> heatmaps, features, grade logits per kind (schema order)``, and with a
-    crop grader also ``crops -> stage logits per graded kind`` (an independent input and outputs, after the others).
+    """The exported graph: ``(images, points) -> heatmaps, features, grade logits per kind (schema order)``; with a
+    crop grader also ``crops -> stage logits per graded kind``, and with a junction check also ``junction_crops ->
+    junction logits`` (each an independent input and outputs, in this order after the network's).
 
     Args:
         model: a :class:`spine_kp.models.net.LandmarkNet` (the same modules, no copy).
         stage: the crop grader of a crop grading stage (``CropStage.model``), or None.
+        junction: the crop CNN of a junction check (``JunctionCheck.model``), or None.
     """
 
-    def __init__(self, model: nn.Module, stage: nn.Module | None = None) -> None:
+    def __init__(self, model: nn.Module, stage: nn.Module | None = None, junction: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
         self.stage = stage
+        self.junction = junction
         self.kinds = [k.name for k in model.schema.kinds]
         self.stage_kinds = list(stage.kind_names) if stage is not None else []
 
-    def forward(
-        self, images: torch.Tensor, points: torch.Tensor, crops: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, ...]:
+    def forward(self, images: torch.Tensor, points: torch.Tensor, *extra: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``extra``: the inputs after ``points`` that :meth:`input_names` lists (positional, because the tracer
+        passes the example that way and a junction check may come without a stage); missing ones skip their part."""
         m = self.model
         out = m.decoder(m.backbone(images) if m.backbone is not None else [images])
         features = out[0] if isinstance(out, tuple) else out  # hourglass stacks: the last stack's features
         logits = m.grade(features, points)
         result = (m.heatmap_head(features), features, *(logits[k] for k in self.kinds))
-        if self.stage is None or crops is None:
-            return result
-        stage_logits = self.stage(crops)
-        return (*result, *(stage_logits[k] for k in self.stage_kinds))
+        rest = list(extra)
+        if self.stage is not None and rest:
+            stage_logits = self.stage(rest.pop(0))
+            result = (*result, *(stage_logits[k] for k in self.stage_kinds))
+        if self.junction is not None and rest:
+            result = (*result, self.junction(rest.pop(0)))
+        return result
 
     def input_names(self) -> list[str]:
-        return [IMAGES, POINTS, CROPS] if self.stage is not None else [IMAGES, POINTS]
+        names = [IMAGES, POINTS]
+        names += [CROPS] if self.stage is not None else []
+        return names + ([JUNCTION_CROPS] if self.junction is not None else [])
 
     def output_names(self) -> list[str]:
         names = [HEATMAPS, FEATURES, *(grade_output(k) for k in self.kinds)]
-        return names + [stage_output(k) for k in self.stage_kinds]
+        names += [stage_output(k) for k in self.stage_kinds]
+        return names + ([JUNCTION_LOGITS] if self.junction is not None else [])
 
 
 @dataclass(frozen=True)
@@ -121,23 +134,36 @@ def backbone_family(backbone: str) -> str:
 
 def export_card(predictor: Predictor, net: ExportNet | None = None) -> dict[str, Any]:
     """The model card ``predict --onnx`` rebuilds its predictor from: the checkpoint's (identity: the source checkpoint
-    and its digest), without the ``grade_stage`` section when ``net`` (None: the network alone) has no crop grader."""
+    and its digest), without the ``grade_stage`` / ``junction`` section when ``net`` (None: the network alone) has no
+    crop grader / junction CNN (a section without its part of the graph would be refused when the file is read)."""
     card = predictor.card
     if net is None or net.stage is None:
         card = dataclasses.replace(card, grade_stage=None)
+    if net is None or net.junction is None:
+        card = dataclasses.replace(card, junction=None)
     return card.to_dict()
 
 
 def _example(
-    batch: int, channels: int, size: tuple[int, int], landmarks: int, seed: int, crops: tuple[int, int] | None = None
+    batch: int,
+    channels: int,
+    size: tuple[int, int],
+    landmarks: int,
+    seed: int,
+    crops: tuple[int, int] | None = None,
+    junction_px: int | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """Random inputs; ``crops`` = (L * P, S): also a (batch, L * P, S, S) crop batch."""
+    """Random inputs; ``crops`` = (L * P, S): also a (batch, L * P, S, S) crop batch; ``junction_px`` = S: also a
+    (batch, 1, S, S) junction crop batch (in :meth:`ExportNet.input_names` order)."""
     g = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, channels, *size, generator=g)
     points = torch.rand(batch, landmarks, 2, generator=g) * torch.tensor([size[1] - 1.0, size[0] - 1.0])
-    if crops is None:
-        return images, points
-    return images, points, torch.randn(batch, crops[0], crops[1], crops[1], generator=g)
+    out: tuple[torch.Tensor, ...] = (images, points)
+    if crops is not None:
+        out += (torch.randn(batch, crops[0], crops[1], crops[1], generator=g),)
+    if junction_px is not None:
+        out += (torch.randn(batch, 1, junction_px, junction_px, generator=g),)
+    return out
 
 
 def _trace(net: ExportNet, example: tuple[torch.Tensor, ...], names: list[str], opset: int, family: str) -> bytes:
@@ -223,12 +249,18 @@ def export_onnx(
     predictor = Predictor.from_checkpoint(source, device="cpu")
     family = backbone_family(str(predictor.card.network.get("backbone", "")))
     stage = None if without_grade_stage else predictor.grade_stage
-    net = ExportNet(predictor.model, stage.model if stage is not None else None).eval()
+    junction = predictor.junction
+    net = ExportNet(
+        predictor.model,
+        stage.model if stage is not None else None,
+        junction.model if junction is not None else None,
+    ).eval()
     names = net.output_names()
     channels = predictor.card.preprocessing.in_chans
     k = predictor.schema.num_landmarks
     crops = (len(stage.landmarks) * stage.config.planes, stage.config.size_px) if stage is not None else None
-    example = _example(2, channels, predictor.input_size, k, 0, crops)
+    junction_px = junction.config.size_px if junction is not None else None
+    example = _example(2, channels, predictor.input_size, k, 0, crops, junction_px)
     model = onnx.load_from_string(_trace(net, example, names, opset, family))
     identity = predictor.card.identity
     model.producer_name, model.producer_version = "spine_kp", identity.spine_kp_version
@@ -238,7 +270,7 @@ def export_onnx(
     data = model.SerializeToString()
 
     # Verify on another batch size than the traced one (the batch axis must really be dynamic).
-    check = _example(3, channels, predictor.input_size, k, 1, crops)
+    check = _example(3, channels, predictor.input_size, k, 1, crops, junction_px)
     session = ort.InferenceSession(data, providers=onnx_providers("cpu"))
     diffs = _compare(net, session, check, tolerance, family)
     path = atomic_write_bytes(out, data)

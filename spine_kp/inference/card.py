@@ -17,6 +17,7 @@ and read back by :meth:`ModelCard.from_dict`, which checks it like a config (:mo
     trained:       {landmarks: [bool], grades: {kind: [bool]}}
     calibration:   {temperatures: {kind: T}, score_maps: {localization: {kind: [a, b]}, scores: {...}}}
     grade_stage:   null or {config: GradeStageConfig, kinds, landmarks, temperatures}
+    junction:      null or {config: JunctionConfig}                    # the check of the level count (optional)
 
 A checkpoint written before the card existed (no ``model_card`` entry) gets one built from its config and fitted
 entries by :func:`spine_kp.inference.checkpoint_card.card_from_checkpoint`, the one place that reads them. A new
@@ -39,6 +40,7 @@ from spine_kp.grading.config import GradeStageConfig
 from spine_kp.inference import card_checks as checks
 from spine_kp.inference.card_checks import CardError, Checker, Shapes
 from spine_kp.inference.trained_labels import TrainedLabels
+from spine_kp.junction.config import JunctionConfig
 from spine_kp.schema import Schema
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ FORMAT_VERSION = 2
 #: where a checkpoint keeps its card (also :data:`spine_kp.checkpoint.MODEL_CARD_KEY`)
 MODEL_CARD_KEY = "model_card"
 SECTIONS = ("format", "identity", "network", "schema", "codec", "preprocessing", "decoding", "trained")
-SECTIONS += ("calibration", "grade_stage")
+SECTIONS += ("calibration", "grade_stage", "junction")
 CHECKPOINT_FIX = "the checkpoint is damaged; train it again"
 
 
@@ -110,6 +112,13 @@ class StageCard:
     temperatures: dict[str, float]
 
 
+@dataclass(frozen=True)
+class JunctionCard:
+    """The junction check's settings (its weights stay in the checkpoint or the graph): crop geometry, margin."""
+
+    config: JunctionConfig
+
+
 @dataclass(frozen=True, eq=False)  # eq: the trained masks are arrays; compare to_dict() instead
 class ModelCard:
     """Everything a runtime needs around a trained network (see the module docstring)."""
@@ -121,6 +130,7 @@ class ModelCard:
     decoding: LevelOrderConfig = LevelOrderConfig()
     calibration: Calibration = field(default_factory=Calibration)
     grade_stage: StageCard | None = None
+    junction: JunctionCard | None = None
     network: dict[str, Any] = field(default_factory=dict)
     identity: Identity = Identity()
 
@@ -158,6 +168,7 @@ class ModelCard:
                 "landmarks": list(stage.landmarks),
                 "temperatures": {k: float(t) for k, t in stage.temperatures.items()},
             },
+            "junction": None if self.junction is None else {"config": to_dict(self.junction.config)},
         }
 
     @classmethod
@@ -191,6 +202,7 @@ class ModelCard:
         neighbours, percentiles, spacing = checks.read_preprocessing(c, c.get(data, "preprocessing", ""), shapes)
         temperatures, score_maps = checks.read_calibration(c, data.get("calibration"), kinds)
         stage = data.get("grade_stage")
+        junction = data.get("junction")
         return cls(
             schema=schema,
             codec=checks.read_codec(c, c.get(data, "codec", ""), schema.num_landmarks, shapes),
@@ -199,6 +211,7 @@ class ModelCard:
             decoding=c.converted(LevelOrderConfig, c.get(data, "decoding", ""), "decoding"),
             calibration=Calibration(temperatures, score_maps),
             grade_stage=StageCard(*checks.read_stage(c, stage, schema, shapes)) if stage is not None else None,
+            junction=JunctionCard(checks.read_junction(c, junction, schema, shapes)) if junction is not None else None,
             network=_network(c, data.get("network"), neighbours),
             identity=Identity(**_identity(c, data.get("identity"))),
         )
@@ -245,6 +258,7 @@ __all__ = [
     "Calibration",
     "CardError",
     "Identity",
+    "JunctionCard",
     "ModelCard",
     "Preprocessing",
     "StageCard",

@@ -45,6 +45,7 @@ from spine_kp.config import ConfigError, from_dict
 from spine_kp.errors import UserError
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.inference.trained_labels import TrainedLabels
+from spine_kp.junction.config import JunctionConfig
 from spine_kp.schema import Schema, SchemaError
 
 MAX_NEIGHBOURS = 8
@@ -287,6 +288,20 @@ def read_stage(
         _logits_shape(c, schema, kind, shapes, "stage_logits.", f"grade_stage.kinds.{kind}")
     temperatures = c.temperatures(data.get("temperatures"), "grade_stage.temperatures", kinds)
     return config, tuple(kinds), tuple(landmarks), temperatures
+
+
+def read_junction(c: Checker, value: Any, schema: Schema, shapes: Shapes | None) -> JunctionConfig:
+    """The ``config`` of ``junction``; the schema must have a chain the check can read (its last kind, three or more
+    landmarks evenly spaced in schema order), and an export's ``junction_crops`` input must fit the crop size."""
+    from spine_kp.inference.junction_check import JunctionLayout  # numpy only; the layout rule lives there
+
+    data = c.mapping(value, "junction", ("config",))
+    config = c.converted(JunctionConfig, c.get(data, "config", "junction."), "junction.config")
+    if JunctionLayout.of(schema) is None:
+        raise c.fail("junction", f"needs three or more evenly spaced {schema.landmark_kinds[-1]} landmarks", value)
+    size = config.size_px
+    c.shape(shapes, "junction_crops", "junction.config", f"size_px {size}", [None, 1, size, size])
+    return config
 
 
 __all__ = ["CardError", "Checker", "Shapes"]

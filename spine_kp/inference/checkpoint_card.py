@@ -102,6 +102,8 @@ def _old_card_dict(ckpt: SpineCheckpoint) -> dict[str, Any]:
         "score_maps": {s: maps.get(s) for s in SCORE_MAP_STEPS},
     }
     out["grade_stage"] = _old_stage(ckpt.grade_stage, schema) if ckpt.grade_stage is not None else None
+    junction = ckpt.junction
+    out["junction"] = {"config": junction.get("config")} if isinstance(junction, Mapping) else junction
     return out
 
 

@@ -6,6 +6,7 @@
 * **Grade probabilities** are averaged, each member's computed with its own temperatures and trained grades
   (:func:`spine_kp.inference.network_outputs.network_probabilities` asks :meth:`EnsembleNetwork.grade_probabilities`). A
   grade one member never trained counts as probability 0 in that member, so every kind's mean stays a distribution.
+* **The junction check** (:mod:`spine_kp.inference.junction_check`) is the first member's, as the decoding settings.
 * **The crop grading stage**: each member's stage regrades the landmarks at the ensemble's decoded points, combined
   with the ensemble's head probabilities as that member's stage combines them, and the members' results are
   averaged; a member without a stage contributes the head's probabilities. With every member's stage combining
@@ -160,7 +161,10 @@ class EnsemblePredictor(Predictor):
             first.card, trained=trained, calibration=dataclasses.replace(first.card.calibration, temperatures={})
         )
         models = nn.ModuleList([m.model for m in self.members])  # the members' LandmarkNets
-        super().__init__(models, card, device=first.device, grade_stage=stage)  # type: ignore[arg-type]
+        # the junction check is the first member's, as its card's junction section (decoding settings are too)
+        junction = first.junction
+        card = dataclasses.replace(card, junction=card.junction if junction is not None else None)
+        super().__init__(models, card, device=first.device, grade_stage=stage, junction=junction)  # type: ignore[arg-type]
 
     @property
     def network(self) -> EnsembleNetwork:  # type: ignore[override]
@@ -174,7 +178,8 @@ class EnsemblePredictor(Predictor):
         Args:
             overrides: as :meth:`Predictor.from_checkpoint`: ``temperatures`` replaces every member's (``{}``: raw
                 probabilities), ``grade_stage`` replaces the members' stages with one (None: the grade heads alone),
-                ``decode`` and ``score_calibration`` replace the first member's.
+                ``decode`` and ``score_calibration`` replace the first member's; ``junction=None`` drops the first
+                member's junction check.
 
         Raises:
             CheckpointError: a member's weights do not fit the model config stored beside them (naming the member).
@@ -184,6 +189,8 @@ class EnsemblePredictor(Predictor):
         stage = overrides.pop("grade_stage", None)
         if replace_stage:
             member_overrides["grade_stage"] = None
+        if "junction" in overrides:
+            member_overrides["junction"] = overrides.pop("junction")
         members = [Predictor.from_checkpoint(m, device=device, **member_overrides) for m in ensemble.members]
         predictor = cls(members)
         if "decode" in overrides:

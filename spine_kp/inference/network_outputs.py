@@ -10,7 +10,7 @@ Shapes: B batch, C channels, H x W input, K landmarks (schema order), K_kind of 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -142,6 +142,22 @@ def decode_trained(heatmaps: Any, codec: HeatmapCodec, decode: LevelOrderConfig 
     return back(coords), back(peaks)
 
 
+def _moved_views(view_coords: np.ndarray, coords: np.ndarray, shifts: Sequence[int]) -> np.ndarray:
+    """(2, B, K, 2) per-view decodes moved ``shifts[i]`` schema indices along with chain i (``coords`` (B, K, 2) where
+    a landmark has no per-view point)."""
+    out = np.array(view_coords, copy=True)
+    k = coords.shape[1]
+    for i, s in enumerate(shifts):
+        if not s:
+            continue
+        src = np.arange(k) - s
+        ok = (src >= 0) & (src < k)
+        moved = np.repeat(coords[None, i], 2, axis=0)
+        moved[:, ok] = view_coords[:, i, src[ok]]
+        out[:, i] = moved
+    return out
+
+
 def infer_views(
     network: Network,
     images: Any,
@@ -153,6 +169,7 @@ def infer_views(
     extra_images: Sequence[Any] = (),
     timings: dict[str, float] | None = None,
     temperatures: Mapping[str, float] | None = None,
+    check: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, list[int]]] | None = None,
 ) -> BatchLandmarks:
     """Run the network, decode landmarks with level-order DP, grade them at the decoded points.
 
@@ -164,6 +181,10 @@ def infer_views(
             slices) whose heatmaps are averaged in; grading reads the main view.
         timings: if given, seconds spent are added under "model" (network) and "decode" (peaks, DP, grading).
         temperatures: kind -> T dividing that kind's grade logits (see :func:`grade_probabilities`).
+        check: a second look at the decoded chains before grading, ``(coords, peaks, heatmaps) -> (coords, peaks,
+            shifts)`` (input pixels; the junction check, :mod:`spine_kp.inference.junction_check`): a chain whose
+            labels moved by ``shifts[i]`` schema indices has its per-view decodes (``view_coords``) moved with it,
+            and a landmark that only the move placed gets the chain's point in both views.
     """
     t0 = time.perf_counter()
     heatmaps, features = network.run(images)
@@ -178,6 +199,10 @@ def infer_views(
     view_coords = None
     if flip_tta:  # each view decoded alone: how far apart they put a landmark is a measure of doubt
         view_coords = np.stack([decode_trained(v, codec, decode, trained.landmarks)[0] for v in views[:2]])
+    if check is not None:
+        coords, peaks, shifts = check(np.asarray(coords), np.asarray(peaks), np.asarray(heatmaps))
+        if view_coords is not None:
+            view_coords = _moved_views(view_coords, coords, shifts)
     probs = network_probabilities(network, features, coords, schema, trained, temperatures)
     if flip_tta:
         width = images.shape[-1]

@@ -10,11 +10,16 @@ the graph, the same document a checkpoint holds). The graph::
 
     crops (B, L, S, S) float32 ─► crop grader ─► stage_logits.<kind> (B, K_kind, G)    (with a crop grading stage)
 
+    junction_crops (B, 1, S, S) float32 ─► junction CNN ─► junction_logits (B, 5)      (with a junction check)
+
 Decoding happens between the two halves (the grading points are the decoded landmarks), so the predictor cuts the
 graph at ``features`` into two sessions: ``images -> heatmaps, features`` and ``features, points -> grade logits``.
-With a crop grading stage (metadata ``"grade_stage"``), a third session runs ``crops -> stage logits`` on crops of the
+With a crop grading stage (metadata ``"grade_stage"``), another session runs ``crops -> stage logits`` on crops of the
 slices' native pixels at the decoded points (:class:`OnnxCropStage`: the crops, temperatures and combination are
-:class:`spine_kp.inference.crop_stage_base.StageBase`'s, shared with the PyTorch stage).
+:class:`spine_kp.inference.crop_stage_base.StageBase`'s, shared with the PyTorch stage). With a junction check
+(metadata ``"junction"``), one more runs ``junction_crops -> junction_logits`` on crops around the decoded chain's
+last discs (:class:`OnnxJunctionCheck`: candidates, crops and the decision are
+:class:`spine_kp.inference.junction_check.JunctionCheckBase`'s, shared with the PyTorch check).
 The card is untrusted input: it is checked against its rules and the graph's shapes
 (:func:`spine_kp.inference.onnx_metadata.validate_metadata`) before any session is built or any study read.
 Everything else is the backend-independent :class:`spine_kp.inference.slice_predictor.SlicePredictor`, exactly as for a
@@ -34,15 +39,19 @@ from spine_kp.errors import UserError
 from spine_kp.grading.config import GradeStageConfig
 from spine_kp.inference.card import ModelCard
 from spine_kp.inference.crop_stage_base import StageBase
+from spine_kp.inference.junction_check import JunctionCheckBase
 from spine_kp.inference.onnx_metadata import FORMAT_VERSION, OnnxModelError, validate_metadata
 from spine_kp.inference.slice_predictor import SlicePredictor
 from spine_kp.inference.trained_labels import TrainedLabels
+from spine_kp.junction.config import JunctionConfig
 from spine_kp.schema import Schema
 
 #: metadata_props key of the model card's JSON (its layout: :mod:`spine_kp.inference.card`)
 METADATA_KEY = "spine_kp"
 #: graph input and output names
 IMAGES, POINTS, HEATMAPS, FEATURES, CROPS = "images", "points", "heatmaps", "features", "crops"
+#: the junction check's graph input and output
+JUNCTION_CROPS, JUNCTION_LOGITS = "junction_crops", "junction_logits"
 GRADE_PREFIX = "grade_logits."
 STAGE_PREFIX = "stage_logits."
 INSTALL_HINT = 'install the ONNX extra: pip install -e ".[onnx]" (onnx and onnxruntime)'
@@ -178,6 +187,24 @@ class OnnxCropStage(StageBase):
         return dict(zip(self.kinds, out))
 
 
+class OnnxJunctionCheck(JunctionCheckBase):
+    """The junction check of an export: the ``junction_crops -> junction_logits`` part of the graph as a session.
+
+    Args:
+        session: ONNX Runtime session ``junction_crops -> junction_logits``.
+        config: the check's config (the card's ``junction`` section).
+        schema: landmark set.
+    """
+
+    def __init__(self, session: Any, config: JunctionConfig, schema: Schema) -> None:
+        super().__init__(config, schema)
+        self.session = session
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        (out,) = self.session.run([JUNCTION_LOGITS], {JUNCTION_CROPS: batch})
+        return np.asarray(out)
+
+
 class OnnxPredictor(SlicePredictor):
     """A spine_kp ONNX export, predicting through ONNX Runtime (see the module docstring).
 
@@ -185,10 +212,17 @@ class OnnxPredictor(SlicePredictor):
         network: the sessions.
         card: the export's model card.
         grade_stage: the crop grading stage's session, None to grade with the head alone.
+        junction: the junction check's session, None for no check of the level count.
     """
 
-    def __init__(self, network: OnnxNetwork, card: ModelCard, grade_stage: OnnxCropStage | None = None) -> None:
-        super().__init__(card, grade_stage)
+    def __init__(
+        self,
+        network: OnnxNetwork,
+        card: ModelCard,
+        grade_stage: OnnxCropStage | None = None,
+        junction: OnnxJunctionCheck | None = None,
+    ) -> None:
+        super().__init__(card, grade_stage, junction)
         self._network = network
 
     @property
@@ -206,7 +240,7 @@ class OnnxPredictor(SlicePredictor):
             threads: intra-op threads of each session (None: ONNX Runtime's default, one per physical core).
             overrides: replace settings of the card (:meth:`~spine_kp.inference.card.ModelCard.overridden`), e.g.
                 ``decode=LevelOrderConfig(enabled=False)``, ``temperatures={}``, ``score_calibration={}``; or
-                ``grade_stage=None`` (grade with the head alone).
+                ``grade_stage=None`` (grade with the head alone), ``junction=None`` (no junction check).
 
         Raises:
             OnnxModelError: the file is missing, not ONNX, not a spine_kp export, or its graph is unusable;
@@ -233,6 +267,8 @@ class OnnxPredictor(SlicePredictor):
             )
             if card.grade_stage is not None:
                 halves += (extractor.extract_model([CROPS], [stage_output(k) for k in card.grade_stage.kinds]),)
+            if card.junction is not None:
+                halves += (extractor.extract_model([JUNCTION_CROPS], [JUNCTION_LOGITS]),)
             sessions = [ort.InferenceSession(h.SerializeToString(), options, providers=providers) for h in halves]
         except Exception as exc:  # onnx / onnxruntime raise their own types; the file is what is wrong
             raise OnnxModelError(f"{p}: not a usable spine_kp graph ({type(exc).__name__}: {exc})") from None
@@ -240,25 +276,34 @@ class OnnxPredictor(SlicePredictor):
 
     @classmethod
     def from_sessions(cls, sessions: Sequence[Any], card: ModelCard, **overrides: Any) -> OnnxPredictor:
-        """A predictor from its sessions (network, grader and, with a crop grading stage, the stage's) and the
-        checked card (:func:`~spine_kp.inference.onnx_metadata.validate_metadata`); ``overrides``: see
-        :meth:`from_onnx`."""
+        """A predictor from its sessions (network, grader, then the crop grading stage's and the junction check's
+        when the card has them, in this order) and the checked card
+        (:func:`~spine_kp.inference.onnx_metadata.validate_metadata`); ``overrides``: see :meth:`from_onnx`."""
+        extra = iter(sessions[2:])  # the optional parts' sessions follow in the order the card lists them
         stage: OnnxCropStage | None = None
         if card.grade_stage is not None:
             s = card.grade_stage
             stage = OnnxCropStage(
-                sessions[2], s.kinds, s.config, card.schema, card.trained, s.landmarks, s.temperatures
+                next(extra), s.kinds, s.config, card.schema, card.trained, s.landmarks, s.temperatures
             )
+        junction: OnnxJunctionCheck | None = None
+        if card.junction is not None:
+            junction = OnnxJunctionCheck(next(extra), card.junction.config, card.schema)
         stage = overrides.pop("grade_stage", stage)
+        junction = overrides.pop("junction", junction)
         kinds = [k.name for k in card.schema.kinds]
-        return cls(OnnxNetwork(sessions[0], sessions[1], kinds), card.overridden(**overrides), grade_stage=stage)
+        network = OnnxNetwork(sessions[0], sessions[1], kinds)
+        return cls(network, card.overridden(**overrides), grade_stage=stage, junction=junction)
 
 
 __all__ = [
     "FORMAT_VERSION",
+    "JUNCTION_CROPS",
+    "JUNCTION_LOGITS",
     "METADATA_KEY",
     "OnnxModelError",
     "OnnxCropStage",
+    "OnnxJunctionCheck",
     "OnnxNetwork",
     "OnnxPredictor",
     "grade_output",

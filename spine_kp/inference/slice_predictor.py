@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.data.preprocess import Geometry, prepare_image
 from spine_kp.inference.card import ModelCard
 from spine_kp.inference.crop_stage_base import StageBase
+from spine_kp.inference.junction_check import JunctionCheckBase
 from spine_kp.inference.network_outputs import Network, infer_views
 from spine_kp.inference.records import landmarks_to_record
 from spine_kp.inference.trained_labels import TrainedLabels
@@ -57,11 +59,15 @@ class SlicePredictor:
     Args:
         card: the model's card.
         grade_stage: the crop grading stage (torch or ONNX Runtime), None to grade with the head alone.
+        junction: the check of the level count at the lumbosacral junction (torch or ONNX Runtime), None for none.
     """
 
-    def __init__(self, card: ModelCard, grade_stage: StageBase | None = None) -> None:
+    def __init__(
+        self, card: ModelCard, grade_stage: StageBase | None = None, junction: JunctionCheckBase | None = None
+    ) -> None:
         self.card = card
         self.grade_stage = grade_stage
+        self.junction = junction
 
     @property
     def schema(self) -> Schema:
@@ -129,6 +135,13 @@ class SlicePredictor:
         clone.card = card
         return clone
 
+    def with_junction(self, junction: JunctionCheckBase | None) -> SlicePredictor:
+        """The same model with another junction check, or none (shares the network)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.junction = junction
+        return clone
+
     def with_decode(self, decode: LevelOrderConfig) -> SlicePredictor:
         """The same model with other decoding settings (shares the network)."""
         return self.with_card(dataclasses.replace(self.card, decoding=decode))
@@ -152,6 +165,19 @@ class SlicePredictor:
         if self.grade_stage is None:
             return probs
         return self.grade_stage.regrade(slices, coords, peaks, probs, timings)
+
+    def _junction_check(self, slices: Sequence[Slice], geoms: Sequence[Geometry]) -> Any:
+        """The junction check of this batch as :func:`~spine_kp.inference.network_outputs.infer_views` calls it (None:
+        the model has none)."""
+        junction = self.junction
+        if junction is None:
+            return None
+
+        def check(coords: np.ndarray, peaks: np.ndarray, heatmaps: np.ndarray) -> Any:
+            stride = self.codec.stride
+            return junction.check(slices, geoms, coords, peaks, heatmaps, stride, self.trained.landmarks)
+
+        return check
 
     def prepare(self, slices: Sequence[Slice], offset: int = 0) -> tuple[np.ndarray, list[Geometry]]:
         """(B, C, H, W) float32 inputs and their geometries; ``offset`` != 0 takes the neighbour ``offset`` slices
@@ -209,6 +235,7 @@ class SlicePredictor:
             extra_images=extra,
             timings=timings,
             temperatures=self.temperatures,
+            check=self._junction_check(slices, geoms),
         )
         coords_all = [g.to_original(pred.coords[i].astype(np.float64)) for i, g in enumerate(geoms)]
         probs_all = [{k: v[i] for k, v in pred.grade_probs.items()} for i in range(len(slices))]

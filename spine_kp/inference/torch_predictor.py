@@ -23,6 +23,7 @@ from spine_kp.fold_ensemble import SpineEnsemble, load_model_file
 from spine_kp.inference.card import ModelCard
 from spine_kp.inference.checkpoint_card import card_from_checkpoint
 from spine_kp.inference.crop_stage import CropStage
+from spine_kp.inference.junction_torch import JunctionCheck
 from spine_kp.inference.slice_predictor import SlicePredictor
 from spine_kp.inference.torch_network import TorchNetwork
 from spine_kp.models.net import LandmarkNet, ModelConfig, create_model
@@ -47,6 +48,7 @@ class Predictor(SlicePredictor):
         card: its settings (:class:`~spine_kp.inference.card.ModelCard`).
         device: where it runs.
         grade_stage: the crop grading stage, None to grade with the head alone.
+        junction: the junction check, None for none.
     """
 
     def __init__(
@@ -55,12 +57,15 @@ class Predictor(SlicePredictor):
         card: ModelCard,
         device: str | torch.device = "cpu",
         grade_stage: CropStage | None = None,
+        junction: JunctionCheck | None = None,
     ) -> None:
-        super().__init__(card, grade_stage)
+        super().__init__(card, grade_stage, junction)
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.model = model.to(self.device).eval()
         if grade_stage is not None:
             grade_stage.model.to(self.device)
+        if junction is not None:
+            junction.model.to(self.device)
 
     @property
     def network(self) -> TorchNetwork:
@@ -82,7 +87,7 @@ class Predictor(SlicePredictor):
             overrides: replace settings of the card (:meth:`~spine_kp.inference.card.ModelCard.overridden`), e.g.
                 ``decode=LevelOrderConfig(enabled=False)``, ``temperatures={}`` for the raw probabilities,
                 ``score_calibration={}`` for the raw ``peak x p`` scores; ``grade_stage=None`` ignores a stored crop
-                grading stage.
+                grading stage; ``junction=None`` a stored junction check.
 
         Raises:
             CheckpointError: the file is missing, unreadable, not a spine_kp checkpoint, or its weights do not fit
@@ -94,6 +99,7 @@ class Predictor(SlicePredictor):
 
             return EnsemblePredictor.from_ensemble(ckpt, device, **overrides)
         stage_override = {"grade_stage": overrides.pop("grade_stage")} if "grade_stage" in overrides else {}
+        junction_override = {"junction": overrides.pop("junction")} if "junction" in overrides else {}
         card = card_from_checkpoint(ckpt).overridden(**overrides)
         p = ckpt.path
         model = create_model(from_dict(ModelConfig, dict(card.network), source=f"{p} model"), card.schema)
@@ -109,7 +115,15 @@ class Predictor(SlicePredictor):
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise CheckpointError(f"{p}: damaged grade_stage entry ({exc!r})") from None
         stage = stage_override.get("grade_stage", stage)
-        return cls(model, card, device=resolve_device(device), grade_stage=stage)
+        junction = None
+        if card.junction is not None:
+            try:
+                weights = ckpt.junction["state_dict"]  # type: ignore[index]  # the card's section comes from it
+                junction = JunctionCheck.from_weights(card.junction.config, card.schema, weights)
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise CheckpointError(f"{p}: damaged junction entry ({exc!r})") from None
+        junction = junction_override.get("junction", junction)
+        return cls(model, card, device=resolve_device(device), grade_stage=stage, junction=junction)
 
     def with_grade_stage(self, stage: CropStage | None) -> Predictor:
         """The same model with another crop grading stage, or none (grade head alone); shares the weights."""
