@@ -1,6 +1,7 @@
 """The junction check by nested cross-validation on the fold runs of ``scripts/bench_real.py``.
 
-    python scripts/bench_junction.py --cv CV_DIR [--margins 0 2 4] [--seed S] [--out bench_junction.json]
+    python scripts/bench_junction.py --cv CV_DIR [--margins 0 2 4] [--seed S] [--flip-tta] [--refit-score-maps]
+        [--grade-stage KEY=VALUE ...] [--out bench_junction.json]
 
 For every fold run in CV_DIR (``fold*/config.yaml``, as bench_real.py writes them) the landmark network and the run's
 own stage, decoding and score maps stay as trained; the junction check (``junction`` config section, with
@@ -8,7 +9,13 @@ own stage, decoding and score maps stay as trained; the junction check (``juncti
 used, which never held the fold's test studies) and the fold's test studies are predicted without it and with it at
 every ``--margin`` (a predict-time setting: one training serves all). The test studies of all folds are pooled and
 scored by the project's evaluator: share within 8 mm, median, whole-level shifts, order violations, macro F1 (6 mm),
-mAP, ECE; plus the studies whose chain the check moved, and how each of them was scored before and after.
+mAP, ECE, and which studies are a level off in each row.
+
+``--flip-tta`` predicts with the mirrored image averaged in (as a card with ``decode.flip_tta`` does);
+``--grade-stage KEY=VALUE ...`` retrains each fold's crop grading stage with those ``grade_stage`` settings first (e.g.
+``init=stage/grade_stage.pt combine=average``, the recipe of ``tianchi_cpu``), shared by every row; and
+``--refit-score-maps`` fits every row's score maps again on the fold's validation split with that row's predictor, as
+training fits them.
 """
 
 from __future__ import annotations
@@ -20,12 +27,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from spine_kp.api import evaluate, load_predictor, predict_studies
 from spine_kp.data.datamodule import SpineDataModule
+from spine_kp.data.labels import label_stats
 from spine_kp.engine.config import load_experiment
+from spine_kp.engine.grade_stage_train import train_grade_stage
 from spine_kp.engine.junction_train import train_junction
+from spine_kp.engine.score_map_fit import fit_score_maps
 from spine_kp.evaluation.levels import level_metrics
 from spine_kp.evaluation.spacing import fill_spacing
+from spine_kp.inference.crop_stage import CropStage
 from spine_kp.inference.junction_torch import JunctionCheck
 from spine_kp.io.annotations import read_annotations
 from spine_kp.io.atomic import atomic_write_text
@@ -59,9 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--margins", type=float, nargs="+", default=[0.0], help="junction.margin values to predict with")
     ap.add_argument("--seed", type=int, default=None, help="the check's training seed (default: each run's seed)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other junction settings")
+    ap.add_argument("--flip-tta", action="store_true", help="predict with the mirrored image averaged in")
+    ap.add_argument("--grade-stage", nargs="*", default=None, metavar="KEY=VALUE", help="retrain the crop stage first")
+    ap.add_argument("--refit-score-maps", action="store_true", help="fit each row's score maps on the validation split")
     ap.add_argument("--out", type=Path, default=None, help="JSON of every figure (default: CV_DIR/bench_junction.json)")
     args = ap.parse_args(argv)
-    extra = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    stage_set = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.grade_stage or [])}
     rows: dict[str, dict[str, list]] = {}
     trained: list[dict[str, Any]] = []
     index = None
@@ -78,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         gt = read_annotations(run / "test_annotations.json", schema)
         studies = [index[r.study_uid] for r in gt if r.study_uid in index]
         base = load_predictor(run, device="cpu", junction=None)
+        base = base.with_decode(dataclasses.replace(base.decode, flip_tta=args.flip_tta))
+        if args.grade_stage is not None:
+            stage_cfg = dataclasses.replace(cfg.grade_stage, enabled=True, **stage_set)
+            stats = label_stats(dm.train_records, schema)
+            stage = train_grade_stage(
+                stage_cfg, schema, stats, dm.train_records, dm.val_records, dm.studies, seed=cfg.seed
+            )
+            base = base.with_grade_stage(CropStage.from_payload(stage, schema, base.trained))
         jcfg = dataclasses.replace(cfg.junction, enabled=True, **extra)
         seed = cfg.seed if args.seed is None else args.seed
         t0 = time.perf_counter()
@@ -92,11 +117,22 @@ def main(argv: list[str] | None = None) -> int:
             check = JunctionCheck.from_weights(dataclasses.replace(jcfg, margin=m), schema, payload["state_dict"])
             variants[f"junction margin {m:g}"] = base.with_junction(check)
         for name, predictor in variants.items():
+            if args.refit_score_maps:
+                maps = fit_score_maps(predictor, dm.val_records, dm.studies)
+                predictor = predictor.with_card(predictor.card.overridden(score_calibration=maps or {}))
             out = predict_studies(studies, predictor, workers=2)
             row = rows.setdefault(name, {"gt": [], "pred": []})
             row["pred"] += [p.record for p in out.predictions]
             row["gt"] += fill_spacing(gt, pred_records=[p.record for p in out.predictions], studies=index)
-    result: dict[str, Any] = {"cv": str(args.cv), "junction": dataclasses.asdict(jcfg), "folds": trained, "rows": {}}
+    result: dict[str, Any] = {
+        "cv": str(args.cv),
+        "junction": dataclasses.asdict(jcfg),
+        "flip_tta": args.flip_tta,
+        "grade_stage": stage_set if args.grade_stage is not None else None,
+        "refit_score_maps": args.refit_score_maps,
+        "folds": trained,
+        "rows": {},
+    }
     print(
         f"{'variant':24s} {'within 8 mm':>11s} {'median':>7s} {'shifted':>7s} {'order':>5s} {'macroF1':>7s} {'mAP':>6s}"
     )
