@@ -90,4 +90,10 @@ def run(args: argparse.Namespace) -> int:
             f"{f['absent_score_caudal']:g}), step_tolerance "
             f"{f['step_tolerance']:g} ({f['within']:.1%} within 8 mm; the config's values {f['config_within']:.1%})"
         )
+    if result.junction is not None:
+        j, val = result.junction, result.junction.get("val") or {}
+        found = (
+            f"; validation: L5-S1 found in {val['junction_found']:.1%} of {val['sets']} candidate sets" if val else ""
+        )
+        print(f"junction check trained on {j['train_slices']} slices in {j['seconds_total']:g} s{found}")
     return 0

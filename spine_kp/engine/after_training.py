@@ -38,14 +38,14 @@ def fit_after_training(
     datamodule: SpineDataModule,
     checkpoints: list[Path | None],
     train_stage: bool,
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
     """The end-of-training fits, each written into ``checkpoints`` (best, last; None: absent) in turn: the crop
     grading stage (``train_stage``), the decoding settings and the score calibration (where the config asks), then
     the model card of it all, which is what predict reads.
 
     Returns:
-        The grade stage's metrics, and the decode-fit and score-calibration entries of the best checkpoint (None:
-        not fitted).
+        The grade stage's metrics, the decode-fit and score-calibration entries of the best checkpoint, and the
+        junction check's metrics (None: not fitted).
     """
     best = checkpoints[0]
     device = "cpu" if cfg.trainer.accelerator == "cpu" else "auto"
@@ -96,7 +96,7 @@ def fit_after_training(
     for path in checkpoints:  # everything is fitted: the card is what predict will read
         if path is not None:
             store_card(path)
-    return stage_metrics, decode_entry, score_entry
+    return stage_metrics, decode_entry, score_entry, junction["metrics"] if junction is not None else None
 
 
 __all__ = ["fit_after_training"]

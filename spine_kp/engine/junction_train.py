@@ -212,7 +212,7 @@ def train_junction(
     train_items = items(train_records, "junction check") if cfg.enabled else []
     reason = junction_skip_reason(cfg, schema, len(train_items))
     if reason is not None:
-        log.info("junction check skipped: %s", reason)
+        (log.warning if cfg.enabled else log.info)("junction check not trained: %s", reason)
         return None
     pl.seed_everything(seed, workers=True, verbose=False)
     val_items = items(val_records, "junction check")

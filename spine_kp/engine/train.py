@@ -64,6 +64,7 @@ class TrainResult:
     grade_stage: dict[str, Any] | None = None
     score_calibration: dict[str, Any] | None = None
     decode_fit: dict[str, Any] | None = None
+    junction: dict[str, Any] | None = None  # the junction check's metrics (engine.junction_train), None: not trained
     skipped: tuple[str, ...] = ()  # data.skip_missing: one line per annotated record left out
     is_global_zero: bool = True
 
@@ -214,11 +215,11 @@ def train(
     skip = stage_skip_reason(cfg.grade_stage, len(datamodule.train_records))
     if skip is not None and cfg.grade_stage.enabled:
         log.warning("grade stage not trained: %s", skip)
-    stage_metrics = decode_entry = score_entry = None
+    stage_metrics = decode_entry = score_entry = junction_metrics = None
     if not fast_dev_run and trainer.is_global_zero:
         checkpoints = [best, last if last.exists() else None]
         fits = fit_after_training(cfg, run_dir, schema, stats, datamodule, checkpoints, train_stage=skip is None)
-        stage_metrics, decode_entry, score_entry = fits
+        stage_metrics, decode_entry, score_entry, junction_metrics = fits
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,
@@ -229,6 +230,7 @@ def train(
         grade_stage=stage_metrics,
         score_calibration=score_entry,
         decode_fit=decode_entry,
+        junction=junction_metrics,
         skipped=tuple(datamodule.skipped),
         is_global_zero=trainer.is_global_zero,
     )

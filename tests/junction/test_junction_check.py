@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TRAIN
 
 from spine_kp.api import load_predictor, predict_folder
+from spine_kp.cli.main import main
 from spine_kp.data.preprocess import Geometry
 from spine_kp.engine.junction_train import train_junction
 from spine_kp.inference.card import CardError, ModelCard
@@ -32,10 +36,25 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def junction_run(train_tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``spine-kp train`` of the tiny model with the check: the run folder and what the command printed."""
     run = tmp_path_factory.mktemp("junction_run")
-    train_tiny(run, TINY)
-    return run
+    argv = ["train", "--config", "demo_cpu", "--data", str(synth_root / "studies"), "--annotations"]
+    argv += [str(synth_root / "annotations.json"), "--out", str(run)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*argv, *[f"--{k}={v}" for k, v in {**TINY_TRAIN, **TINY}.items()]]) == 0
+    return run, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def junction_run(trained: tuple[Path, str]) -> Path:
+    return trained[0]
+
+
+def test_train_prints_what_the_check_was_trained_on(trained: tuple[Path, str]) -> None:
+    line = [s for s in trained[1].splitlines() if s.startswith("junction check trained on")]
+    assert len(line) == 1 and "slices in" in line[0]
 
 
 def test_training_stores_the_check_and_predict_loads_it(junction_run: Path, synth_root: Path) -> None:
