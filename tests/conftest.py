@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tiny_configs import TINY_TRAIN  # noqa: F401  (also imported from here by older tests)
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -48,17 +49,6 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     make_dataset(root, n_studies=N_STUDIES, seed=2, size=128, axial=False)
     return root
-
-
-#: A demo_cpu model small enough to train one epoch on the five phantoms in seconds (2 validation studies).
-TINY_TRAIN = {
-    "data.input_size": "[64, 64]",
-    "data.batch_size": "2",
-    "data.val_fraction": "0.4",
-    "model.decoder_channels": "16",
-    "trainer.max_epochs": "1",
-    "trainer.progress_bar": "false",
-}
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRAIN
+from tiny_configs import TINY_TRAIN
 
 from spine_kp.api import load_predictor, predict_folder
 from spine_kp.cli.main import main
