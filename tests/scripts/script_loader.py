@@ -18,3 +18,14 @@ def load_script(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def tiny_cv(synth_root: Path, out: Path) -> Path:
+    """A 2-fold ``bench_real.py`` folder of the tiny demo_cpu model on the suite's phantoms (no crop stage): what the
+    ``--cv`` modes of the other benchmarks read."""
+    tiny = ["--data.input_size", "[64, 64]", "--data.batch_size", "2", "--model.decoder_channels", "8",
+            "--trainer.max_epochs", "1", "--data.val_fraction", "0.34", "--grade_stage.enabled", "false"]  # fmt: skip
+    argv = ["--data", str(synth_root / "studies"), "--annotations", str(synth_root / "annotations.json"),
+            "--out", str(out), "--config", "demo_cpu", "--folds", "2", "--device", "cpu", *tiny]  # fmt: skip
+    assert load_script("bench_real").main(argv) == 0
+    return out

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from script_loader import load_script
+from script_loader import load_script, tiny_cv
 
 STAGE = {
     "grade_stage.enabled": "false",  # the bench trains its own stages
@@ -46,13 +46,7 @@ def test_bench_retrains_the_stage_per_variant_and_scores_each(
 def test_cv_mode_retrains_the_stage_per_fold_and_pools_the_test_studies(
     synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
 ) -> None:
-    real = load_script("bench_real")
-    tiny = ["--data.input_size", "[64, 64]", "--data.batch_size", "2", "--model.decoder_channels", "8",
-            "--trainer.max_epochs", "1", "--data.val_fraction", "0.34", "--grade_stage.enabled", "false"]  # fmt: skip
-    cv = tmp_path / "cv"
-    argv = ["--data", str(synth_root / "studies"), "--annotations", str(synth_root / "annotations.json"),
-            "--out", str(cv), "--config", "demo_cpu", "--folds", "2", "--device", "cpu", *tiny]  # fmt: skip
-    assert real.main(argv) == 0
+    cv = tiny_cv(synth_root, tmp_path / "cv")
     bench = load_script("bench_grade_stage")
     out = tmp_path / "rows.json"
     assert bench.main(["--cv", str(cv), "--epochs", "1", "--variant", "tiny", "size_px=24", "channels=[8]",

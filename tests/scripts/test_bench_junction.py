@@ -6,19 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from script_loader import load_script
+from script_loader import load_script, tiny_cv
 
 
 def test_bench_trains_the_check_per_fold_and_scores_the_pooled_rows(
     synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
 ) -> None:
-    real = load_script("bench_real")
-    tiny = ["--data.input_size", "[64, 64]", "--data.batch_size", "2", "--model.decoder_channels", "8",
-            "--trainer.max_epochs", "1", "--data.val_fraction", "0.34", "--grade_stage.enabled", "false"]  # fmt: skip
-    cv = tmp_path / "cv"
-    argv = ["--data", str(synth_root / "studies"), "--annotations", str(synth_root / "annotations.json"),
-            "--out", str(cv), "--config", "demo_cpu", "--folds", "2", "--device", "cpu", *tiny]  # fmt: skip
-    assert real.main(argv) == 0
+    cv = tiny_cv(synth_root, tmp_path / "cv")
     bench = load_script("bench_junction")
     out = tmp_path / "junction.json"
     settings = ["min_train_studies=0", "epochs=1", "size_px=24", "channels=[8]"]
