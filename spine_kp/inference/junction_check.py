@@ -68,6 +68,29 @@ def junction_crops(
     return crops[:, None]
 
 
+def in_image(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(N,) bool: which (x, y) points (original pixels) lie on the slice of ``shape`` (rows, cols)."""
+    h, w = shape[-2:]
+    p = np.asarray(points, dtype=np.float64)
+    return (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+
+
+def visible_hypotheses(log_likelihoods: dict[int, float], inside: np.ndarray, current: int | None) -> dict[int, float]:
+    """The hypotheses the check may act on (see :func:`choose_hypothesis`): the chain's own, and those whose junction
+    candidate lies on the slice. When the chain makes no hypothesis of its own (its lowest disc is above L4-L5) and
+    the first extrapolated candidate below it already lies off the slice, the series is cut there and none is left:
+    the chain keeps its labels.
+
+    Args:
+        log_likelihoods: ``{o: log-likelihood}`` (:func:`hypothesis_log_likelihoods`).
+        inside: (5,) bool, the candidates on the slice (:func:`in_image`).
+        current: the chain's own hypothesis (:func:`chain_hypothesis`).
+    """
+    if current is None and not inside[3]:
+        return {}
+    return {o: v for o, v in log_likelihoods.items() if o == current or inside[2 + o]}
+
+
 class JunctionCheckBase:
     """The crop CNN with its config and the schema's layout; the CNN itself is abstract.
 
@@ -131,17 +154,18 @@ class JunctionCheckBase:
             if cand is None:
                 plans.append(None)
                 continue
-            plans.append((placed, len(batch)))
-            batch.append(junction_crops(slc, g.to_original(cand), self.config))
+            original = g.to_original(cand)
+            plans.append((placed, len(batch), in_image(original, slc.pixels.shape)))
+            batch.append(junction_crops(slc, original, self.config))
         lp = self.log_probs(np.concatenate(batch)) if batch else np.zeros((0, 5))
         for i, plan in enumerate(plans):
             if plan is None:
                 shifts.append(0)
                 continue
-            placed, at = plan
+            placed, at, inside = plan
             ll = hypothesis_log_likelihoods(lp[at * 5 : at * 5 + 5])
             current = chain_hypothesis(placed, discs)
-            o = choose_hypothesis(ll, current, self.config.margin)
+            o = choose_hypothesis(visible_hypotheses(ll, inside, current), current, self.config.margin)
             if o == current:
                 shifts.append(0)
                 continue
@@ -152,4 +176,12 @@ class JunctionCheckBase:
         return coords, peaks, shifts
 
 
-__all__ = ["HYPOTHESES", "JunctionCheckBase", "JunctionLayout", "crop_angle", "junction_crops"]
+__all__ = [
+    "HYPOTHESES",
+    "JunctionCheckBase",
+    "JunctionLayout",
+    "crop_angle",
+    "in_image",
+    "junction_crops",
+    "visible_hypotheses",
+]

@@ -25,7 +25,8 @@ missing caudal disc (declared outside the image), and nothing otherwise.
 along the schema by ``d = (last - o * n) - m`` indices (``m`` the schema index of the lowest placed disc, ``last``
 that of L5-S1, ``n`` the schema indices per level: 2 where vertebrae and discs alternate). A label that gets no point
 is placed where its own heatmap peaks near the position one level on from its neighbour (``snap``), or declared
-absent when that lies outside the image or its heatmap does not respond there.
+absent when that lies outside the image, its heatmap does not respond there, or the peak found is not beyond the
+placed landmark next to it by at least half the expected gap (it would break the cranio-caudal order).
 """
 
 from __future__ import annotations
@@ -105,10 +106,13 @@ def chain_hypothesis(placed_discs: Sequence[int], disc_indices: Sequence[int]) -
     return missing if missing in (0, 1) else None
 
 
-def choose_hypothesis(log_likelihoods: dict[int, float], current: int | None, margin: float) -> int:
+def choose_hypothesis(log_likelihoods: dict[int, float], current: int | None, margin: float) -> int | None:
     """The hypothesis to act on: the most likely one, unless it beats the chain's own (``current``) by ``margin`` or
-    less (then the chain's). With no chain hypothesis, the most likely."""
-    best = max(HYPOTHESES, key=lambda o: log_likelihoods[o])
+    less (then the chain's). With no chain hypothesis, the most likely; with no hypothesis left to weigh (all ruled
+    out), the chain's own."""
+    if not log_likelihoods:
+        return current
+    best = max(log_likelihoods, key=lambda o: log_likelihoods[o])
     if current is None or current not in log_likelihoods:
         return best
     return best if log_likelihoods[best] - log_likelihoods[current] > margin else current
@@ -140,6 +144,23 @@ def snap(heatmap: np.ndarray, guess: np.ndarray, radius: float) -> tuple[np.ndar
     if not np.isfinite(window.flat[k]):
         return None
     return np.array([x0 + ix, y0 + iy], dtype=np.float64), float(window.flat[k])
+
+
+def _in_own_slot(
+    xy: np.ndarray, chain: np.ndarray, placed: np.ndarray, t: int, inner: int, outer: int, per_level: int
+) -> bool:
+    """Whether a point found for label ``t`` lies beyond its placed neighbour on the chain's side by at least half the
+    expected gap, along the outward step ``chain[inner] - chain[outer]`` (one level): a snapped point that falls back
+    onto, or behind, the landmark next to it would break the cranio-caudal order."""
+    step = chain[inner] - chain[outer]
+    length = float(np.hypot(*step))
+    if length <= 1e-6:
+        return False
+    towards = 1 if inner > t else -1
+    gap = next(s for s in range(1, per_level + 1) if placed[t + towards * s])  # inner itself is placed
+    neighbour = chain[t + towards * gap]
+    beyond = float((xy - neighbour) @ step) / length
+    return beyond >= 0.5 * length * gap / per_level
 
 
 def relabel_chain(
@@ -195,7 +216,10 @@ def relabel_chain(
         found = snap(heatmaps[t], (guess + 0.5) / stride - 0.5, snap_radius / stride)
         if found is None or found[1] < min_peak:
             continue
-        new_xy[t], new_pk[t], new_placed[t] = (found[0] + 0.5) * stride - 0.5, found[1], True
+        xy = (found[0] + 0.5) * stride - 0.5
+        if not _in_own_slot(xy, new_xy, new_placed, t, inner, outer, per_level):
+            continue
+        new_xy[t], new_pk[t], new_placed[t] = xy, found[1], True
     new_xy[~new_placed] = 0.0
     return new_xy.astype(np.float32), new_pk.astype(np.float32)
 

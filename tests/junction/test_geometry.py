@@ -268,6 +268,15 @@ def test_choose_hypothesis_without_a_current_one_takes_the_best():
     assert choose_hypothesis({-1: -4.0, 0: -0.5, 1: -2.0}, None, margin=100.0) == 0
 
 
+def test_choose_hypothesis_weighs_only_the_hypotheses_left():
+    # the check may rule hypotheses out (off the slice): the best of those left, or the chain's own when none is
+    assert choose_hypothesis({0: -3.0, 1: -9.0}, 0, margin=0.0) == 0
+    assert choose_hypothesis({-1: -4.0, 0: -3.0}, None, margin=0.0) == 0
+    assert choose_hypothesis({-1: -1.0, 1: -2.0}, 1, margin=0.0) == -1
+    assert choose_hypothesis({}, None, margin=0.0) is None
+    assert choose_hypothesis({}, 1, margin=0.0) == 1
+
+
 # -------------------------------------------------------------------------------------------------------------- snap
 
 
@@ -484,6 +493,28 @@ def test_relabel_without_shift_fills_a_missing_caudal_label():
     np.testing.assert_array_equal(new_pk[:11], peaks[:11])
     np.testing.assert_allclose(new_xy[11], [40.5, 130.5], atol=1e-5)
     assert new_pk[11] == pytest.approx(0.7, abs=1e-6)
+
+
+@pytest.mark.parametrize("per_level", [1, 2])
+@pytest.mark.parametrize(("cell", "placed"), [(14, True), (17, True), (18, False), (19, False)])
+def test_relabel_places_a_filled_label_only_beyond_its_neighbour(per_level, cell, placed):
+    # the chain (y 40, 50, ... px) moves one level caudally: new[j + per_level] = old[j]. The label filled next to
+    # the chain's new cranial end, t = per_level - 1, is looked for one level above new[t + per_level] (y 50 with
+    # per_level 2, y 40 with 1), away from new[t + 2 per_level] (y 70 / 50): at y 30 px = cell 14.75, within
+    # 12 px. Its placed neighbour on the chain's side is new[per_level] = old[0] at y 40, one index (half a level
+    # of 20 px, or a level of 10 px) away: the point must lie at least 5 px above it, y <= 35 px.
+    coords, peaks = _toy_chain(y0=40.0)
+    t = per_level - 1
+    heatmaps = np.zeros((K, 80, 80), dtype=np.float32)
+    _bump(heatmaps[t], 20, cell)  # y = 2 * cell + 0.5 px: 28.5, 34.5 (in its slot) / 36.5, 38.5 (at old[0])
+    new_xy, new_pk = relabel_chain(coords, peaks, heatmaps, per_level, per_level, STRIDE, 12.0, np.ones(K, bool))
+    np.testing.assert_array_equal(new_xy[per_level:], coords[: K - per_level])
+    if placed:
+        np.testing.assert_allclose(new_xy[t], [40.5, 2 * cell + 0.5], atol=1e-5)
+        assert new_pk[t] == pytest.approx(0.7, abs=1e-6)
+    else:
+        np.testing.assert_array_equal(new_xy[t], [0.0, 0.0])
+        assert new_pk[t] == 0.0
 
 
 def test_relabel_does_not_place_a_label_whose_heatmap_does_not_respond():

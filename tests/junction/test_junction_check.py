@@ -18,7 +18,7 @@ from spine_kp.cli.main import main
 from spine_kp.data.preprocess import Geometry
 from spine_kp.engine.junction_train import train_junction
 from spine_kp.inference.card import CardError, ModelCard
-from spine_kp.inference.junction_check import JunctionCheckBase
+from spine_kp.inference.junction_check import JunctionCheckBase, in_image, visible_hypotheses
 from spine_kp.io.annotations import read_annotations
 from spine_kp.junction.config import JunctionConfig
 from spine_kp.junction.geometry import candidate_classes
@@ -153,6 +153,56 @@ def test_a_check_that_finds_the_junction_one_disc_higher_moves_every_label_down_
     assert shifts == [2]
     np.testing.assert_allclose(new[0, 2:], coords[0, :10])  # L5-S1 is where L4-L5 was decoded
     assert (new_peaks[0, :2] == 0).all()  # T12 and T12-L1 above: their heatmaps are empty, so not placed
+
+
+def test_in_image_counts_the_slice_edges_as_inside() -> None:
+    pts = np.array([[0.0, 0.0], [199.0, 99.0], [-0.1, 5.0], [5.0, 99.5], [200.0, 50.0], [100.0, 50.0]])
+    np.testing.assert_array_equal(in_image(pts, (100, 200)), [True, True, False, False, False, True])
+
+
+def test_visible_hypotheses_keeps_the_chains_own_and_those_on_the_slice() -> None:
+    ll = {-1: -3.0, 0: -2.0, 1: -1.0}
+    every = np.ones(5, bool)
+    assert visible_hypotheses(ll, every, 0) == ll
+    off = np.array([True, True, True, False, False])  # candidates 3 and 4 off the slice: no junction at 3 (o = 1)
+    assert visible_hypotheses(ll, off, 0) == {-1: -3.0, 0: -2.0}
+    assert visible_hypotheses(ll, off, 1) == ll  # the chain's own stays, on the slice or not
+    # no hypothesis of the chain's own and the slice ends before candidate 3: the series is cut, nothing to weigh
+    assert visible_hypotheses(ll, off, None) == {}
+    assert visible_hypotheses(ll, np.array([True, True, True, True, False]), None) == {-1: -3.0, 0: -2.0, 1: -1.0}
+
+
+def test_a_chain_cut_by_the_slice_keeps_its_labels() -> None:
+    slices, geoms, coords, peaks, heatmaps = _chain()
+    trained = np.ones(12, bool)
+    # the chain ends at L3-L4 (index 7): L4..L5-S1 not placed, so the chain has no hypothesis of its own
+    peaks[0, 8:] = 0.0
+    coords[0, 8:] = 0.0
+    # with the slice going on below (candidate 3 at y 128), a check that calls its lowest disc L5-S1 moves it
+    _, _, shifts = _Says(junction=2).check(slices, geoms, coords, peaks, heatmaps, 2, trained)
+    assert shifts == [4]
+    # the same chain 76 px lower: L3-L4 at y 180, candidate 3 at y 204, off the 200-row slice: the series is cut
+    # below the chain, which keeps its labels whatever the check says
+    coords[0, :8, 1] += 76.0
+    for junction in (1, 2, 3):
+        new, new_peaks, shifts = _Says(junction=junction).check(slices, geoms, coords, peaks, heatmaps, 2, trained)
+        assert shifts == [0]
+        np.testing.assert_array_equal(new, coords)
+        np.testing.assert_array_equal(new_peaks, peaks)
+
+
+def test_a_junction_off_the_slice_is_not_acted_on() -> None:
+    slices, geoms, coords, peaks, heatmaps = _chain()
+    trained = np.ones(12, bool)
+    # the whole chain 30 px lower: L5-S1 at y 182, candidate 3 at y 206, off the slice. A check that calls
+    # candidate 3 the junction (it moved every label up a level in the test above) now leaves the chain alone
+    coords[0, :, 1] += 30.0
+    new, new_peaks, shifts = _Says(junction=3).check(slices, geoms, coords, peaks, heatmaps, 2, trained)
+    assert shifts == [0]
+    np.testing.assert_array_equal(new, coords)
+    # one disc higher is on the slice and still acted on
+    _, _, shifts = _Says(junction=1).check(slices, geoms, coords, peaks, heatmaps, 2, trained)
+    assert shifts == [2]
 
 
 def test_a_damaged_junction_entry_is_one_error_naming_the_file(junction_run: Path, tmp_path: Path) -> None:
