@@ -65,6 +65,9 @@ class GradeStageConfig:
             kind ``ordinal_kind`` form a severity chain (e.g. disc v1 normal, v2 bulge, v3 protrusion, v4 extrusion),
             and a positive grade's chain neighbours at distance d weigh ``1 - ordinal_smoothing ** d`` as negatives;
             0: off.
+        context: "none", or "mean": each landmark's hidden layer also reads the mean crop features of every landmark
+            its grader reads on that slice (its kind's with ``per_kind``; :class:`spine_kp.grading.model.CropGrader`),
+            through a zero-initialised addition, so ``init`` still loads a stage trained without it.
         members: crop networks of the same architecture, each from its own initialisation and trained with its own
             loss on the same batches; the stage grades with their mean logits (1: one network).
         init: a crop stage to start from instead of a fresh initialisation: a ``grade_stage.pt`` written by
@@ -106,6 +109,7 @@ class GradeStageConfig:
     pool: str = "avgmax"
     flip_cc: bool = False
     members: int = bounded(1, ge=1, le=16)
+    context: str = "none"
     ordinal_kind: str = ""
     ordinal_grades: tuple[str, ...] = ()
     ordinal_smoothing: float = bounded(0.0, ge=0, lt=1)
@@ -119,6 +123,8 @@ class GradeStageConfig:
             raise ValueError("grade_stage.channels must list at least one width")
         if self.ordinal_smoothing > 0 and (not self.ordinal_kind or len(self.ordinal_grades) < 2):
             raise ValueError("grade_stage.ordinal_smoothing needs ordinal_kind and at least 2 ordinal_grades")
+        if self.context not in ("none", "mean"):
+            raise ValueError(f"grade_stage.context must be 'none' or 'mean', got {self.context!r}")
         if self.pool not in ("avg", "avgmax"):
             raise ValueError(f"grade_stage.pool must be 'avg' or 'avgmax', got {self.pool!r}")
 

@@ -17,6 +17,7 @@ from spine_kp.models.norm import group_norm
 from spine_kp.schema import Schema
 
 POOLS = ("avg", "avgmax")
+CONTEXTS = ("none", "mean")
 
 
 def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -54,6 +55,11 @@ class CropGrader(nn.Module):
         dropout: before the classifiers.
         planes: P input planes per landmark (its slice and parasagittal neighbours), the first conv's channels.
         pool: "avg" or "avgmax" (see above).
+        context: "none", or "mean": the mean of the pooled features over the slice's graded landmarks (the whole
+            spine on that slice: degeneration runs through a spine, so the other levels inform each one) enters every
+            landmark's hidden layer through its own linear map, added before the activation. The map starts at zero,
+            so a grader with context starts as the same function as one without, and a stage trained without it
+            (``grade_stage.init``) loads whole.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class CropGrader(nn.Module):
         dropout: float = 0.1,
         planes: int = 1,
         pool: str = "avg",
+        context: str = "none",
     ) -> None:
         super().__init__()
         self.landmarks = graded_landmarks(schema, kinds)
@@ -83,6 +90,12 @@ class CropGrader(nn.Module):
         width = c_in * (2 if pool == "avgmax" else 1)
         self.embedding = nn.Embedding(len(self.landmarks), embed_dim)
         self.mlp = nn.Sequential(nn.Linear(width + embed_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+        if context not in CONTEXTS:
+            raise ValueError(f"CropGrader: context must be one of {CONTEXTS}, got {context!r}")
+        self.context: nn.Linear | None = None
+        if context == "mean":
+            self.context = nn.Linear(width, hidden, bias=False)
+            nn.init.zeros_(self.context.weight)
         graded_kinds = [schema.landmark_kinds[i] for i in self.landmarks]
         self.kind_names = [k.name for k in schema.kinds if k.name in graded_kinds]
         for i, kind in enumerate(self.kind_names):
@@ -108,7 +121,10 @@ class CropGrader(nn.Module):
         pooled = [maps.mean((2, 3))] + ([maps.amax((2, 3))] if self.pool == "avgmax" else [])
         feats = torch.cat(pooled, dim=1).reshape(b, k, -1)  # (B, K, C or 2C)
         ident = self.embedding.weight[None].expand(b, -1, -1)  # (B, K, E)
-        hidden = self.mlp(torch.cat([feats, ident], dim=-1))  # (B, K, hidden)
+        pre = self.mlp[0](torch.cat([feats, ident], dim=-1))  # (B, K, hidden)
+        if self.context is not None:
+            pre = pre + self.context(feats.mean(dim=1, keepdim=True))  # the slice's levels, broadcast over K
+        hidden = self.mlp[2](self.mlp[1](pre))
         out: dict[str, Tensor] = {}
         for i, (kind, clf) in enumerate(zip(self.kind_names, self.classifiers)):
             out[kind] = clf(hidden[:, getattr(self, f"_index_{i}")])
@@ -125,7 +141,7 @@ class PerKindCropGrader(nn.Module):
         schema: the landmark set.
         kinds: the kinds graded; empty: all.
         grader_kwargs: the other arguments of each kind's :class:`CropGrader` (``channels``, ``depth``,
-            ``embed_dim``, ``hidden``, ``dropout``, ``planes``).
+            ``embed_dim``, ``hidden``, ``dropout``, ``planes``, ``pool``, ``context``).
     """
 
     def __init__(self, schema: Schema, kinds: Sequence[str] = (), **grader_kwargs: Any) -> None:
@@ -185,7 +201,9 @@ def create_crop_grader(cfg: GradeStageConfig, schema: Schema) -> CropGrader | Pe
     kwargs = {"channels": cfg.channels, "depth": cfg.depth, "embed_dim": cfg.embed_dim, "hidden": cfg.hidden}
 
     def one() -> CropGrader | PerKindCropGrader:
-        return cls(schema, cfg.kinds, dropout=cfg.dropout, planes=cfg.planes, pool=cfg.pool, **kwargs)
+        return cls(
+            schema, cfg.kinds, dropout=cfg.dropout, planes=cfg.planes, pool=cfg.pool, context=cfg.context, **kwargs
+        )
 
     return one() if cfg.members == 1 else CropGraderEnsemble([one() for _ in range(cfg.members)])
 

@@ -170,3 +170,38 @@ def test_an_ensemble_grades_with_the_mean_logits_of_independent_members(schema, 
         CropGraderEnsemble([model.members[0]])
     with pytest.raises(ValueError, match="members"):
         GradeStageConfig(members=0)
+
+
+def test_mean_context_starts_as_the_grader_without_it_and_then_reads_the_other_levels(schema, one_thread):
+    from spine_kp.grading.model import CropGrader
+
+    torch.manual_seed(0)
+    plain = CropGrader(schema, ("disc",), channels=(4,), pool="avgmax").eval()
+    ctx = CropGrader(schema, ("disc",), channels=(4,), pool="avgmax", context="mean").eval()
+    # every tensor of the grader without context loads into the one with it (grade_stage.init), and the zero-started
+    # context map makes them the same function
+    missing = ctx.load_state_dict(plain.state_dict(), strict=False)
+    assert missing.missing_keys == ["context.weight"] and missing.unexpected_keys == []
+    assert torch.count_nonzero(ctx.context.weight) == 0
+    crops = torch.randn(2, 6, 16, 16)
+    torch.testing.assert_close(ctx(crops)["disc"], plain(crops)["disc"])
+    # with a trained map, changing one level's crop changes the logits of the other levels, only through the mean
+    with torch.no_grad():
+        ctx.context.weight.normal_()
+    other = crops.clone()
+    other[:, 0] = torch.randn(2, 16, 16)
+    a, b = ctx(crops)["disc"], ctx(other)["disc"]
+    assert not torch.allclose(a[:, 1:], b[:, 1:])
+    torch.testing.assert_close(plain(crops)["disc"][:, 1:], plain(other)["disc"][:, 1:])  # without: independent
+    maps = ctx.features(crops.reshape(12, 1, 16, 16))
+    feats = torch.cat([maps.mean((2, 3)), maps.amax((2, 3))], dim=1).reshape(2, 6, -1)
+    ident = ctx.embedding.weight[None].expand(2, -1, -1)
+    pre = ctx.mlp[0](torch.cat([feats, ident], dim=-1)) + feats.mean(1, keepdim=True) @ ctx.context.weight.T
+    torch.testing.assert_close(a, ctx.classifiers[0](torch.nn.functional.gelu(pre)))
+    # the config builds it, and refuses other names
+    model = create_crop_grader(GradeStageConfig(size_px=16, channels=(8,), neighbours=0, context="mean"), schema)
+    assert all(g.context is not None for g in model.graders.values())
+    with pytest.raises(ValueError, match="context"):
+        GradeStageConfig(context="attention")
+    with pytest.raises(ValueError, match="context"):
+        CropGrader(schema, ("disc",), channels=(4,), context="max")
