@@ -22,6 +22,9 @@ TINY = {
     "grade_stage.batch_size": "2",
     "grade_stage.min_train_studies": "1",
     "grade_stage.neighbours": "0",  # the slice alone; the parasagittal planes have their own test below
+    # the mean context across levels (other runs in the suite train without it): the checkpoint, predict and the
+    # ONNX graph below all carry it
+    "grade_stage.context": "mean",
 }
 
 
@@ -41,6 +44,8 @@ def test_train_writes_the_stage_into_best_and_last(run):
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         stage = ckpt["grade_stage"]
         assert stage["config"]["size_px"] == 24 and stage["config"]["channels"] == [8, 16]
+        assert stage["config"]["context"] == "mean"
+        assert stage["state_dict"]["graders.disc.context.weight"].abs().sum() > 0  # trained away from its zero start
         assert any(k.startswith("graders.disc.classifiers.") for k in stage["state_dict"])
     assert (run.run_dir / "logs" / "grade_stage" / "metrics.csv").exists()
 
