@@ -76,10 +76,13 @@ def in_image(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def visible_hypotheses(log_likelihoods: dict[int, float], inside: np.ndarray, current: int | None) -> dict[int, float]:
-    """The hypotheses the check may act on (see :func:`choose_hypothesis`): the chain's own, and those whose junction
-    candidate lies on the slice. When the chain makes no hypothesis of its own (its lowest disc is above L4-L5) and
-    the first extrapolated candidate below it already lies off the slice, the series is cut there and none is left:
+    """The hypotheses the check may act on (see :func:`choose_hypothesis`): all of them, except when the chain makes no
+    hypothesis of its own (its lowest disc is above L4-L5) and the first candidate extrapolated below it already lies
+    off the slice. The series is then cut below the chain, there is nothing there to count from, and none is left:
     the chain keeps its labels.
+
+    A junction candidate off the slice stays a hypothesis otherwise: a chain that names the lowest disc of a series cut
+    above the sacrum L5-S1 is corrected only by moving its labels up and declaring L5-S1 outside the image.
 
     Args:
         log_likelihoods: ``{o: log-likelihood}`` (:func:`hypothesis_log_likelihoods`).
@@ -88,7 +91,7 @@ def visible_hypotheses(log_likelihoods: dict[int, float], inside: np.ndarray, cu
     """
     if current is None and not inside[3]:
         return {}
-    return {o: v for o, v in log_likelihoods.items() if o == current or inside[2 + o]}
+    return dict(log_likelihoods)
 
 
 class JunctionCheckBase:
