@@ -104,8 +104,14 @@ def _summary(run_result: PredictRun, written: dict[str, Any], args: argparse.Nam
     """The failures (stderr) and what was predicted and written (stdout)."""
     for f in run_result.failures:
         print(f"failed: study {f.study} ({f.folder}): {f.reason}", file=sys.stderr)
+    warned = [r for r in run_result.records if r.warnings]
+    for r in warned:
+        for w in r.warnings:
+            print(f"warning: study {r.study_uid}: {w}", file=sys.stderr)
     n_ok, n_bad = len(run_result.predictions), len(run_result.failures)
     print(f"predicted {n_ok} studies, {n_bad} failed, {len(run_result.skipped_files)} files skipped")
+    if warned:
+        print(f"{len(warned)} predicted studies carry a warning (listed in {written['errors']})")
     print(f"predictions: {written['predictions']}")
     print(f"errors: {written['errors']}")
     if "csv" in written:

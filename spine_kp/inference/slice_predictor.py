@@ -21,6 +21,7 @@ from spine_kp.codec.heatmap import HeatmapCodec
 from spine_kp.codec.level_order import LevelOrderConfig
 from spine_kp.data.preprocess import Geometry, prepare_image
 from spine_kp.inference.card import ModelCard
+from spine_kp.inference.count_warning import count_warning
 from spine_kp.inference.crop_stage_base import StageBase
 from spine_kp.inference.junction_check import JunctionCheckBase
 from spine_kp.inference.network_outputs import Network, infer_views
@@ -244,6 +245,9 @@ class SlicePredictor:
         out = []
         for i, s in enumerate(slices):
             record = self.record(s, coords_all[i], pred.peaks[i], probs_all[i], top_k_grades, flip_shift_mm=shifts[i])
+            warning = count_warning(coords_all[i], pred.peaks[i], self.trained.landmarks, self.schema, s.pixels.shape)
+            if warning is not None:
+                record = dataclasses.replace(record, warnings=(*record.warnings, warning))
             out.append(SlicePrediction(s, record, coords_all[i], pred.peaks[i], probs_all[i]))
         return out
 

@@ -26,10 +26,12 @@ def errors_path(pred_json: str | Path) -> Path:
 
 
 def write_errors(run: PredictRun, path: str | Path) -> Path:
-    """The studies that failed (with reasons) and the files the scan skipped."""
+    """The studies that failed (with reasons), the files the scan skipped, and the warnings of predicted studies (e.g.
+    a level count made without the lumbosacral junction in view, :mod:`spine_kp.inference.count_warning`)."""
     data = {
         "failed_studies": [f.to_dict() for f in run.failures],
         "skipped_files": [{"path": p, "reason": r} for p, r in run.skipped_files],
+        "study_warnings": [{"study": r.study_uid, "warning": w} for r in run.records for w in r.warnings],
     }
     return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
