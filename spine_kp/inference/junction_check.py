@@ -75,21 +75,20 @@ def in_image(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
 
 
-def visible_hypotheses(log_likelihoods: dict[int, float], inside: np.ndarray, current: int | None) -> dict[int, float]:
-    """The hypotheses the check may act on (see :func:`choose_hypothesis`): all of them, except when the chain makes no
-    hypothesis of its own (its lowest disc is above L4-L5) and the first candidate extrapolated below it already lies
-    off the slice. The series is then cut below the chain, there is nothing there to count from, and none is left:
-    the chain keeps its labels.
+def visible_hypotheses(log_likelihoods: dict[int, float], inside: np.ndarray) -> dict[int, float]:
+    """The hypotheses the check may act on (see :func:`choose_hypothesis`): all of them when the first candidate
+    extrapolated below the chain's lowest disc lies on the slice, else none, and the chain keeps its labels.
 
-    A junction candidate off the slice stays a hypothesis otherwise: a chain that names the lowest disc of a series cut
-    above the sacrum L5-S1 is corrected only by moving its labels up and declaring L5-S1 outside the image.
+    The check learnt the junction from slices that show the sacrum below it (on the Tianchi studies at least a level of
+    image below L5-S1). Where the slice ends less than a disc step below the chain, its crops look at the image's edge:
+    on Tianchi studies cut above the sacrum it moved no chain to its right level (``scripts/bench_cut_series.py``), and
+    on water-fat studies whose field of view ends at the sacrum it moved right chains off.
 
     Args:
         log_likelihoods: ``{o: log-likelihood}`` (:func:`hypothesis_log_likelihoods`).
         inside: (5,) bool, the candidates on the slice (:func:`in_image`).
-        current: the chain's own hypothesis (:func:`chain_hypothesis`).
     """
-    if current is None and not inside[3]:
+    if not inside[3]:
         return {}
     return dict(log_likelihoods)
 
@@ -168,7 +167,7 @@ class JunctionCheckBase:
             placed, at, inside = plan
             ll = hypothesis_log_likelihoods(lp[at * 5 : at * 5 + 5])
             current = chain_hypothesis(placed, discs)
-            o = choose_hypothesis(visible_hypotheses(ll, inside, current), current, self.config.margin)
+            o = choose_hypothesis(visible_hypotheses(ll, inside), current, self.config.margin)
             if o == current:
                 shifts.append(0)
                 continue

@@ -160,14 +160,11 @@ def test_in_image_counts_the_slice_edges_as_inside() -> None:
     np.testing.assert_array_equal(in_image(pts, (100, 200)), [True, True, False, False, False, True])
 
 
-def test_visible_hypotheses_rules_out_only_a_chain_cut_by_the_slice() -> None:
+def test_visible_hypotheses_needs_the_first_candidate_below_the_chain_on_the_slice() -> None:
     ll = {-1: -3.0, 0: -2.0, 1: -1.0}
-    off = np.array([True, True, True, False, False])  # candidates 3 and 4 off the slice
-    for current in (-1, 0, 1):
-        assert visible_hypotheses(ll, off, current) == ll  # a junction off the slice is still a hypothesis
-    # no hypothesis of the chain's own and the slice ends before candidate 3: the series is cut, nothing to weigh
-    assert visible_hypotheses(ll, off, None) == {}
-    assert visible_hypotheses(ll, np.array([True, True, True, True, False]), None) == ll
+    assert visible_hypotheses(ll, np.ones(5, bool)) == ll
+    assert visible_hypotheses(ll, np.array([True, True, True, True, False])) == ll  # candidate 4 may lie off it
+    assert visible_hypotheses(ll, np.array([True, True, True, False, False])) == {}  # candidate 3 off: none
 
 
 def test_a_chain_cut_by_the_slice_keeps_its_labels() -> None:
@@ -189,16 +186,21 @@ def test_a_chain_cut_by_the_slice_keeps_its_labels() -> None:
         np.testing.assert_array_equal(new_peaks, peaks)
 
 
-def test_a_junction_below_the_slice_moves_the_labels_up_and_declares_l5_s1_absent() -> None:
+def test_a_chain_less_than_a_disc_step_above_the_slice_edge_keeps_its_labels() -> None:
     slices, geoms, coords, peaks, heatmaps = _chain()
-    # a series cut above the sacrum whose lowest disc the chain calls L5-S1: the whole chain 30 px lower, L5-S1 at
-    # y 182, candidate 3 (y 206) off the 200-row slice. A check that puts the junction there moves every label up a
-    # level; L5 and L5-S1 would lie one level further down, off the slice, so they are declared absent
+    trained = np.ones(12, bool)
+    # the whole chain 30 px lower: L5-S1 at y 182, candidate 3 at y 206, off the 200-row slice (a field of view that
+    # ends at the sacrum). The check moved every label up a level in the test above; here it moves nothing
     coords[0, :, 1] += 30.0
-    new, new_peaks, shifts = _Says(junction=3).check(slices, geoms, coords, peaks, heatmaps, 2, np.ones(12, bool))
+    for junction in (1, 3):
+        new, new_peaks, shifts = _Says(junction=junction).check(slices, geoms, coords, peaks, heatmaps, 2, trained)
+        assert shifts == [0]
+        np.testing.assert_array_equal(new, coords)
+        np.testing.assert_array_equal(new_peaks, peaks)
+    # 8 px higher, candidate 3 lies at y 198, on the slice, and the check acts again
+    coords[0, :, 1] -= 8.0
+    _, _, shifts = _Says(junction=3).check(slices, geoms, coords, peaks, heatmaps, 2, trained)
     assert shifts == [-2]
-    np.testing.assert_array_equal(new[0, :10], coords[0, 2:])
-    assert (new_peaks[0, 10:] == 0).all() and (new[0, 10:] == 0).all()
 
 
 def test_a_damaged_junction_entry_is_one_error_naming_the_file(junction_run: Path, tmp_path: Path) -> None:
