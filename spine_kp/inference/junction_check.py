@@ -75,24 +75,6 @@ def in_image(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
 
 
-def visible_hypotheses(log_likelihoods: dict[int, float], inside: np.ndarray) -> dict[int, float]:
-    """The hypotheses the check may act on (see :func:`choose_hypothesis`): all of them when the first candidate
-    extrapolated below the chain's lowest disc lies on the slice, else none, and the chain keeps its labels.
-
-    The check learnt the junction from slices that show the sacrum below it (on the Tianchi studies at least a level of
-    image below L5-S1). Where the slice ends less than a disc step below the chain, its crops look at the image's edge:
-    on Tianchi studies cut above the sacrum it moved no chain to its right level (``scripts/bench_cut_series.py``), and
-    on water-fat studies whose field of view ends at the sacrum it moved right chains off.
-
-    Args:
-        log_likelihoods: ``{o: log-likelihood}`` (:func:`hypothesis_log_likelihoods`).
-        inside: (5,) bool, the candidates on the slice (:func:`in_image`).
-    """
-    if not inside[3]:
-        return {}
-    return dict(log_likelihoods)
-
-
 class JunctionCheckBase:
     """The crop CNN with its config and the schema's layout; the CNN itself is abstract.
 
@@ -130,7 +112,8 @@ class JunctionCheckBase:
         stride: int,
         trained: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Check every slice's chain and move the labels where another disc is the junction.
+        """Check every slice's chain and move the labels where another disc is the junction. A chain with fewer than
+        three placed discs, or whose slice ends less than a disc step below its lowest disc, is left as it is.
 
         Args:
             slices, geoms: the slices and their input geometries.
@@ -157,17 +140,25 @@ class JunctionCheckBase:
                 plans.append(None)
                 continue
             original = g.to_original(cand)
-            plans.append((placed, len(batch), in_image(original, slc.pixels.shape)))
+            if not in_image(original[3:4], slc.pixels.shape)[0]:
+                # the slice ends less than a disc step below the chain: the check learnt the junction with the sacrum
+                # in view (on the Tianchi studies at least a level of image below L5-S1), and here its crops would look
+                # at the image's edge. On Tianchi studies cut above the sacrum it moved no chain to its right level
+                # (scripts/bench_cut_series.py); on water-fat studies whose field of view ends at the sacrum it moved
+                # right chains off. The chain keeps its labels.
+                plans.append(None)
+                continue
+            plans.append((placed, len(batch)))
             batch.append(junction_crops(slc, original, self.config))
         lp = self.log_probs(np.concatenate(batch)) if batch else np.zeros((0, 5))
         for i, plan in enumerate(plans):
             if plan is None:
                 shifts.append(0)
                 continue
-            placed, at, inside = plan
+            placed, at = plan
             ll = hypothesis_log_likelihoods(lp[at * 5 : at * 5 + 5])
             current = chain_hypothesis(placed, discs)
-            o = choose_hypothesis(visible_hypotheses(ll, inside), current, self.config.margin)
+            o = choose_hypothesis(ll, current, self.config.margin)
             if o == current:
                 shifts.append(0)
                 continue
@@ -185,5 +176,4 @@ __all__ = [
     "crop_angle",
     "in_image",
     "junction_crops",
-    "visible_hypotheses",
 ]

@@ -106,13 +106,10 @@ def chain_hypothesis(placed_discs: Sequence[int], disc_indices: Sequence[int]) -
     return missing if missing in (0, 1) else None
 
 
-def choose_hypothesis(log_likelihoods: dict[int, float], current: int | None, margin: float) -> int | None:
+def choose_hypothesis(log_likelihoods: dict[int, float], current: int | None, margin: float) -> int:
     """The hypothesis to act on: the most likely one, unless it beats the chain's own (``current``) by ``margin`` or
-    less (then the chain's). With no chain hypothesis, the most likely; with no hypothesis left to weigh (all ruled
-    out), the chain's own."""
-    if not log_likelihoods:
-        return current
-    best = max(log_likelihoods, key=lambda o: log_likelihoods[o])
+    less (then the chain's). With no chain hypothesis, the most likely."""
+    best = max(HYPOTHESES, key=lambda o: log_likelihoods[o])
     if current is None or current not in log_likelihoods:
         return best
     return best if log_likelihoods[best] - log_likelihoods[current] > margin else current

@@ -268,15 +268,6 @@ def test_choose_hypothesis_without_a_current_one_takes_the_best():
     assert choose_hypothesis({-1: -4.0, 0: -0.5, 1: -2.0}, None, margin=100.0) == 0
 
 
-def test_choose_hypothesis_weighs_only_the_hypotheses_left():
-    # the check may rule hypotheses out (off the slice): the best of those left, or the chain's own when none is
-    assert choose_hypothesis({0: -3.0, 1: -9.0}, 0, margin=0.0) == 0
-    assert choose_hypothesis({-1: -4.0, 0: -3.0}, None, margin=0.0) == 0
-    assert choose_hypothesis({-1: -1.0, 1: -2.0}, 1, margin=0.0) == -1
-    assert choose_hypothesis({}, None, margin=0.0) is None
-    assert choose_hypothesis({}, 1, margin=0.0) == 1
-
-
 # -------------------------------------------------------------------------------------------------------------- snap
 
 

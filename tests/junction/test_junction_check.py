@@ -18,7 +18,7 @@ from spine_kp.cli.main import main
 from spine_kp.data.preprocess import Geometry
 from spine_kp.engine.junction_train import train_junction
 from spine_kp.inference.card import CardError, ModelCard
-from spine_kp.inference.junction_check import JunctionCheckBase, in_image, visible_hypotheses
+from spine_kp.inference.junction_check import JunctionCheckBase, in_image
 from spine_kp.io.annotations import read_annotations
 from spine_kp.junction.config import JunctionConfig
 from spine_kp.junction.geometry import candidate_classes
@@ -158,13 +158,6 @@ def test_a_check_that_finds_the_junction_one_disc_higher_moves_every_label_down_
 def test_in_image_counts_the_slice_edges_as_inside() -> None:
     pts = np.array([[0.0, 0.0], [199.0, 99.0], [-0.1, 5.0], [5.0, 99.5], [200.0, 50.0], [100.0, 50.0]])
     np.testing.assert_array_equal(in_image(pts, (100, 200)), [True, True, False, False, False, True])
-
-
-def test_visible_hypotheses_needs_the_first_candidate_below_the_chain_on_the_slice() -> None:
-    ll = {-1: -3.0, 0: -2.0, 1: -1.0}
-    assert visible_hypotheses(ll, np.ones(5, bool)) == ll
-    assert visible_hypotheses(ll, np.array([True, True, True, True, False])) == ll  # candidate 4 may lie off it
-    assert visible_hypotheses(ll, np.array([True, True, True, False, False])) == {}  # candidate 3 off: none
 
 
 def test_a_chain_cut_by_the_slice_keeps_its_labels() -> None:
