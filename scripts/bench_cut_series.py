@@ -19,6 +19,7 @@ the only one; in a study with several series every image is cut at the same row.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from spine_kp.api import load_predictor, predict_studies
+from spine_kp.api import evaluate, load_predictor, predict_studies
 from spine_kp.engine.config import load_experiment
 from spine_kp.evaluation.levels import level_metrics
 from spine_kp.evaluation.spacing import fill_spacing
@@ -59,8 +60,6 @@ def cut_image(path: Path, rows: int) -> bool:
 
 def cut_record(record: StudyRecord, rows: int, margin: float) -> StudyRecord:
     """The ground truth of a study cut to ``rows`` rows: the points at least ``margin`` rows above the cut."""
-    import dataclasses
-
     images = tuple(
         dataclasses.replace(im, points=tuple(p for p in im.points if p.coord[1] < rows - margin))
         for im in record.images
@@ -79,8 +78,6 @@ def cut_row(record: StudyRecord, at: str) -> int | None:
 
 def figures(gt: list[StudyRecord], pred: list[StudyRecord], schema: Schema) -> dict[str, Any]:
     """Localization, level and warning figures of pooled predictions (ground truth with its spacing filled)."""
-    from spine_kp.api import evaluate
-
     res = evaluate(pred, gt, schema=schema)
     levels = level_metrics(gt, pred, schema, 8.0)
     loc = res.localization.overall
