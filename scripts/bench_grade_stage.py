@@ -74,7 +74,7 @@ def _parse_variants(items: list[list[str]] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _score(predictor: Any, root: Path, gt: list, schema: Any, top_k: int = 0) -> dict[str, Any]:
+def _score(predictor: Any, root: Path, gt: list, schema: Any, top_k: int | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     run = predict_folder(root, predictor, workers=2, top_k_grades=top_k)
     res = evaluate(run, gt, schema=schema)
@@ -143,14 +143,16 @@ def _fold_stage(fold: dict[str, Any], stage_cfg: Any, seed: int | None) -> tuple
 
 
 def _cv_row(
-    folds: list[dict[str, Any]], stage_cfg: Any, seed: int | None, top_k: int, refit_maps: bool = False
+    folds: list[dict[str, Any]], stage_cfg: Any, seed: int | None, top_k: int | None, refit_maps: bool = False
 ) -> dict[str, Any]:
     """One variant by cross-validation (stage_cfg None: the grade head alone); predictions pooled over the folds.
     With ``refit_maps`` each fold's score maps are fitted again on its validation split with the variant's predictor,
-    as training would fit them for that variant."""
+    as training would fit them for that variant (on the points it writes: ``top_k`` goes into the predictor's card)."""
     records, gt, seconds = [], [], 0.0
     for f in folds:
         predictor = f["base"]
+        if top_k is not None:
+            predictor = predictor.with_decode(dataclasses.replace(predictor.decode, top_k_grades=top_k))
         if stage_cfg is not None:
             stage, took = _fold_stage(f, stage_cfg, seed)
             seconds += took
@@ -158,7 +160,7 @@ def _cv_row(
         if refit_maps:
             maps = fit_score_maps(predictor, f["dm"].val_records, f["dm"].studies)
             predictor = predictor.with_card(predictor.card.overridden(score_calibration=maps or {}))
-        run = predict_studies(f["studies"], predictor, workers=2, top_k_grades=top_k)
+        run = predict_studies(f["studies"], predictor, workers=2)
         records += [p.record for p in run.predictions]
         gt += f["gt"]
     row = _figures(gt, records, folds[0]["base"].schema)
@@ -196,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--top-k-grades",
         type=int,
-        default=0,
-        help="as predict --top-k-grades: also emit the next grades as lower-scored points (AP then ranks every "
-        "grade of every landmark, not only the confident ones)",
+        default=None,
+        help="as predict --top-k-grades: write at least K grades per landmark as scored points (AP then ranks every "
+        "grade of every landmark, not only the confident ones); default: the fold checkpoints' decoding.top_k_grades",
     )
     ap.add_argument(
         "--seeds", type=int, nargs="+", default=None, help="train each variant once per seed (default: the run's seed)"

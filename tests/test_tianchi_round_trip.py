@@ -9,6 +9,7 @@ import pytest
 import torch
 from tiny_configs import TINY_HOURGLASS
 
+from spine_kp.api import load_predictor
 from spine_kp.cli.main import main
 from spine_kp.io.annotation_parse import parse_grades
 from spine_kp.schema import Schema, load_schema
@@ -81,3 +82,50 @@ def test_tianchi_synth_train_predict_evaluate(tmp_path: Path, capsys: pytest.Cap
     assert main([*argv, "--schema", "tianchi", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [c["class"] for c in result["classes"]] == [f"{k}/{g}" for k, g in schema.classes]
+
+
+def test_tianchi_cpu_trains_predicts_every_grade_and_evaluates_without_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The packaged ``tianchi_cpu`` recipe, shrunk to seconds: its stage and card settings reach ``predict``, which
+    writes every grade of each landmark (``decode.top_k_grades``), and ``evaluate`` reads the schema from the file."""
+    schema = load_schema("tianchi")
+    data = tmp_path / "phantoms"
+    assert main(["synth", str(data), "--schema", "tianchi", "--studies", "4", "--seed", "3", "--size", "96",
+                 "--no-axial"]) == 0  # fmt: skip
+    run = tmp_path / "run"
+    tiny = {
+        "data.input_size": "[64, 64]",
+        "data.batch_size": "2",
+        "data.val_fraction": "0.5",
+        "model.decoder_channels": "8",
+        "trainer.max_epochs": "1",
+        "trainer.limit_train_batches": "1",
+        "trainer.progress_bar": "false",
+        "grade_stage.epochs": "1",
+        "grade_stage.min_train_studies": "1",
+        "grade_stage.channels": "[8]",
+        "junction.enabled": "false",
+    }
+    argv = ["train", "--config", "tianchi_cpu", "--data", str(data / "studies")]
+    argv += ["--annotations", str(data / "annotations.json"), "--out", str(run)]
+    assert main([*argv, *[f"--{k}={v}" for k, v in tiny.items()]]) == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    pred = tmp_path / "pred.json"
+    assert main(["predict", str(data / "studies"), "--checkpoint", str(ckpt), "-o", str(pred), "--quiet"]) == 0
+    points = _points(pred)
+    _assert_in_schema(points, schema)
+    per_landmark: dict[tuple[str, str], int] = {}
+    for record in json.loads(pred.read_text()):
+        for p in record["data"][0]["annotation"][0]["data"]["point"]:
+            key = (record["studyUid"], p["tag"]["identification"])
+            per_landmark[key] = per_landmark.get(key, 0) + 1
+    trained = load_predictor(ckpt, device="cpu").trained.grades  # grades the phantoms never showed stay at p = 0
+    assert int(trained["disc"].sum()) >= 2 and int(trained["vertebra"].sum()) == 2
+    for (_, name), n in per_landmark.items():
+        assert n == int(trained[schema.kind_of(name)].sum()), name  # every trained grade, not only the confident
+    capsys.readouterr()
+    argv = ["evaluate", "--annotations", str(data / "annotations.json"), "--predictions", str(pred), "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [c["class"] for c in result["classes"]] == [f"{k}/{g}" for k, g in schema.classes]  # 7 classes, no --schema

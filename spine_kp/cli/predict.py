@@ -26,7 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=2, help="threads loading DICOM in parallel")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--top-k-grades", type=int, default=0, help="emit up to K grades per landmark as scored points")
+    p.add_argument(
+        "--top-k-grades",
+        type=int,
+        default=None,
+        help="write at least K grades per landmark as scored points (default: the model card's decoding.top_k_grades)",
+    )
     p.add_argument(
         "--flip-tta",
         action=argparse.BooleanOptionalAction,
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         ("--devices", args.devices, 1),
         ("--num-nodes", args.num_nodes, 1),
     ):
-        if value < least:
+        if value is not None and value < least:
             raise UserError(f"{flag} must be at least {least}, got {value}")
     if not Path(args.data_root).is_dir():
         raise UserError(f"data root {args.data_root} is not a folder")

@@ -65,6 +65,12 @@ class LevelOrderConfig:
     # unless `predict --flip-tta` / `--no-flip-tta` says otherwise. A model card setting: a config that was
     # cross-validated with it (tianchi_cpu) stores it in its checkpoints and exports.
     flip_tta: bool = False
+    # Per landmark, write at least this many grades as scored points (the most probable first, each scored
+    # confidence x p(grade)), unless `predict --top-k-grades` says otherwise: SPEC's way to express alternatives,
+    # which lets AP rank every grade. The best-scored point stays the most probable grade, so what the competition
+    # pairs (one point per landmark) is unchanged. A model card setting like flip_tta; the score calibration is
+    # fitted on the points it writes.
+    top_k_grades: int = bounded(0, ge=0, le=64)
 
     @property
     def caudal_absent_score(self) -> float:

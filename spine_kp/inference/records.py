@@ -6,7 +6,7 @@ grade; multi-label kinds: every grade with probability >= 0.5, at least the most
 maps per kind fitted at the end of training, :mod:`spine_kp.engine.score_map_fit`) uses the kind's P(within 8 mm)
 of the peak as the confidence, then maps the product to P(TP) (:mod:`spine_kp.calibration.apply`).
 ``top_k_grades`` adds the next most probable grades as extra, lower-scored points, the format's way to express
-alternatives (it raises recall at low scores, which AP rewards).
+alternatives (it raises recall at low scores, which AP rewards); a model card sets it with ``decoding.top_k_grades``.
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ class SlicePredictor:
         slices: Sequence[Slice],
         flip_tta: bool | None = None,
         fuse_neighbours: bool = False,
-        top_k_grades: int = 0,
+        top_k_grades: int | None = None,
         timings: dict[str, float] | None = None,
     ) -> list[SlicePrediction]:
         """Predict a batch of slices (all fitted to the same input size).
@@ -209,7 +209,8 @@ class SlicePredictor:
             slices: decoded slices (with ``stack`` when the model uses neighbours or ``fuse_neighbours`` is set).
             flip_tta: average with the anterior-posterior mirrored input (None: the card's ``decoding.flip_tta``).
             fuse_neighbours: average the heatmaps of the neighbouring slices too (single-channel models only).
-            top_k_grades: extra alternative grades per landmark (see :mod:`spine_kp.inference.records`).
+            top_k_grades: write at least this many grades per landmark (see :mod:`spine_kp.inference.records`; None:
+                the card's ``decoding.top_k_grades``).
             timings: seconds are added under "preprocess", "model" and "decode".
         """
         if not slices:
@@ -257,12 +258,13 @@ class SlicePredictor:
         coords: np.ndarray,
         peaks: np.ndarray,
         probs: dict[str, np.ndarray],
-        top_k_grades: int = 0,
+        top_k_grades: int | None = None,
         score_calibration: ScoreMaps | None = None,
         flip_shift_mm: np.ndarray | None = None,
     ) -> StudyRecord:
         """The competition record of one predicted slice (:func:`~spine_kp.inference.records.landmarks_to_record`),
-        scored with this model's score calibration unless ``score_calibration`` is given."""
+        scored with this model's score calibration unless ``score_calibration`` is given, with the card's
+        ``decoding.top_k_grades`` unless ``top_k_grades`` is given."""
         return landmarks_to_record(
             coords,
             peaks,
@@ -274,7 +276,7 @@ class SlicePredictor:
             instance_uid=slc.instance_uid,
             z_index=slc.z_index,
             spacing=slc.spacing,
-            top_k_grades=top_k_grades,
+            top_k_grades=self.decode.top_k_grades if top_k_grades is None else top_k_grades,
             score_calibration=self.score_calibration if score_calibration is None else score_calibration,
             flip_shift_mm=flip_shift_mm,
         )

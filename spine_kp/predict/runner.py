@@ -28,7 +28,7 @@ class PredictOptions:
     workers: int = 2
     flip_tta: bool | None = None  # None: the model card's decoding.flip_tta
     fuse_neighbours: bool = False
-    top_k_grades: int = 0
+    top_k_grades: int | None = None  # None: the model card's decoding.top_k_grades
     progress: bool = True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,7 @@ DECODING_VALUES = {
     "absent_score_caudal": 0.0,
     "fit": False,
     "flip_tta": True,
+    "top_k_grades": 3,
 }
 
 
@@ -185,6 +187,19 @@ def test_a_card_with_flip_tta_predicts_flipped_by_default_and_the_caller_can_say
         assert np.array_equal(default.coords, flipped.coords) and np.array_equal(default.peaks, flipped.peaks)
         assert all(np.array_equal(default.grade_probs[k], flipped.grade_probs[k]) for k in default.grade_probs)
         assert not np.array_equal(default.peaks, plain.peaks)  # the mirrored view was averaged in
+
+
+def test_a_card_with_top_k_grades_writes_that_many_grades_by_default_and_the_caller_can_say_otherwise(
+    trained: Path, exported: Path, tmp_path: Path
+) -> None:
+    """``decoding.top_k_grades`` (a config's ``decode.top_k_grades``) is the default of both backends' records."""
+    for predictor in _both(trained, exported, tmp_path, lambda c: c["decoding"].__setitem__("top_k_grades", 3)):
+        (default,), (one,), (three,) = (predictor.predict([_slice()], top_k_grades=k) for k in (None, 0, 3))
+        per = [Counter(p.identification for p in pred.record.points) for pred in (default, one, three)]
+        assert per[0] == per[2] and set(per[0].values()) == {2, 3}  # vertebrae: both grades; discs: 3 of 7
+        assert set(per[1].values()) <= {1, 2} and per[1] != per[0]  # only the confident grades
+        rescored = predictor.record(default.slice, default.coords, default.peaks, default.grade_probs)
+        assert rescored.points == default.record.points  # record() reads the card's setting too
 
 
 def test_a_new_decoding_field_needs_no_other_change(

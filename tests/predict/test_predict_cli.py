@@ -152,3 +152,18 @@ def test_flip_tta_flag_defaults_to_the_model_card(flags: list[str], expected: bo
     add_arguments(parser)
     args = parser.parse_args(["ROOT", "--checkpoint", "x.ckpt", "-o", "p.json", *flags])
     assert args.flip_tta is expected
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"), [([], None), (["--top-k-grades", "0"], 0), (["--top-k-grades", "5"], 5)]
+)
+def test_top_k_grades_flag_defaults_to_the_model_card(flags: list[str], expected: int | None) -> None:
+    """No flag leaves the alternatives to the card's ``decoding.top_k_grades``; the flag overrides it."""
+    import argparse
+
+    from spine_kp.cli.predict import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["ROOT", "--checkpoint", "x.ckpt", "-o", "p.json", *flags])
+    assert args.top_k_grades == expected

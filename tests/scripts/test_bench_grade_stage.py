@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from script_loader import load_script, tiny_cv
@@ -72,21 +73,38 @@ def test_cv_mode_retrains_the_stage_per_fold_and_pools_the_test_studies(
     assert rows["average"]["ece"] != rows["replace"]["ece"]  # the same stage, combined with the head: other scores
 
 
-def test_fit_score_maps_ignores_the_predictors_own_maps(synth_root: Path, tmp_path: Path, train_tiny, one_thread):
+def _tiny_run(tmp_path: Path, train_tiny) -> tuple[Any, Any, list, Any]:
+    """A tiny run without the stage: its folder, data module, all its records and its predictor."""
     from spine_kp.api import load_predictor
     from spine_kp.data.datamodule import SpineDataModule
     from spine_kp.engine.config import load_experiment
-    from spine_kp.engine.score_map_fit import fit_score_calibration, fit_score_maps
 
     run = train_tiny(tmp_path / "run", {"grade_stage.enabled": "false"})
-    cfg = load_experiment(run.run_dir / "config.yaml")
-    dm = SpineDataModule(cfg.data)
+    dm = SpineDataModule(load_experiment(run.run_dir / "config.yaml").data)
     dm.setup("fit")
-    records = [*dm.train_records, *dm.val_records]
-    plain = load_predictor(run.run_dir, device="cpu")
+    return run, dm, [*dm.train_records, *dm.val_records], load_predictor(run.run_dir, device="cpu")
+
+
+def test_fit_score_maps_ignores_the_predictors_own_maps(synth_root: Path, tmp_path: Path, train_tiny, one_thread):
+    from spine_kp.engine.score_map_fit import fit_score_calibration, fit_score_maps
+
+    run, dm, records, plain = _tiny_run(tmp_path, train_tiny)
     skewed = plain.with_card(plain.card.overridden(score_calibration={"scores": {"disc": (3.0, -2.0)}}))
     entries = [fit_score_maps(p, records, dm.studies, min_points=1) for p in (plain, skewed)]
     entries.append(fit_score_calibration(run.run_dir / "checkpoints" / "best.ckpt", records, dm.studies, min_points=1))
     for entry in entries:
         entry.pop("seconds")
     assert entries[0]["localization"] and entries[0] == entries[1] == entries[2]
+
+
+def test_fit_score_maps_fits_the_points_the_card_writes(synth_root: Path, tmp_path: Path, train_tiny, one_thread):
+    """With ``decoding.top_k_grades`` in the card, the score maps are fitted on every written grade, as predicted."""
+    import dataclasses
+
+    from spine_kp.engine.score_map_fit import fit_score_maps
+
+    _, dm, records, plain = _tiny_run(tmp_path, train_tiny)
+    every = plain.with_card(plain.card.overridden(decode=dataclasses.replace(plain.decode, top_k_grades=7)))
+    fits = [fit_score_maps(p, records, dm.studies, min_points=1)["scores"] for p in (plain, every)]
+    for kind in ("vertebra", "disc"):
+        assert fits[1][kind]["n"] > fits[0][kind]["n"]  # the alternatives are fitted too
