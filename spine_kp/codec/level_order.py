@@ -237,9 +237,24 @@ def decode_batch(heatmaps: Any, codec: HeatmapCodec, cfg: LevelOrderConfig | Non
     if not cfg.enabled or heatmaps.shape[1] < 2:
         return codec.decode(heatmaps)
     hm, back = as_numpy(heatmaps)
-    xy, scores = heatmap_candidates(hm, codec, cfg.top_k)  # (B, K, M, 2), (B, K, M)
+    coords, picked = decode_candidates(*heatmap_candidates(hm, codec, cfg.top_k), cfg)
+    return back(coords), back(picked)
+
+
+def decode_candidates(xy: np.ndarray, scores: np.ndarray, cfg: LevelOrderConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The level-order chain through candidates already found (:func:`heatmap_candidates` with ``cfg.top_k``).
+
+    The candidates do not depend on the chain's weights, so a caller trying several settings on the same heatmaps
+    (``spine_kp.engine.decode_fit``) finds them once.
+
+    Args:
+        xy: (B, K, M, 2) candidate positions; scores: (B, K, M) their peaks, best first.
+
+    Returns:
+        ``(coords (B, K, 2), scores (B, K))`` float32, as :func:`decode_batch`.
+    """
     choice = np.stack([decode_level_order(xy[i], scores[i], cfg) for i in range(len(xy))])  # (B, K)
     idx = np.maximum(choice, 0)[:, :, None]  # candidate 0 is the channel's best peak
     coords = np.take_along_axis(xy, idx[..., None], axis=2)[:, :, 0]
     picked = np.where(choice < 0, np.float32(0.0), np.take_along_axis(scores, idx, axis=2)[:, :, 0])
-    return back(coords.astype(np.float32)), back(picked.astype(np.float32))
+    return coords.astype(np.float32), picked.astype(np.float32)
