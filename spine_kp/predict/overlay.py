@@ -7,12 +7,30 @@ from pathlib import Path
 
 import numpy as np
 
+from spine_kp.inference.records import chosen_grades
 from spine_kp.inference.slice_predictor import SlicePrediction
 from spine_kp.io.atomic import atomic_output
 from spine_kp.io.names import study_file_stems
 from spine_kp.schema import Schema
 
 _KIND_COLOURS = ("#ffcc00", "#00e5ff", "#ff5cf0", "#7dff6b")
+
+
+def overlay_label(pred: SlicePrediction, schema: Schema, name: str) -> str | None:
+    """The text drawn beside landmark ``name``: its confident grades (the most probable; for a multi-label kind also
+    every grade with p >= 0.5), its best score, and ``+N alt`` when the record also carries N alternative grades
+    (``top_k_grades``); None when the record has no point of it."""
+    points = [p for p in pred.record.points if p.identification == name]
+    if not points:
+        return None
+    best = max(points, key=lambda p: p.score or 0.0)
+    kind = schema.kind_of(name)
+    spec = schema.kind(kind)
+    row = pred.grade_probs[kind][schema.landmarks_of_kind(kind).index(name)]
+    confident = [spec.grades[i] for i in chosen_grades(row, spec.multi_label)]
+    written = {g for p in points for g in p.grades}
+    alternatives = len(written - set(confident))
+    return f"{name} {'/'.join(confident)} {best.score:.2f}" + (f" +{alternatives} alt" if alternatives else "")
 
 
 def draw_overlay(pred: SlicePrediction, schema: Schema, path: str | Path, dpi: int = 110) -> Path:
@@ -30,18 +48,16 @@ def draw_overlay(pred: SlicePrediction, schema: Schema, path: str | Path, dpi: i
     ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
     colours = {k.name: _KIND_COLOURS[i % len(_KIND_COLOURS)] for i, k in enumerate(schema.kinds)}
     for k, name in enumerate(schema.landmarks):
-        points = [p for p in pred.record.points if p.identification == name]
-        if not points:
+        label = overlay_label(pred, schema, name)
+        if label is None:
             continue
-        best = max(points, key=lambda p: p.score or 0.0)
         x, y = (float(v) for v in pred.coords[k])
         colour = colours[schema.landmark_kinds[k]]
         ax.plot(x, y, "+", color=colour, markersize=12, markeredgewidth=2)
-        grades = "/".join(",".join(p.grades) for p in sorted(points, key=lambda p: -(p.score or 0)))
         ax.text(
             x + w * 0.03,
             y,
-            f"{name} {grades} {best.score:.2f}",
+            label,
             color=colour,
             fontsize=9,
             va="center",
