@@ -5,6 +5,12 @@ Used by ``spine-kp pretrain``. Layout of the output folder::
     OUT/phantoms/studies/, OUT/phantoms/annotations.json   the randomised phantom set (``synth --randomize``)
     OUT/config.yaml, OUT/checkpoints/best.ckpt, last.ckpt  the training run (as ``spine-kp train``)
     OUT/logs/                                              TensorBoard and CSV logs
+    OUT/member_2/, OUT/member_3/ ...                       with ``members`` > 1: the same per further phantom seed
+    OUT/ensemble.ckpt                                      with ``members`` > 1: all members as one model (their mean)
+
+Several members are for predicting with pretraining alone: their mean places more landmarks within 8 mm on real
+studies than any one of them (README, "The Tianchi 2020 task", Zero-shot); ``--init`` still takes one network, the
+first member's ``OUT/checkpoints/best.ckpt``.
 
 Both stages resume: a complete phantom set is reused (an incomplete one is rewritten), and ``resume=True``
 continues training from ``OUT/checkpoints/last.ckpt``.
@@ -16,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spine_kp.engine.config import ExperimentConfig
 from spine_kp.engine.train import TrainResult, replace_data_paths, train
@@ -107,6 +114,40 @@ def run_pretrain(
     result = train(replace_data_paths(cfg, phantoms / "studies", phantoms / "annotations.json"), out, resume=resuming)
     seconds["train"] = time.perf_counter() - t
     return PretrainResult(phantoms, result, seconds)
+
+
+ENSEMBLE_FILE = "ensemble.ckpt"
+
+
+def member_folder(out: str | Path, k: int) -> Path:
+    """Member k's run folder (k from 0): ``out`` itself for the first, so its checkpoint stays the one to fine-tune
+    from, ``out/member_{k + 1}`` for the others."""
+    return Path(out) if k == 0 else Path(out) / f"member_{k + 1}"
+
+
+def run_pretrain_members(
+    cfg: ExperimentConfig, out: str | Path, members: int, seed: int = 0, **options: Any
+) -> tuple[list[PretrainResult], Path]:
+    """:func:`run_pretrain` ``members`` times, member k on phantom seed ``seed + k`` in :func:`member_folder`, then
+    the members as one ensemble file ``out/ensemble.ckpt``. ``options``: the other arguments of :func:`run_pretrain`.
+
+    Returns:
+        The members' results and the ensemble file.
+    """
+    from spine_kp.checkpoint import load_checkpoint
+    from spine_kp.fold_ensemble import write_ensemble
+
+    if members < 2:
+        raise ValueError(f"an ensemble needs at least 2 members, got {members}")
+    results = []
+    for k in range(members):
+        options.get("log", print)(f"member {k + 1}/{members}: phantom seed {seed + k} -> {member_folder(out, k)}")
+        results.append(run_pretrain(cfg, member_folder(out, k), seed=seed + k, **options))
+    checkpoints = [r.checkpoint for r in results]
+    if any(c is None for c in checkpoints):
+        raise RuntimeError("a member wrote no checkpoint")
+    path = write_ensemble([load_checkpoint(c) for c in checkpoints if c is not None], Path(out) / ENSEMBLE_FILE)
+    return results, path
 
 
 STAGE_STUDIES = 300  # phantom studies for the crop stage (measured: 3.3 min of synth on 1 core, 4.6 training)

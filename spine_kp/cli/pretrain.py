@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sagittal matrix rows of the phantoms (default 288)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="synth processes (default 2)")
     p.add_argument("--resume", action="store_true", help="continue training from OUT/checkpoints/last.ckpt")
+    p.add_argument("--members", type=int, default=1,
+                   help="pretrain N networks on phantom seeds SEED..SEED+N-1 and join them in OUT/ensemble.ckpt, "
+                   "to predict with pretraining alone (default 1)")  # fmt: skip
     p.epilog = "Config overrides work as in train: --trainer.max_epochs 5"
 
 
@@ -36,23 +39,34 @@ def checked_config(args: argparse.Namespace) -> ExperimentConfig:
 
     if args.studies < 2:
         raise UserError(f"--studies must be at least 2, got {args.studies}")
+    if not 1 <= getattr(args, "members", 1) <= 16:
+        raise UserError(f"--members must be in 1..16, got {args.members}")
     if args.size is not None and not 32 <= args.size <= 1024:
         raise UserError(f"--size must be in 32..1024, got {args.size}")
     return load_experiment(args.config, parse_override_args(list(getattr(args, "overrides", []) or [])))
 
 
 def run(args: argparse.Namespace) -> int:
-    from spine_kp.pretrain import PRETRAIN_SIZE, run_pretrain
+    from spine_kp.pretrain import PRETRAIN_SIZE, run_pretrain, run_pretrain_members
 
     cfg = checked_config(args)
     t0 = time.perf_counter()
-    result = run_pretrain(
-        cfg, args.out, args.studies, args.seed, args.workers, resume=args.resume,
-        size=args.size or PRETRAIN_SIZE, log=lambda m: print(f"\n== {m}", flush=True),
-    )  # fmt: skip
+    common = dict(studies=args.studies, seed=args.seed, workers=args.workers, resume=args.resume,
+                  size=args.size or PRETRAIN_SIZE, log=lambda m: print(f"\n== {m}", flush=True))  # fmt: skip
+    if args.members > 1:
+        results, ensemble = run_pretrain_members(cfg, args.out, args.members, **common)
+        result = results[0]
+    else:
+        result, ensemble = run_pretrain(cfg, args.out, **common), None
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s ({stages})")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s (first member: {stages})" if ensemble else
+          f"\ntotal {time.perf_counter() - t0:.0f} s ({stages})")  # fmt: skip
     print(f"checkpoint: {result.checkpoint}")
+    if ensemble is not None:
+        print(
+            f"ensemble of {args.members} members: {ensemble} (predict with it: spine-kp predict ROOT --checkpoint "
+            f"{ensemble} -o PRED.json)"
+        )
     print(f"fine-tune from it: spine-kp train --config finetune_cpu --init {result.checkpoint} --data ROOT "
           "--annotations GT.json --out RUN")  # fmt: skip
     return 0

@@ -51,3 +51,26 @@ def test_pretrain_resumes_training_and_reuses_the_phantoms(pretrained: Path, cap
 def test_pretrain_rejects_too_few_studies(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["pretrain", "--out", str(tmp_path), "--studies", "1"]) == 2
     assert capsys.readouterr().err.startswith("error: --studies")
+
+
+def test_pretrain_members_train_on_their_own_seeds_and_join_in_one_ensemble(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from spine_kp.fold_ensemble import load_ensemble
+
+    out = tmp_path / "pre"
+    code = main(["pretrain", "--out", str(out), "--studies", "3", "--size", "96", "--workers", "1", "--seed", "4",
+                 "--members", "2", "--trainer.max_epochs", "1", *TINY])  # fmt: skip
+    assert code == 0
+    first, second = out / "checkpoints" / "best.ckpt", out / "member_2" / "checkpoints" / "best.ckpt"
+    assert first.is_file() and second.is_file()  # the first member stays where --init looks for it
+    ensemble = load_ensemble(out / "ensemble.ckpt")
+    assert len(ensemble.members) == 2 and [Path(s) for s in ensemble.sources] == [first, second]
+    sets = [json.loads((d / "phantoms" / "annotations.json").read_text()) for d in (out, out / "member_2")]
+    assert sets[0] != sets[1]  # phantom seeds 4 and 5
+    assert f"ensemble of 2 members: {out / 'ensemble.ckpt'}" in capsys.readouterr().out
+
+
+def test_pretrain_rejects_a_bad_member_count(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["pretrain", "--out", str(tmp_path), "--members", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --members")
