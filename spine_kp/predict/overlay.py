@@ -27,10 +27,10 @@ def overlay_label(pred: SlicePrediction, schema: Schema, name: str) -> str | Non
     kind = schema.kind_of(name)
     spec = schema.kind(kind)
     row = pred.grade_probs[kind][schema.landmarks_of_kind(kind).index(name)]
-    confident = [spec.grades[i] for i in chosen_grades(row, spec.multi_label)]
-    written = {g for p in points for g in p.grades}
-    alternatives = len(written - set(confident))
-    return f"{name} {'/'.join(confident)} {best.score:.2f}" + (f" +{alternatives} alt" if alternatives else "")
+    confident = [spec.grades[i] for i in chosen_grades(row, spec.multi_label) if row[i] > 0]  # none: ungraded
+    alternatives = len({g for p in points for g in p.grades} - set(confident))
+    text = " ".join([name, *(["/".join(confident)] if confident else []), f"{best.score:.2f}"])
+    return text + (f" +{alternatives} alt" if alternatives else "")
 
 
 def draw_overlay(pred: SlicePrediction, schema: Schema, path: str | Path, dpi: int = 110) -> Path:

@@ -39,3 +39,6 @@ def test_the_label_shows_the_confident_grades_and_counts_the_alternatives() -> N
         assert re.fullmatch(rf"L3-L4 v2/v5 0\.\d\d{re.escape(disc_alt)}", overlay_label(pred, SCHEMA, "L3-L4") or "")
         assert re.fullmatch(rf"L3 v2 0\.\d\d{re.escape(vertebra_alt)}", overlay_label(pred, SCHEMA, "L3") or "")
     assert overlay_label(plain, SCHEMA, "L5-S1") is None and overlay_label(every, SCHEMA, "L5-S1") is None
+    ungraded = SlicePrediction(plain.slice, plain.record, plain.coords, plain.peaks,
+                               {k: np.zeros_like(v) for k, v in plain.grade_probs.items()})  # fmt: skip
+    assert re.fullmatch(r"L3 0\.\d\d( \+1 alt)?", overlay_label(ungraded, SCHEMA, "L3") or "")  # no grade invented
